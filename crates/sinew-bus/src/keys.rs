@@ -1,0 +1,134 @@
+//! Key names: built here and nowhere else.
+//!
+//! Keys follow zenoh-bridge-ros2dds: the ROS topic name without its leading slash, robot
+//! namespace first (`/so101/joint_states` is `so101/joint_states`). A ROS 2 robot behind that
+//! bridge therefore publishes and subscribes on exactly the keys Sinew uses.
+
+use sinew_msgs::MessageKind;
+
+use crate::BusError;
+
+/// The keys of one robot, under its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RobotKeys {
+    namespace: String,
+}
+
+impl RobotKeys {
+    /// Keys under `namespace` (e.g. `so101`). A namespace is one or more `/`-separated chunks
+    /// of ASCII letters, digits, `_` and `-`.
+    pub fn new(namespace: &str) -> Result<Self, BusError> {
+        let ns = namespace.trim_matches('/');
+        let valid = !ns.is_empty()
+            && ns.split('/').all(|chunk| {
+                !chunk.is_empty()
+                    && chunk
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !valid {
+            return Err(BusError::InvalidKey {
+                key: namespace.to_owned(),
+                reason: "a robot namespace is /-separated chunks of letters, digits, '_' and '-'"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            namespace: ns.to_owned(),
+        })
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `sensor_msgs/JointState`, measured: `<ns>/joint_states`.
+    pub fn joint_states(&self) -> String {
+        format!("{}/joint_states", self.namespace)
+    }
+
+    /// `trajectory_msgs/JointTrajectory`, commanded: `<ns>/joint_commands`.
+    pub fn joint_commands(&self) -> String {
+        format!("{}/joint_commands", self.namespace)
+    }
+
+    /// `std_msgs/String`, the language instruction: `<ns>/instruction`.
+    pub fn instruction(&self) -> String {
+        format!("{}/instruction", self.namespace)
+    }
+
+    /// `sensor_msgs/Image` (colour): `<ns>/camera/<camera>/image_raw`.
+    pub fn camera_image(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/image_raw", self.namespace)
+    }
+
+    /// `sensor_msgs/Image` (depth, `32FC1` metres): `<ns>/camera/<camera>/depth/image_raw`.
+    pub fn camera_depth(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/depth/image_raw", self.namespace)
+    }
+
+    /// `sensor_msgs/CompressedImage`: `<ns>/camera/<camera>/image_raw/compressed`.
+    pub fn camera_compressed(&self, camera: &str) -> String {
+        format!("{}/camera/{camera}/image_raw/compressed", self.namespace)
+    }
+
+    /// A key expression matching every key of this robot: `<ns>/**`.
+    pub fn all(&self) -> String {
+        format!("{}/**", self.namespace)
+    }
+}
+
+/// The zenoh key for a ROS topic name, as zenoh-bridge-ros2dds maps it.
+pub fn key_from_ros_topic(topic: &str) -> String {
+    topic.trim_start_matches('/').to_owned()
+}
+
+/// The message type carried on `key`, inferred from its last chunks by the conventions above.
+pub fn kind_for_key(key: &str) -> Option<MessageKind> {
+    let last = key.rsplit('/').next()?;
+    match last {
+        "joint_states" => Some(MessageKind::JointState),
+        "joint_commands" | "joint_trajectory" => Some(MessageKind::JointTrajectory),
+        "image_raw" | "image_rect" | "image_rect_color" | "image" => Some(MessageKind::Image),
+        "compressed" => Some(MessageKind::CompressedImage),
+        "instruction" => Some(MessageKind::String),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_ros2dds_bridge() {
+        let k = RobotKeys::new("/so101/").expect("valid");
+        assert_eq!(k.joint_states(), key_from_ros_topic("/so101/joint_states"));
+        assert_eq!(k.joint_commands(), "so101/joint_commands");
+        assert_eq!(k.instruction(), "so101/instruction");
+        assert_eq!(k.camera_image("front"), "so101/camera/front/image_raw");
+        assert_eq!(
+            kind_for_key(&k.camera_depth("wrist")),
+            Some(MessageKind::Image)
+        );
+        assert_eq!(
+            kind_for_key(&k.camera_compressed("front")),
+            Some(MessageKind::CompressedImage)
+        );
+        assert_eq!(kind_for_key(&k.joint_states()), Some(MessageKind::JointState));
+        assert_eq!(
+            kind_for_key(&k.joint_commands()),
+            Some(MessageKind::JointTrajectory)
+        );
+        assert_eq!(kind_for_key("so101/unknown"), None);
+    }
+
+    #[test]
+    fn bad_namespaces_are_rejected() {
+        for ns in ["", "a//b", "so 101", "so101/*", "x/**"] {
+            assert!(RobotKeys::new(ns).is_err(), "{ns:?}");
+        }
+        assert!(RobotKeys::new("lab/arm-2").is_ok());
+    }
+}

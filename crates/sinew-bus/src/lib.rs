@@ -1,0 +1,657 @@
+//! Sinew's zenoh adapter: the session, key names, typed publishers and subscribers.
+//!
+//! Payloads are ROS 2 CDR ([`sinew_msgs`]) on keys named like zenoh-bridge-ros2dds names them
+//! ([`keys`]), so a ROS 2 robot behind that bridge and Sinew processes share one bus.
+//!
+//! ```no_run
+//! use sinew_bus::{Bus, BusConfig, keys::RobotKeys};
+//! use sinew_msgs::JointState;
+//! # fn main() -> Result<(), sinew_bus::BusError> {
+//! let bus = Bus::open(&BusConfig::default())?;          // finds the other local processes
+//! let keys = RobotKeys::new("so101")?;
+//! let state = bus.latest::<JointState>(&keys.joint_states())?;
+//! if let Some(s) = state.wait_new(std::time::Duration::from_millis(100)) {
+//!     println!("{:?} received {:?} after capture", s.msg.position, s.age_at_receipt());
+//! }
+//! bus.close();
+//! # Ok(()) }
+//! ```
+//!
+//! Malformed payloads never reach the caller: they are counted per subscriber
+//! ([`SubscriberStats`]) and logged with the key and the defect.
+
+pub mod config;
+pub mod keys;
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sinew_msgs::{DecodeError, Message, Time};
+use zenoh::qos::{CongestionControl, Priority};
+use zenoh::sample::Sample;
+use zenoh::shm::{GarbageCollect, PosixShmProviderBackend, ShmProvider, ShmProviderBuilder};
+use zenoh::Wait;
+
+pub use config::{BusConfig, SessionRole, DEFAULT_HUB_PORT};
+
+/// Payloads at least this large are published through shared memory when it is enabled.
+pub const SHM_THRESHOLD_BYTES: usize = 16 * 1024;
+/// Size of this process's shared-memory pool.
+const SHM_POOL_BYTES: usize = 64 << 20;
+
+/// Errors of the bus adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A configuration value was rejected.
+    #[error("bus configuration: {what}: {reason}")]
+    Config {
+        /// The option or file.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The zenoh session could not be opened.
+    #[error("could not open the zenoh session ({role:?}): {reason}")]
+    Open {
+        /// What the session tried to be.
+        role: SessionRole,
+        /// zenoh's error.
+        reason: String,
+    },
+    /// A key or namespace is not valid.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A declaration or a put failed.
+    #[error("zenoh {op} on {key:?} failed: {reason}")]
+    Zenoh {
+        /// What was attempted.
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// zenoh's error.
+        reason: String,
+    },
+    /// A payload that is not a valid message of the key's type.
+    #[error("malformed {type_name} on {key}: {source}")]
+    Decode {
+        /// The key it arrived on.
+        key: String,
+        /// The type it was decoded as.
+        type_name: &'static str,
+        /// The defect.
+        #[source]
+        source: DecodeError,
+    },
+}
+
+fn zerr(op: &'static str, key: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Zenoh {
+        op,
+        key: key.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A connection to the bus. Cheap to share by reference; close it with [`Bus::close`].
+pub struct Bus {
+    session: zenoh::Session,
+    role: SessionRole,
+    shm: Option<Arc<ShmProvider<PosixShmProviderBackend>>>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("zid", &self.session.zid().to_string())
+            .field("role", &self.role)
+            .field("shared_memory", &self.shm.is_some())
+            .finish()
+    }
+}
+
+impl Bus {
+    /// Opens a session as `config` says (see [`BusConfig`] for the default behaviour).
+    pub fn open(config: &BusConfig) -> Result<Self, BusError> {
+        let (session, role) = if config.is_explicit() {
+            let s = zenoh::open(config.explicit_config()?)
+                .wait()
+                .map_err(|e| BusError::Open {
+                    role: SessionRole::Configured,
+                    reason: e.to_string(),
+                })?;
+            (s, SessionRole::Configured)
+        } else {
+            match zenoh::open(config.hub_config()?).wait() {
+                Ok(s) => (s, SessionRole::Hub),
+                Err(hub_err) => {
+                    tracing::debug!(
+                        port = config.hub_port,
+                        error = %hub_err,
+                        "hub port taken, joining the existing hub"
+                    );
+                    let s = zenoh::open(config.hub_client_config()?)
+                        .wait()
+                        .map_err(|e| BusError::Open {
+                            role: SessionRole::HubClient,
+                            reason: format!("{e} (as hub: {hub_err})"),
+                        })?;
+                    (s, SessionRole::HubClient)
+                }
+            }
+        };
+        let shm = if config.shared_memory {
+            match ShmProviderBuilder::default_backend(SHM_POOL_BYTES).wait() {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared memory unavailable, using plain buffers");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        tracing::debug!(zid = %session.zid(), ?role, "bus session open");
+        Ok(Self { session, role, shm })
+    }
+
+    /// What this session became when it opened.
+    pub fn role(&self) -> &SessionRole {
+        &self.role
+    }
+
+    /// This session's zenoh id.
+    pub fn id(&self) -> String {
+        self.session.zid().to_string()
+    }
+
+    /// The underlying zenoh session, for what this crate does not wrap.
+    pub fn session(&self) -> &zenoh::Session {
+        &self.session
+    }
+
+    /// A publisher of `M` on `key` with [`Qos::default`].
+    pub fn publisher<M: Message>(&self, key: &str) -> Result<Publisher<M>, BusError> {
+        self.publisher_with(key, Qos::default())
+    }
+
+    /// A publisher of `M` on `key` with the given quality of service.
+    pub fn publisher_with<M: Message>(&self, key: &str, qos: Qos) -> Result<Publisher<M>, BusError> {
+        let inner = self
+            .session
+            .declare_publisher(key.to_owned())
+            .congestion_control(if qos.block_when_congested {
+                CongestionControl::Block
+            } else {
+                CongestionControl::Drop
+            })
+            .priority(qos.priority)
+            .express(qos.express)
+            .wait()
+            .map_err(|e| zerr("declare_publisher", key, e))?;
+        Ok(Publisher {
+            inner,
+            key: key.to_owned(),
+            shm: if qos.shared_memory { self.shm.clone() } else { None },
+            sent: AtomicU64::new(0),
+            _m: PhantomData,
+        })
+    }
+
+    /// A latest-value subscriber: keeps only the newest message, never a queue of stale ones.
+    /// Use it for sensor streams.
+    pub fn latest<M: Message + Send + 'static>(&self, key: &str) -> Result<Latest<M>, BusError> {
+        let shared = Arc::new(LatestShared {
+            slot: Mutex::new(Slot {
+                value: None,
+                fresh: false,
+            }),
+            cond: Condvar::new(),
+            stats: Counters::default(),
+        });
+        let cb = shared.clone();
+        let key_owned = key.to_owned();
+        let sub = self
+            .session
+            .declare_subscriber(key.to_owned())
+            .callback(move |sample| {
+                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb.stats) {
+                    let mut slot = lock(&cb.slot);
+                    if slot.fresh {
+                        cb.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    slot.value = Some(r);
+                    slot.fresh = true;
+                    drop(slot);
+                    cb.cond.notify_all();
+                }
+            })
+            .wait()
+            .map_err(|e| zerr("declare_subscriber", key, e))?;
+        Ok(Latest {
+            shared,
+            _sub: sub,
+            key: key.to_owned(),
+        })
+    }
+
+    /// A queueing subscriber holding at most `capacity` messages; when the reader falls behind,
+    /// new messages are dropped and counted. Use it for commands and events.
+    pub fn subscribe<M: Message + Send + 'static>(
+        &self,
+        key: &str,
+        capacity: usize,
+    ) -> Result<Subscriber<M>, BusError> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let stats = Arc::new(Counters::default());
+        let cb_stats = stats.clone();
+        let key_owned = key.to_owned();
+        let sub = self
+            .session
+            .declare_subscriber(key.to_owned())
+            .callback(move |sample| {
+                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb_stats) {
+                    if tx.try_send(r).is_err() {
+                        cb_stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .wait()
+            .map_err(|e| zerr("declare_subscriber", key, e))?;
+        Ok(Subscriber {
+            rx,
+            stats,
+            _sub: sub,
+            key: key.to_owned(),
+        })
+    }
+
+    /// Raw samples on a key expression (wildcards allowed), undecoded, for tools that inspect
+    /// any traffic. At most `capacity` are queued; the rest are dropped and counted.
+    pub fn subscribe_raw(&self, key_expr: &str, capacity: usize) -> Result<RawSubscriber, BusError> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let stats = Arc::new(Counters::default());
+        let cb_stats = stats.clone();
+        let sub = self
+            .session
+            .declare_subscriber(key_expr.to_owned())
+            .callback(move |sample| {
+                let raw = RawSample::from_sample(&sample);
+                cb_stats.received.fetch_add(1, Ordering::Relaxed);
+                if tx.try_send(raw).is_err() {
+                    cb_stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .wait()
+            .map_err(|e| zerr("declare_subscriber", key_expr, e))?;
+        Ok(RawSubscriber {
+            rx,
+            stats,
+            _sub: sub,
+        })
+    }
+
+    /// Publishes one raw payload on `key` (for tools and tests that need to send bytes that
+    /// are not a valid message).
+    pub fn put_raw(&self, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.session
+            .put(key.to_owned(), payload)
+            .wait()
+            .map_err(|e| zerr("put", key, e))
+    }
+
+    /// Closes the session: undeclares everything and closes its connections.
+    pub fn close(self) {
+        if let Err(e) = self.session.close().wait() {
+            tracing::warn!(error = %e, "closing the zenoh session");
+        }
+    }
+}
+
+/// Quality of service of a publisher.
+#[derive(Debug, Clone, Copy)]
+pub struct Qos {
+    /// Send at once instead of batching (lower latency, more packets).
+    pub express: bool,
+    /// zenoh priority.
+    pub priority: Priority,
+    /// Wait for the transport instead of dropping when it is congested.
+    pub block_when_congested: bool,
+    /// Use shared memory for payloads of at least [`SHM_THRESHOLD_BYTES`] when the session has it.
+    pub shared_memory: bool,
+}
+
+impl Default for Qos {
+    /// Low-latency sensor or command stream: express, `DataHigh`, drop when congested, shared
+    /// memory for large payloads.
+    fn default() -> Self {
+        Self {
+            express: true,
+            priority: Priority::DataHigh,
+            block_when_congested: false,
+            shared_memory: true,
+        }
+    }
+}
+
+/// A typed publisher.
+pub struct Publisher<M> {
+    inner: zenoh::pubsub::Publisher<'static>,
+    key: String,
+    shm: Option<Arc<ShmProvider<PosixShmProviderBackend>>>,
+    sent: AtomicU64,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M> std::fmt::Debug for Publisher<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("key", &self.key).finish()
+    }
+}
+
+impl<M: Message> Publisher<M> {
+    /// The key published on.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Messages published so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Encodes and publishes `msg`. Large payloads are encoded straight into a shared-memory
+    /// buffer when the session has one.
+    pub fn put(&self, msg: &M) -> Result<(), BusError> {
+        let len = msg.encoded_len();
+        let shm_buf = match &self.shm {
+            Some(p) if len >= SHM_THRESHOLD_BYTES => p
+                .alloc(len)
+                .with_policy::<GarbageCollect>()
+                .wait()
+                .ok(),
+            _ => None,
+        };
+        let res = match shm_buf {
+            Some(mut buf) if msg.write_cdr_into(&mut buf[..]) => self.inner.put(buf).wait(),
+            _ => self.inner.put(msg.to_cdr()).wait(),
+        };
+        res.map_err(|e| zerr("put", &self.key, e))?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A decoded message with its receive time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received<M> {
+    /// The message.
+    pub msg: M,
+    /// The key it arrived on.
+    pub key: String,
+    /// Monotonic receive time (this process).
+    pub received_at: Instant,
+    /// Wall-clock receive time.
+    pub received_time: Time,
+}
+
+impl<M> Received<M> {
+    /// Wall-clock delay from `stamp` (the sender's capture time) to receipt; negative delays
+    /// (clock skew between machines) give `None`.
+    pub fn latency_from(&self, stamp: Time) -> Option<Duration> {
+        let ns = self.received_time.as_nanos() - stamp.as_nanos();
+        u64::try_from(ns).ok().map(Duration::from_nanos)
+    }
+}
+
+impl Received<sinew_msgs::JointState> {
+    /// Delay from the header stamp to receipt.
+    pub fn age_at_receipt(&self) -> Option<Duration> {
+        self.latency_from(self.msg.header.stamp)
+    }
+}
+
+/// An undecoded sample.
+#[derive(Debug, Clone)]
+pub struct RawSample {
+    /// The key it arrived on.
+    pub key: String,
+    /// The payload bytes.
+    pub payload: Bytes,
+    /// Monotonic receive time.
+    pub received_at: Instant,
+    /// Wall-clock receive time.
+    pub received_time: Time,
+}
+
+impl RawSample {
+    fn from_sample(sample: &Sample) -> Self {
+        Self {
+            key: sample.key_expr().as_str().to_owned(),
+            payload: payload_bytes(sample),
+            received_at: Instant::now(),
+            received_time: Time::now(),
+        }
+    }
+}
+
+/// The payload as one contiguous buffer, copied exactly once whatever zenoh's fragmentation.
+fn payload_bytes(sample: &Sample) -> Bytes {
+    match sample.payload().to_bytes() {
+        Cow::Borrowed(s) => Bytes::copy_from_slice(s),
+        Cow::Owned(v) => Bytes::from(v),
+    }
+}
+
+fn decode_sample<M: Message>(sample: &Sample, key: &str, stats: &Counters) -> Option<Received<M>> {
+    let received_at = Instant::now();
+    let received_time = Time::now();
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    let payload = payload_bytes(sample);
+    let actual_key = sample.key_expr().as_str();
+    match M::from_cdr(&payload) {
+        Ok(msg) => Some(Received {
+            msg,
+            key: actual_key.to_owned(),
+            received_at,
+            received_time,
+        }),
+        Err(source) => {
+            let n = stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+            let err = BusError::Decode {
+                key: actual_key.to_owned(),
+                type_name: M::DEF.name,
+                source,
+            };
+            // Log the first few, then every 100th, so a flood cannot drown the log.
+            if n <= 5 || n % 100 == 0 {
+                tracing::warn!(subscription = key, count = n, "{err}");
+            }
+            *lock(&stats.last_error) = Some(err.to_string());
+            None
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    dropped: AtomicU64,
+    malformed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    fn snapshot(&self) -> SubscriberStats {
+        SubscriberStats {
+            received: self.received.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+}
+
+/// What a subscriber has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Samples that arrived (valid or not).
+    pub received: u64,
+    /// Valid messages never handed out: overwritten by a newer one (latest-value) or refused by
+    /// a full queue.
+    pub dropped: u64,
+    /// Payloads that did not decode.
+    pub malformed: u64,
+    /// The last decode error, naming the key and the defect.
+    pub last_error: Option<String>,
+}
+
+struct Slot<M> {
+    value: Option<Received<M>>,
+    /// True while `value` has not been taken.
+    fresh: bool,
+}
+
+struct LatestShared<M> {
+    slot: Mutex<Slot<M>>,
+    cond: Condvar,
+    stats: Counters,
+}
+
+/// Latest-value subscriber: holds only the newest message. A message replaced before it was
+/// taken counts as dropped; a message is handed out by `take`/`wait_new` at most once, so the
+/// reader never sees a stale queued frame.
+pub struct Latest<M> {
+    shared: Arc<LatestShared<M>>,
+    _sub: zenoh::pubsub::Subscriber<()>,
+    key: String,
+}
+
+impl<M> std::fmt::Debug for Latest<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Latest").field("key", &self.key).finish()
+    }
+}
+
+impl<M: Clone> Latest<M> {
+    /// The key expression subscribed to.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The newest message if it has not been taken yet.
+    pub fn take(&self) -> Option<Received<M>> {
+        let mut slot = lock(&self.shared.slot);
+        if slot.fresh {
+            slot.fresh = false;
+            slot.value.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Waits up to `timeout` for a message not taken yet, and takes it.
+    pub fn wait_new(&self, timeout: Duration) -> Option<Received<M>> {
+        let deadline = Instant::now() + timeout;
+        let mut slot = lock(&self.shared.slot);
+        while !slot.fresh {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            slot = self
+                .shared
+                .cond
+                .wait_timeout(slot, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        slot.fresh = false;
+        slot.value.clone()
+    }
+
+    /// The newest message, taken or not (for example to hold on to the last joint state).
+    pub fn peek(&self) -> Option<Received<M>> {
+        lock(&self.shared.slot).value.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SubscriberStats {
+        self.shared.stats.snapshot()
+    }
+}
+
+/// Queueing subscriber with a bounded queue.
+pub struct Subscriber<M> {
+    rx: crossbeam_channel::Receiver<Received<M>>,
+    stats: Arc<Counters>,
+    _sub: zenoh::pubsub::Subscriber<()>,
+    key: String,
+}
+
+impl<M> std::fmt::Debug for Subscriber<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").field("key", &self.key).finish()
+    }
+}
+
+impl<M> Subscriber<M> {
+    /// The next queued message, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Received<M>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next queued message, if any.
+    pub fn try_recv(&self) -> Option<Received<M>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The channel, for `select!` with other sources.
+    pub fn receiver(&self) -> &crossbeam_channel::Receiver<Received<M>> {
+        &self.rx
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats.snapshot()
+    }
+}
+
+/// Subscriber of undecoded samples.
+pub struct RawSubscriber {
+    rx: crossbeam_channel::Receiver<RawSample>,
+    stats: Arc<Counters>,
+    _sub: zenoh::pubsub::Subscriber<()>,
+}
+
+impl std::fmt::Debug for RawSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSubscriber").finish()
+    }
+}
+
+impl RawSubscriber {
+    /// The next sample, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<RawSample> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The channel, for `select!` with other sources.
+    pub fn receiver(&self) -> &crossbeam_channel::Receiver<RawSample> {
+        &self.rx
+    }
+
+    /// Counters (`malformed` is always 0: nothing is decoded here).
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats.snapshot()
+    }
+}
