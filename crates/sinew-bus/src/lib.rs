@@ -301,9 +301,14 @@ impl Bus {
 
     /// Publishes one raw payload on `key` (for tools and tests that need to send bytes that
     /// are not a valid message).
+    /// It goes out with [`Qos::default`]'s priority, so it stays in order with typed messages.
     pub fn put_raw(&self, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let qos = Qos::default();
         self.session
             .put(key.to_owned(), payload)
+            .priority(qos.priority)
+            .express(qos.express)
+            .congestion_control(CongestionControl::Block)
             .wait()
             .map_err(|e| zerr("put", key, e))
     }
@@ -366,6 +371,38 @@ impl<M: Message> Publisher<M> {
     /// Messages published so far.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Whether some subscriber on the bus currently matches this publisher's key.
+    pub fn has_subscribers(&self) -> bool {
+        self.inner
+            .matching_status()
+            .wait()
+            .map(|s| s.matching())
+            .unwrap_or(false)
+    }
+
+    /// Waits up to `timeout` until some subscriber matches this publisher's key (declarations
+    /// take a moment to travel). Returns whether one does.
+    pub fn wait_for_subscribers(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        // Declare the listener before checking, so a match in between is not missed.
+        let listener = match self.inner.matching_listener().wait() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "matching listener");
+                return self.has_subscribers();
+            }
+        };
+        if self.has_subscribers() {
+            return true;
+        }
+        while let Ok(Some(status)) = listener.recv_deadline(deadline) {
+            if status.matching() {
+                return true;
+            }
+        }
+        self.has_subscribers()
     }
 
     /// Encodes and publishes `msg`. Large payloads are encoded straight into a shared-memory

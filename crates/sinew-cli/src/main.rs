@@ -1,1 +1,98 @@
-fn main() {}
+//! `sinew`: the command-line tool of the Sinew embodied-agent runtime.
+//!
+//! It wires the adapter crates together. Today: inspecting and driving the bus
+//! (`sinew topics ...`) and measuring it (`sinew bench bus`).
+
+mod bench;
+mod stop;
+mod topics;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use sinew_bus::{BusConfig, DEFAULT_HUB_PORT};
+
+/// Sinew: a runtime for vision-language-action robot control.
+#[derive(Debug, Parser)]
+#[command(name = "sinew", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(flatten)]
+    bus: BusArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How to join the bus. With none of these, Sinew processes on this machine find each other
+/// through a loopback hub and nothing outside the machine can reach them.
+#[derive(Debug, Args)]
+struct BusArgs {
+    /// Connect to a zenoh endpoint, e.g. tcp/192.168.1.20:7447 (repeatable).
+    #[arg(long, value_name = "ENDPOINT", global = true)]
+    connect: Vec<String>,
+    /// Listen on a zenoh endpoint, e.g. tcp/0.0.0.0:7447 (repeatable).
+    #[arg(long, value_name = "ENDPOINT", global = true)]
+    listen: Vec<String>,
+    /// A zenoh JSON5 configuration file (--connect/--listen are added to it).
+    #[arg(long, value_name = "FILE", global = true)]
+    zenoh_config: Option<PathBuf>,
+    /// Loopback port of the default local hub.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_HUB_PORT, global = true)]
+    hub_port: u16,
+    /// Do not use zenoh's shared-memory transport for large payloads.
+    #[arg(long, global = true)]
+    no_shm: bool,
+}
+
+impl BusArgs {
+    fn config(&self) -> BusConfig {
+        BusConfig {
+            connect: self.connect.clone(),
+            listen: self.listen.clone(),
+            config_file: self.zenoh_config.clone(),
+            hub_port: self.hub_port,
+            shared_memory: !self.no_shm,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and publish bus traffic.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// Measure Sinew's performance.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,zenoh=warn",
+        2 => "debug,zenoh=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let stop = stop::Stop::install()?;
+    let bus = cli.bus.config();
+    match cli.command {
+        Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
+        Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
+    }
+}

@@ -116,6 +116,7 @@ pub trait Message: Sized + Clone + std::fmt::Debug + PartialEq {
 /// `builtin_interfaces/msg/Time`: seconds and nanoseconds since the Unix epoch (or since the
 /// start of simulated time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Time {
     /// Whole seconds.
     pub sec: i32,
@@ -125,6 +126,7 @@ pub struct Time {
 
 /// `builtin_interfaces/msg/Duration`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Duration {
     /// Whole seconds.
     pub sec: i32,
@@ -230,6 +232,7 @@ impl Message for Duration {
 
 /// `std_msgs/msg/Header`: when the data was captured and in which coordinate frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Header {
     /// Capture time.
     pub stamp: Time,
@@ -275,6 +278,7 @@ impl Message for Header {
 
 /// `std_msgs/msg/String` (named `StringMsg` to keep `String` for Rust's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StringMsg {
     /// The text.
     pub data: String,
@@ -302,6 +306,7 @@ impl Message for StringMsg {
 
 /// `sensor_msgs/msg/Image`: an uncompressed image. `data` holds `height` rows of `step` bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Image {
     /// Capture time and camera optical frame.
     pub header: Header,
@@ -504,6 +509,7 @@ impl Message for Image {
 
 /// `sensor_msgs/msg/CompressedImage`: a JPEG or PNG image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CompressedImage {
     /// Capture time and camera optical frame.
     pub header: Header,
@@ -538,20 +544,17 @@ impl Message for CompressedImage {
 /// `sensor_msgs/msg/JointState`: measured joint positions (rad or m), velocities (rad/s or
 /// m/s) and efforts (N m or N). Any array may be empty; non-empty ones match `name`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JointState {
     /// Time of measurement.
     pub header: Header,
     /// Joint names.
-    #[serde(default)]
     pub name: Vec<String>,
     /// Positions, rad or m.
-    #[serde(default)]
     pub position: Vec<f64>,
     /// Velocities, rad/s or m/s.
-    #[serde(default)]
     pub velocity: Vec<f64>,
     /// Efforts, N m or N.
-    #[serde(default)]
     pub effort: Vec<f64>,
 }
 
@@ -586,34 +589,29 @@ impl Message for JointState {
 /// `trajectory_msgs/msg/JointTrajectoryPoint`: one waypoint, reached `time_from_start` after
 /// the trajectory's header stamp.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JointTrajectoryPoint {
     /// Target positions, rad or m.
-    #[serde(default)]
     pub positions: Vec<f64>,
     /// Target velocities, rad/s or m/s.
-    #[serde(default)]
     pub velocities: Vec<f64>,
     /// Target accelerations, rad/s^2 or m/s^2.
-    #[serde(default)]
     pub accelerations: Vec<f64>,
     /// Feed-forward efforts.
-    #[serde(default)]
     pub effort: Vec<f64>,
     /// When to reach this point, relative to the header stamp.
-    #[serde(default)]
     pub time_from_start: Duration,
 }
 
 /// `trajectory_msgs/msg/JointTrajectory`: the joint command Sinew publishes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct JointTrajectory {
     /// Start time of the trajectory.
     pub header: Header,
     /// Joint names, in the order of every point's arrays.
-    #[serde(default)]
     pub joint_names: Vec<String>,
     /// Waypoints.
-    #[serde(default)]
     pub points: Vec<JointTrajectoryPoint>,
 }
 
