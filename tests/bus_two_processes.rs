@@ -59,7 +59,13 @@ fn listening_bus(port: u16) -> Bus {
 
 fn state(i: u32) -> JointState {
     JointState {
-        header: Header::new(Time { sec: 10, nanosec: i }, "base_link"),
+        header: Header::new(
+            Time {
+                sec: 10,
+                nanosec: i,
+            },
+            "base_link",
+        ),
         name: vec!["shoulder_pan".into(), "gripper".into()],
         position: vec![i as f64 * 0.5, -0.25],
         velocity: vec![],
@@ -79,7 +85,8 @@ fn echo_prints_joint_states_from_another_process_and_reports_malformed_ones() {
 
     publisher.put(&state(1)).expect("put");
     let good = state(2).to_cdr();
-    bus.put_raw(key, good[..good.len() - 6].to_vec()).expect("put");
+    bus.put_raw(key, good[..good.len() - 6].to_vec())
+        .expect("put");
     let mut huge = good.clone();
     huge[4 + 8 + 4 + 12..4 + 8 + 4 + 12 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     bus.put_raw(key, huge).expect("put");
@@ -98,7 +105,10 @@ fn echo_prints_joint_states_from_another_process_and_reports_malformed_ones() {
         "{err}"
     );
     assert!(err.contains("truncated"), "{err}");
-    assert!(err.contains("field `name`") && err.contains("4294967295"), "{err}");
+    assert!(
+        err.contains("field `name`") && err.contains("4294967295"),
+        "{err}"
+    );
     assert!(err.contains("2 malformed"), "{err}");
     bus.close();
 }
@@ -108,11 +118,24 @@ fn pub_from_the_cli_reaches_a_subscriber_in_another_process() {
     let port = free_port();
     let bus = listening_bus(port);
     let key = "so101/joint_commands";
-    let sub = bus.subscribe::<JointTrajectory>(key, 16).expect("subscriber");
+    let sub = bus
+        .subscribe::<JointTrajectory>(key, 16)
+        .expect("subscriber");
     let ep = format!("tcp/127.0.0.1:{port}");
     let child = sinew(&[
-        "--connect", &ep, "topics", "pub", key, "--names", "a,b", "--positions", "0.5,-1.5",
-        "--count", "3", "--rate", "50",
+        "--connect",
+        &ep,
+        "topics",
+        "pub",
+        key,
+        "--names",
+        "a,b",
+        "--positions",
+        "0.5,-1.5",
+        "--count",
+        "3",
+        "--rate",
+        "50",
     ]);
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -182,8 +205,12 @@ fn list_shows_live_keys_with_their_types() {
     let bus = listening_bus(port);
     let ep = format!("tcp/127.0.0.1:{port}");
     let child = sinew(&["--connect", &ep, "topics", "list", "--duration", "1.5"]);
-    let js = bus.publisher::<JointState>("so101/joint_states").expect("publisher");
-    let instr = bus.publisher::<StringMsg>("so101/instruction").expect("publisher");
+    let js = bus
+        .publisher::<JointState>("so101/joint_states")
+        .expect("publisher");
+    let instr = bus
+        .publisher::<StringMsg>("so101/instruction")
+        .expect("publisher");
     assert!(js.wait_for_subscribers(WAIT));
     let mut child = Some(child);
     let mut result = None;

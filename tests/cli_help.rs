@@ -31,7 +31,10 @@ fn every_subcommand_has_help() {
         let (ok, out, _) = run(&args);
         assert!(ok, "{args:?}");
         assert!(out.contains("Usage: sinew"), "{args:?}: {out}");
-        assert!(out.contains("--connect"), "bus options are global: {args:?}");
+        assert!(
+            out.contains("--connect"),
+            "bus options are global: {args:?}"
+        );
     }
 }
 
@@ -44,8 +47,17 @@ fn bad_arguments_get_clear_errors() {
     assert!(!ok);
     assert!(err.contains("pass --type"), "{err}");
     let (ok, _, err) = run(&[
-        "--connect", "tcp/127.0.0.1:9", "topics", "pub", "so101/joint_states", "--names", "a,b",
-        "--positions", "1", "--wait-subscribers", "0",
+        "--connect",
+        "tcp/127.0.0.1:9",
+        "topics",
+        "pub",
+        "so101/joint_states",
+        "--names",
+        "a,b",
+        "--positions",
+        "1",
+        "--wait-subscribers",
+        "0",
     ]);
     assert!(!ok);
     assert!(err.contains("1 positions for 2 joint names"), "{err}");

@@ -116,7 +116,10 @@ mod tests {
             kind_for_key(&k.camera_compressed("front")),
             Some(MessageKind::CompressedImage)
         );
-        assert_eq!(kind_for_key(&k.joint_states()), Some(MessageKind::JointState));
+        assert_eq!(
+            kind_for_key(&k.joint_states()),
+            Some(MessageKind::JointState)
+        );
         assert_eq!(
             kind_for_key(&k.joint_commands()),
             Some(MessageKind::JointTrajectory)

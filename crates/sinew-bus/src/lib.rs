@@ -184,7 +184,11 @@ impl Bus {
     }
 
     /// A publisher of `M` on `key` with the given quality of service.
-    pub fn publisher_with<M: Message>(&self, key: &str, qos: Qos) -> Result<Publisher<M>, BusError> {
+    pub fn publisher_with<M: Message>(
+        &self,
+        key: &str,
+        qos: Qos,
+    ) -> Result<Publisher<M>, BusError> {
         let inner = self
             .session
             .declare_publisher(key.to_owned())
@@ -200,7 +204,11 @@ impl Bus {
         Ok(Publisher {
             inner,
             key: key.to_owned(),
-            shm: if qos.shared_memory { self.shm.clone() } else { None },
+            shm: if qos.shared_memory {
+                self.shm.clone()
+            } else {
+                None
+            },
             sent: AtomicU64::new(0),
             _m: PhantomData,
         })
@@ -276,7 +284,11 @@ impl Bus {
 
     /// Raw samples on a key expression (wildcards allowed), undecoded, for tools that inspect
     /// any traffic. At most `capacity` are queued; the rest are dropped and counted.
-    pub fn subscribe_raw(&self, key_expr: &str, capacity: usize) -> Result<RawSubscriber, BusError> {
+    pub fn subscribe_raw(
+        &self,
+        key_expr: &str,
+        capacity: usize,
+    ) -> Result<RawSubscriber, BusError> {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let stats = Arc::new(Counters::default());
         let cb_stats = stats.clone();
@@ -410,16 +422,20 @@ impl<M: Message> Publisher<M> {
     pub fn put(&self, msg: &M) -> Result<(), BusError> {
         let len = msg.encoded_len();
         let shm_buf = match &self.shm {
-            Some(p) if len >= SHM_THRESHOLD_BYTES => p
-                .alloc(len)
-                .with_policy::<GarbageCollect>()
-                .wait()
-                .ok(),
+            Some(p) if len >= SHM_THRESHOLD_BYTES => {
+                p.alloc(len).with_policy::<GarbageCollect>().wait().ok()
+            }
             _ => None,
         };
         let res = match shm_buf {
-            Some(mut buf) if msg.write_cdr_into(&mut buf[..]) => self.inner.put(buf).wait(),
-            _ => self.inner.put(msg.to_cdr()).wait(),
+            Some(mut buf) => {
+                if msg.write_cdr_into(&mut buf[..]) {
+                    self.inner.put(buf).wait()
+                } else {
+                    self.inner.put(msg.to_cdr()).wait()
+                }
+            }
+            None => self.inner.put(msg.to_cdr()).wait(),
         };
         res.map_err(|e| zerr("put", &self.key, e))?;
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -637,7 +653,9 @@ pub struct Subscriber<M> {
 
 impl<M> std::fmt::Debug for Subscriber<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("key", &self.key).finish()
+        f.debug_struct("Subscriber")
+            .field("key", &self.key)
+            .finish()
     }
 }
 

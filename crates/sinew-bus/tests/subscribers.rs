@@ -30,7 +30,13 @@ fn pair() -> (Bus, Bus) {
 
 fn state(seq: u32) -> JointState {
     JointState {
-        header: Header::new(Time { sec: 0, nanosec: seq }, "base"),
+        header: Header::new(
+            Time {
+                sec: 0,
+                nanosec: seq,
+            },
+            "base",
+        ),
         name: vec!["j".into()],
         position: vec![seq as f64],
         ..Default::default()
@@ -66,7 +72,9 @@ fn latest_value_subscriber_never_hands_out_stale_frames() {
     let mut last = 0u32;
     let mut taken = 0u64;
     while last < N {
-        let got = latest.wait_new(WAIT).expect("a fresh message before the timeout");
+        let got = latest
+            .wait_new(WAIT)
+            .expect("a fresh message before the timeout");
         let seq = got.msg.header.stamp.nanosec;
         assert!(seq > last, "stale or repeated frame: {seq} after {last}");
         last = seq;
@@ -78,13 +86,23 @@ fn latest_value_subscriber_never_hands_out_stale_frames() {
         std::hint::black_box(x);
     }
     let _publisher = writer.join().expect("writer thread");
-    assert!(latest.take().is_none(), "nothing fresh after the last frame was taken");
+    assert!(
+        latest.take().is_none(),
+        "nothing fresh after the last frame was taken"
+    );
     assert_eq!(latest.peek().map(|r| r.msg), Some(state(N)));
     let st = latest.stats();
     assert_eq!(st.received, N as u64);
     assert_eq!(st.malformed, 0);
-    assert_eq!(taken + st.dropped, N as u64, "every frame is either taken or counted as dropped");
-    assert!(st.dropped > 0, "the reader was slower, so some frames were skipped");
+    assert_eq!(
+        taken + st.dropped,
+        N as u64,
+        "every frame is either taken or counted as dropped"
+    );
+    assert!(
+        st.dropped > 0,
+        "the reader was slower, so some frames were skipped"
+    );
     a.close();
     b.close();
 }
@@ -102,12 +120,15 @@ fn malformed_payloads_on_a_live_key_are_counted_and_named() {
     let mut huge_count = good.clone();
     // The name sequence count sits right after the header (stamp 8 bytes + "base\0" padded).
     huge_count[4 + 8 + 4 + 8..4 + 8 + 4 + 8 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    a.put_raw(key, good[..good.len() - 3].to_vec()).expect("put");
+    a.put_raw(key, good[..good.len() - 3].to_vec())
+        .expect("put");
     a.put_raw(key, huge_count).expect("put");
     a.put_raw(key, vec![0xde, 0xad]).expect("put");
     publisher.put(&state(8)).expect("put");
 
-    let got = queue.recv_timeout(WAIT).expect("the valid message still arrives");
+    let got = queue
+        .recv_timeout(WAIT)
+        .expect("the valid message still arrives");
     assert_eq!(got.msg, state(8));
     assert_eq!(latest.wait_new(WAIT).map(|r| r.msg), Some(state(8)));
     for st in [latest.stats(), queue.stats()] {
@@ -144,7 +165,13 @@ fn a_full_queue_drops_and_counts() {
     // The latest-value subscriber tells us when the last message has been delivered.
     let mut seen = 0;
     while seen < 10 {
-        seen = latest.wait_new(WAIT).expect("delivery").msg.header.stamp.nanosec;
+        seen = latest
+            .wait_new(WAIT)
+            .expect("delivery")
+            .msg
+            .header
+            .stamp
+            .nanosec;
     }
     let got: Vec<u32> = std::iter::from_fn(|| queue.try_recv())
         .map(|r| r.msg.header.stamp.nanosec)
@@ -168,5 +195,8 @@ fn bad_endpoints_and_config_files_are_named() {
         ..BusConfig::default()
     })
     .expect_err("must fail");
-    assert!(err.to_string().contains("/nonexistent/zenoh.json5"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/zenoh.json5"),
+        "{err}"
+    );
 }

@@ -114,7 +114,12 @@ fn bench_bus(a: BusBenchArgs, bus_args: &BusArgs, stop: &Stop) -> Result<()> {
 }
 
 /// Runs every phase against one child process, both with shared memory `shm`.
-fn run_pair(a: &BusBenchArgs, shm: bool, phase_len: Duration, stop: &Stop) -> Result<Vec<PhaseResult>> {
+fn run_pair(
+    a: &BusBenchArgs,
+    shm: bool,
+    phase_len: Duration,
+    stop: &Stop,
+) -> Result<Vec<PhaseResult>> {
     let port = free_port()?;
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let bus = Bus::open(&BusConfig {
@@ -133,7 +138,10 @@ fn run_pair(a: &BusBenchArgs, shm: bool, phase_len: Duration, stop: &Stop) -> Re
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting the bench-bus-sink process")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no child stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no child stdout"))?;
 
     let reliable = Qos {
         block_when_congested: true,
@@ -143,9 +151,18 @@ fn run_pair(a: &BusBenchArgs, shm: bool, phase_len: Duration, stop: &Stop) -> Re
     let joints = bus.publisher_with::<JointState>(JOINT_KEY, reliable)?;
     let control = bus.publisher_with::<StringMsg>(CONTROL_KEY, reliable)?;
     for (key, ok) in [
-        (IMAGE_KEY, images.wait_for_subscribers(Duration::from_secs(10))),
-        (JOINT_KEY, joints.wait_for_subscribers(Duration::from_secs(10))),
-        (CONTROL_KEY, control.wait_for_subscribers(Duration::from_secs(10))),
+        (
+            IMAGE_KEY,
+            images.wait_for_subscribers(Duration::from_secs(10)),
+        ),
+        (
+            JOINT_KEY,
+            joints.wait_for_subscribers(Duration::from_secs(10)),
+        ),
+        (
+            CONTROL_KEY,
+            control.wait_for_subscribers(Duration::from_secs(10)),
+        ),
     ] {
         if !ok {
             let _ = child.kill();
@@ -158,9 +175,8 @@ fn run_pair(a: &BusBenchArgs, shm: bool, phase_len: Duration, stop: &Stop) -> Re
     let pixels = sinew_msgs::Bytes::from(pixels);
     let mut sent: BTreeMap<&str, u64> = BTreeMap::new();
 
-    let img = |phase: &str| {
-        Image::rgb8(Header::new(Time::now(), phase), side, side, pixels.clone())
-    };
+    let img =
+        |phase: &str| Image::rgb8(Header::new(Time::now(), phase), side, side, pixels.clone());
     let names: Vec<String> = (0..7).map(|i| format!("joint_{i}")).collect();
     let js = |phase: &str, i: u64| JointState {
         header: Header::new(Time::now(), phase),
@@ -218,8 +234,8 @@ fn run_pair(a: &BusBenchArgs, shm: bool, phase_len: Duration, stop: &Stop) -> Re
     if !status.success() {
         bail!("the sink process failed: {status}");
     }
-    let mut results: Vec<PhaseResult> =
-        serde_json::from_str(line.trim()).with_context(|| format!("parsing the sink's report {line:?}"))?;
+    let mut results: Vec<PhaseResult> = serde_json::from_str(line.trim())
+        .with_context(|| format!("parsing the sink's report {line:?}"))?;
     for r in &mut results {
         r.sent = sent.get(r.phase.as_str()).copied().unwrap_or(0);
         r.shared_memory = shm;
@@ -280,7 +296,11 @@ fn sink(cfg: &BusConfig, stop: &Stop) -> Result<()> {
         record(&m.msg.header.frame_id, m.msg.header.stamp, m.msg.data.len());
     }
     while let Some(m) = joints.try_recv() {
-        record(&m.msg.header.frame_id, m.msg.header.stamp, m.msg.position.len() * 8);
+        record(
+            &m.msg.header.frame_id,
+            m.msg.header.stamp,
+            m.msg.position.len() * 8,
+        );
     }
     let mut out = Vec::new();
     for (phase, mut a) in acc {
@@ -299,8 +319,16 @@ fn sink(cfg: &BusConfig, stop: &Stop) -> Result<()> {
             latency_p50_us: percentile(&a.latencies_ns, 0.5),
             latency_p99_us: percentile(&a.latencies_ns, 0.99),
             latency_max_us: percentile(&a.latencies_ns, 1.0),
-            rate_hz: if span > 0.0 { (n - 1) as f64 / span } else { 0.0 },
-            throughput_mb_s: if span > 0.0 { a.bytes as f64 / span / 1e6 } else { 0.0 },
+            rate_hz: if span > 0.0 {
+                (n - 1) as f64 / span
+            } else {
+                0.0
+            },
+            throughput_mb_s: if span > 0.0 {
+                a.bytes as f64 / span / 1e6
+            } else {
+                0.0
+            },
         });
     }
     println!("{}", serde_json::to_string(&out)?);

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sinew_bus::keys::kind_for_key;
 use sinew_bus::{Bus, BusConfig, Qos};
 use sinew_msgs::{
-    AnyMessage, Header, JointState, JointTrajectory, JointTrajectoryPoint, Message, MessageKind,
-    StringMsg, Time,
+    AnyMessage, Header, JointState, JointTrajectory, JointTrajectoryPoint, MessageKind, StringMsg,
+    Time,
 };
 
 use crate::stop::Stop;
@@ -114,7 +114,8 @@ pub fn run(cmd: TopicsCommand, bus: &BusConfig, stop: &Stop) -> Result<()> {
 }
 
 fn seconds(s: f64, flag: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{flag} must be a non-negative number of seconds, got {s}"))
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds, got {s}"))
 }
 
 fn parse_kind(name: &str) -> Result<MessageKind> {
@@ -150,16 +151,33 @@ fn list(bus: &Bus, a: ListArgs, stop: &Stop) -> Result<()> {
         }
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<48} {:<36} {:>7} {:>10} {:>12}", "KEY", "TYPE", "MSGS", "RATE Hz", "BANDWIDTH")?;
+    writeln!(
+        out,
+        "{:<48} {:<36} {:>7} {:>10} {:>12}",
+        "KEY", "TYPE", "MSGS", "RATE Hz", "BANDWIDTH"
+    )?;
     for (key, k) in &keys {
         let span = match (k.first, k.last) {
             (Some(f), Some(l)) if k.count > 1 => (l - f).as_secs_f64(),
             _ => 0.0,
         };
-        let rate = if span > 0.0 { (k.count - 1) as f64 / span } else { 0.0 };
-        let bw = if span > 0.0 { k.bytes as f64 / span } else { 0.0 };
+        let rate = if span > 0.0 {
+            (k.count - 1) as f64 / span
+        } else {
+            0.0
+        };
+        let bw = if span > 0.0 {
+            k.bytes as f64 / span
+        } else {
+            0.0
+        };
         let ty = kind_for_key(key).map(|t| t.def().name).unwrap_or("?");
-        writeln!(out, "{key:<48} {ty:<36} {:>7} {rate:>10.2} {:>12}", k.count, human_rate(bw))?;
+        writeln!(
+            out,
+            "{key:<48} {ty:<36} {:>7} {rate:>10.2} {:>12}",
+            k.count,
+            human_rate(bw)
+        )?;
     }
     if keys.is_empty() {
         eprintln!("no traffic on {:?} in {} s", a.filter, a.duration);
@@ -226,7 +244,11 @@ fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
             continue;
         };
         let Some(kind) = forced.or_else(|| kind_for_key(&s.key)) else {
-            writeln!(out, "{}", json!({"key": s.key, "type": null, "bytes": s.payload.len()}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"key": s.key, "type": null, "bytes": s.payload.len()})
+            )?;
             printed += 1;
             continue;
         };
@@ -284,7 +306,11 @@ pub fn rate_stats(arrivals: &[(f64, usize)], total: u64) -> Option<RateStats> {
     let bytes: usize = arrivals[1..].iter().map(|a| a.1).sum();
     Some(RateStats {
         messages: total,
-        rate_hz: if mean > 0.0 { 1.0 / mean } else { f64::INFINITY },
+        rate_hz: if mean > 0.0 {
+            1.0 / mean
+        } else {
+            f64::INFINITY
+        },
         period_mean_ms: mean * 1e3,
         period_min_ms: periods.iter().cloned().fold(f64::INFINITY, f64::min) * 1e3,
         period_max_ms: periods.iter().cloned().fold(0.0, f64::max) * 1e3,
@@ -299,12 +325,19 @@ fn hz(bus: &Bus, a: HzArgs, stop: &Stop) -> Result<()> {
     }
     let sub = bus.subscribe_raw(&a.key, 65_536)?;
     let start = Instant::now();
-    let deadline = a.duration.map(|d| seconds(d, "--duration")).transpose()?.map(|d| start + d);
+    let deadline = a
+        .duration
+        .map(|d| seconds(d, "--duration"))
+        .transpose()?
+        .map(|d| start + d);
     let mut window: std::collections::VecDeque<(f64, usize)> = Default::default();
     let mut total = 0u64;
     let mut next_report = start + Duration::from_secs(1);
     let mut out = std::io::stdout().lock();
-    let mut report = |window: &std::collections::VecDeque<(f64, usize)>, total: u64, out: &mut dyn Write| -> Result<()> {
+    let report = |window: &std::collections::VecDeque<(f64, usize)>,
+                  total: u64,
+                  out: &mut dyn Write|
+     -> Result<()> {
         let arr: Vec<(f64, usize)> = window.iter().cloned().collect();
         match rate_stats(&arr, total) {
             Some(s) if a.json => writeln!(out, "{}", serde_json::to_string(&s)?)?,
@@ -342,7 +375,8 @@ fn hz(bus: &Bus, a: HzArgs, stop: &Stop) -> Result<()> {
 
 fn build_message(a: &PubArgs, kind: MessageKind) -> Result<AnyMessage> {
     let from_json = |text: &str| -> Result<Value> {
-        serde_json::from_str(text).with_context(|| format!("the message argument is not valid JSON: {text}"))
+        serde_json::from_str(text)
+            .with_context(|| format!("the message argument is not valid JSON: {text}"))
     };
     let msg = match kind {
         MessageKind::String => {
@@ -354,7 +388,8 @@ fn build_message(a: &PubArgs, kind: MessageKind) -> Result<AnyMessage> {
         }
         MessageKind::JointState => {
             let mut m: JointState = match &a.message {
-                Some(t) => serde_json::from_value(from_json(t)?).context("reading a sensor_msgs/msg/JointState")?,
+                Some(t) => serde_json::from_value(from_json(t)?)
+                    .context("reading a sensor_msgs/msg/JointState")?,
                 None => JointState::default(),
             };
             if !a.names.is_empty() {
@@ -366,12 +401,20 @@ fn build_message(a: &PubArgs, kind: MessageKind) -> Result<AnyMessage> {
             if !a.velocities.is_empty() {
                 m.velocity = a.velocities.clone();
             }
-            check_lengths(&m.name, &[("positions", &m.position), ("velocities", &m.velocity), ("efforts", &m.effort)])?;
+            check_lengths(
+                &m.name,
+                &[
+                    ("positions", &m.position),
+                    ("velocities", &m.velocity),
+                    ("efforts", &m.effort),
+                ],
+            )?;
             AnyMessage::JointState(m)
         }
         MessageKind::JointTrajectory => {
             let mut m: JointTrajectory = match &a.message {
-                Some(t) => serde_json::from_value(from_json(t)?).context("reading a trajectory_msgs/msg/JointTrajectory")?,
+                Some(t) => serde_json::from_value(from_json(t)?)
+                    .context("reading a trajectory_msgs/msg/JointTrajectory")?,
                 None => JointTrajectory::default(),
             };
             if !a.names.is_empty() {
@@ -385,8 +428,11 @@ fn build_message(a: &PubArgs, kind: MessageKind) -> Result<AnyMessage> {
                 }];
             }
             for (i, p) in m.points.iter().enumerate() {
-                check_lengths(&m.joint_names, &[("positions", &p.positions), ("velocities", &p.velocities)])
-                    .with_context(|| format!("point {i}"))?;
+                check_lengths(
+                    &m.joint_names,
+                    &[("positions", &p.positions), ("velocities", &p.velocities)],
+                )
+                .with_context(|| format!("point {i}"))?;
             }
             AnyMessage::JointTrajectory(m)
         }
@@ -421,12 +467,19 @@ fn publish(bus: &Bus, a: PubArgs, stop: &Stop) -> Result<()> {
     let kind = match &a.msg_type {
         Some(t) => parse_kind(t)?,
         None => kind_for_key(&a.key).ok_or_else(|| {
-            anyhow!("cannot tell the message type of {:?} from its name; pass --type", a.key)
+            anyhow!(
+                "cannot tell the message type of {:?} from its name; pass --type",
+                a.key
+            )
         })?,
     };
     let template = build_message(&a, kind)?;
-    let stamp_each = template.header().is_some_and(|h| h.stamp == Time::default());
-    let count = a.count.unwrap_or(if a.rate.is_some() { u64::MAX } else { 1 });
+    let stamp_each = template
+        .header()
+        .is_some_and(|h| h.stamp == Time::default());
+    let count = a
+        .count
+        .unwrap_or(if a.rate.is_some() { u64::MAX } else { 1 });
     let period = match a.rate {
         Some(r) if r > 0.0 && r.is_finite() => Some(Duration::from_secs_f64(1.0 / r)),
         Some(r) => bail!("--rate must be a positive number of Hz, got {r}"),
@@ -435,9 +488,18 @@ fn publish(bus: &Bus, a: PubArgs, stop: &Stop) -> Result<()> {
     let wait = seconds(a.wait_subscribers, "--wait-subscribers")?;
     macro_rules! go {
         ($t:ty, $unwrap:path) => {{
-            let p = bus.publisher_with::<$t>(&a.key, Qos { block_when_congested: true, ..Qos::default() })?;
+            let p = bus.publisher_with::<$t>(
+                &a.key,
+                Qos {
+                    block_when_congested: true,
+                    ..Qos::default()
+                },
+            )?;
             if !p.wait_for_subscribers(wait) {
-                eprintln!("no subscriber on {} after {:?}; publishing anyway", a.key, wait);
+                eprintln!(
+                    "no subscriber on {} after {:?}; publishing anyway",
+                    a.key, wait
+                );
             }
             let mut next = Instant::now();
             let mut sent = 0u64;

@@ -30,7 +30,9 @@ pub enum DecodeErrorKind {
         available: usize,
     },
     /// The first two bytes are not a CDR encapsulation we read.
-    #[error("unknown CDR encapsulation {0:02x?} (expected 00 01 little endian or 00 00 big endian)")]
+    #[error(
+        "unknown CDR encapsulation {0:02x?} (expected 00 01 little endian or 00 00 big endian)"
+    )]
     BadEncapsulation([u8; 2]),
     /// A string without its terminating NUL.
     #[error("string is not NUL-terminated")]

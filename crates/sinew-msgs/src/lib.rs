@@ -74,9 +74,7 @@ impl MessageKind {
     pub fn from_type_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| {
             let full = k.def().name;
-            full == name
-                || k.def().short_name() == name
-                || full.rsplit('/').next() == Some(name)
+            full == name || k.def().short_name() == name || full.rsplit('/').next() == Some(name)
         })
     }
 

@@ -115,7 +115,9 @@ pub trait Message: Sized + Clone + std::fmt::Debug + PartialEq {
 
 /// `builtin_interfaces/msg/Time`: seconds and nanoseconds since the Unix epoch (or since the
 /// start of simulated time).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(default)]
 pub struct Time {
     /// Whole seconds.
@@ -125,7 +127,9 @@ pub struct Time {
 }
 
 /// `builtin_interfaces/msg/Duration`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(default)]
 pub struct Duration {
     /// Whole seconds.
@@ -356,7 +360,11 @@ pub fn encoding_layout(encoding: &str) -> Option<(u32, u32)> {
         "" => 1,
         n => n.parse().ok().filter(|c| (1..=4).contains(c))?,
     };
-    let bytes: u32 = depth.trim_end_matches(['U', 'S', 'F']).parse::<u32>().ok()? / 8;
+    let bytes: u32 = depth
+        .trim_end_matches(['U', 'S', 'F'])
+        .parse::<u32>()
+        .ok()?
+        / 8;
     Some((bytes * channels, channels))
 }
 
@@ -432,7 +440,12 @@ impl Image {
     pub fn channel_means(&self) -> Option<Vec<f64>> {
         self.validate().ok()?;
         let (bpp, channels) = encoding_layout(&self.encoding)?;
-        if self.encoding.starts_with("bayer") || matches!(self.encoding.as_str(), "yuv422" | "UYVY" | "YUYV" | "yuv422_yuy2") {
+        if self.encoding.starts_with("bayer")
+            || matches!(
+                self.encoding.as_str(),
+                "yuv422" | "UYVY" | "YUYV" | "yuv422_yuy2"
+            )
+        {
             return None;
         }
         let elem = (bpp / channels) as usize;
@@ -466,7 +479,11 @@ fn decode_element(v: &[u8], float: bool, signed: bool, big: bool) -> f64 {
         ($t:ty) => {{
             let mut a = [0u8; std::mem::size_of::<$t>()];
             a.copy_from_slice(v);
-            (if big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+            (if big {
+                <$t>::from_be_bytes(a)
+            } else {
+                <$t>::from_le_bytes(a)
+            }) as f64
         }};
     }
     match (v.len(), float, signed) {

@@ -24,7 +24,11 @@ fn check<M: Message + DeserializeOwned>(case: &Value) {
     let name = case["name"].as_str().expect("name");
     let msg: M = serde_json::from_value(case["json"].clone()).expect("fixture json fits the type");
     let want = hex(case["cdr_hex"].as_str().expect("hex"));
-    assert_eq!(msg.to_cdr(), want, "{name}: encoding differs from the reference");
+    assert_eq!(
+        msg.to_cdr(),
+        want,
+        "{name}: encoding differs from the reference"
+    );
     assert_eq!(msg.encoded_len(), want.len(), "{name}: encoded_len");
     let mut buf = vec![0u8; want.len()];
     assert!(msg.write_cdr_into(&mut buf), "{name}: write_cdr_into");
@@ -73,7 +77,10 @@ fn definitions_match_the_reference_text() {
         assert_eq!(def.full_text(), want, "{}", def.name);
     }
     for kind in MessageKind::ALL {
-        assert!(defs.contains_key(kind.def().name), "{kind} has a reference definition");
+        assert!(
+            defs.contains_key(kind.def().name),
+            "{kind} has a reference definition"
+        );
     }
 }
 

@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 use sinew_msgs::{
-    Bytes, CompressedImage, DecodeErrorKind, Duration, Header, Image, JointState,
-    JointTrajectory, JointTrajectoryPoint, Message, MessageKind, StringMsg, Time,
+    Bytes, CompressedImage, DecodeErrorKind, Duration, Header, Image, JointState, JointTrajectory,
+    JointTrajectoryPoint, Message, MessageKind, StringMsg, Time,
 };
 
 fn header() -> Header {
@@ -72,7 +72,10 @@ fn a_four_billion_count_is_rejected_before_allocating() {
     assert_eq!(err.field, "name");
     assert!(matches!(
         err.kind,
-        DecodeErrorKind::LengthExceedsPayload { count: 4294967295, .. }
+        DecodeErrorKind::LengthExceedsPayload {
+            count: 4294967295,
+            ..
+        }
     ));
     let msg = err.to_string();
     assert!(msg.contains("name") && msg.contains("4294967295"), "{msg}");
@@ -115,7 +118,10 @@ fn bad_encapsulation_and_trailing_garbage_are_rejected() {
     assert!(matches!(err.kind, DecodeErrorKind::BadEncapsulation(_)));
     let mut long = s.clone();
     long.extend_from_slice(&[0; 3]);
-    assert!(StringMsg::from_cdr_slice(&long).is_ok(), "up to 3 padding bytes are fine");
+    assert!(
+        StringMsg::from_cdr_slice(&long).is_ok(),
+        "up to 3 padding bytes are fine"
+    );
     long.extend_from_slice(&[0; 5]);
     let err = StringMsg::from_cdr_slice(&long).expect_err("must fail");
     assert!(matches!(err.kind, DecodeErrorKind::TrailingBytes(8)));
@@ -143,7 +149,10 @@ fn message_kind_parses_type_names() {
         assert_eq!(MessageKind::from_type_name(k.def().name), Some(k));
         assert_eq!(MessageKind::from_type_name(&k.def().short_name()), Some(k));
     }
-    assert_eq!(MessageKind::from_type_name("JointState"), Some(MessageKind::JointState));
+    assert_eq!(
+        MessageKind::from_type_name("JointState"),
+        Some(MessageKind::JointState)
+    );
     assert_eq!(MessageKind::from_type_name("geometry_msgs/msg/Pose"), None);
 }
 
@@ -184,15 +193,15 @@ fn arb_trajectory() -> impl Strategy<Value = JointTrajectory> {
         any::<i32>(),
         0u32..1_000_000_000,
     )
-        .prop_map(|(positions, velocities, accelerations, effort, sec, nanosec)| {
-            JointTrajectoryPoint {
+        .prop_map(
+            |(positions, velocities, accelerations, effort, sec, nanosec)| JointTrajectoryPoint {
                 positions,
                 velocities,
                 accelerations,
                 effort,
                 time_from_start: Duration { sec, nanosec },
-            }
-        });
+            },
+        );
     (
         arb_header(),
         prop::collection::vec("[a-z]{1,6}", 0..4),
