@@ -525,7 +525,7 @@ fn decode_sample<M: Message>(sample: &Sample, key: &str, stats: &Counters) -> Op
                 source,
             };
             // Log the first few, then every 100th, so a flood cannot drown the log.
-            if n <= 5 || n % 100 == 0 {
+            if n <= 5 || n.is_multiple_of(100) {
                 tracing::warn!(subscription = key, count = n, "{err}");
             }
             *lock(&stats.last_error) = Some(err.to_string());

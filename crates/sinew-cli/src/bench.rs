@@ -315,7 +315,7 @@ fn sink(cfg: &BusConfig, stop: &Stop) -> Result<()> {
             shared_memory: cfg.shared_memory,
             sent: 0,
             received: n as u64,
-            payload_bytes: if n > 0 { a.bytes / n } else { 0 },
+            payload_bytes: a.bytes.checked_div(n).unwrap_or(0),
             latency_p50_us: percentile(&a.latencies_ns, 0.5),
             latency_p99_us: percentile(&a.latencies_ns, 0.99),
             latency_max_us: percentile(&a.latencies_ns, 1.0),
