@@ -465,10 +465,11 @@ impl<M> Received<M> {
     }
 }
 
-impl Received<sinew_msgs::JointState> {
-    /// Delay from the header stamp to receipt.
+impl<M: Message> Received<M> {
+    /// Wall-clock delay from the message's header stamp to receipt (`None` for types without
+    /// a header, or a stamp in the future).
     pub fn age_at_receipt(&self) -> Option<Duration> {
-        self.latency_from(self.msg.header.stamp)
+        self.latency_from(self.msg.stamp()?)
     }
 }
 
@@ -708,5 +709,33 @@ impl RawSubscriber {
     /// Counters (`malformed` is always 0: nothing is decoded here).
     pub fn stats(&self) -> SubscriberStats {
         self.stats.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sinew_msgs::{Header, JointState, StringMsg};
+
+    fn received<M>(msg: M, at_ns: i64) -> Received<M> {
+        Received {
+            msg,
+            key: "k".into(),
+            received_at: Instant::now(),
+            received_time: Time::from_nanos(at_ns),
+        }
+    }
+
+    #[test]
+    fn age_at_receipt_uses_the_header_stamp() {
+        let js = JointState {
+            header: Header::new(Time::from_nanos(1_000_000_000), "base"),
+            ..Default::default()
+        };
+        let r = received(js.clone(), 1_000_250_000);
+        assert_eq!(r.age_at_receipt(), Some(Duration::from_micros(250)));
+        // A stamp after the receive time (clock skew) has no meaningful age.
+        assert_eq!(received(js, 999_000_000).age_at_receipt(), None);
+        assert_eq!(received(StringMsg::default(), 5).age_at_receipt(), None);
     }
 }

@@ -73,6 +73,11 @@ pub trait Message: Sized + Clone + std::fmt::Debug + PartialEq {
     /// Reads the fields (after the encapsulation header) and validates them.
     fn read_fields(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 
+    /// The header's capture time, for message types with a `std_msgs/Header`.
+    fn stamp(&self) -> Option<Time> {
+        None
+    }
+
     /// Encodes the message as a CDR payload, header included.
     fn to_cdr(&self) -> Vec<u8> {
         let mut w = Writer::new(Vec::with_capacity(self.encoded_len()));
@@ -500,6 +505,9 @@ fn decode_element(v: &[u8], float: bool, signed: bool, big: bool) -> f64 {
 
 impl Message for Image {
     const DEF: &'static MsgDef = &IMAGE_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
     fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
         self.header.write(w);
         w.write_u32(self.height);
@@ -544,6 +552,9 @@ pub(crate) static COMPRESSED_IMAGE_DEF: MsgDef = MsgDef {
 
 impl Message for CompressedImage {
     const DEF: &'static MsgDef = &COMPRESSED_IMAGE_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
     fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
         self.header.write(w);
         w.write_string(&self.format);
@@ -583,6 +594,9 @@ pub(crate) static JOINT_STATE_DEF: MsgDef = MsgDef {
 
 impl Message for JointState {
     const DEF: &'static MsgDef = &JOINT_STATE_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
     fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
         self.header.write(w);
         w.write_string_seq(&self.name);
@@ -678,6 +692,9 @@ impl Message for JointTrajectoryPoint {
 
 impl Message for JointTrajectory {
     const DEF: &'static MsgDef = &JOINT_TRAJECTORY_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
     fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
         self.header.write(w);
         w.write_string_seq(&self.joint_names);
