@@ -130,7 +130,16 @@ impl Bus {
                 })?;
             (s, SessionRole::Configured)
         } else {
-            match zenoh::open(config.hub_config()?).wait() {
+            // Check the port first so that the usual case, a hub already running, does not
+            // make zenoh log a failed listener. Another process may still take the port in
+            // between; then opening as hub fails and we join it all the same.
+            let port_free = std::net::TcpListener::bind(("127.0.0.1", config.hub_port)).is_ok();
+            let as_hub = if port_free {
+                zenoh::open(config.hub_config()?).wait()
+            } else {
+                Err(format!("port {} is taken", config.hub_port).into())
+            };
+            match as_hub {
                 Ok(s) => (s, SessionRole::Hub),
                 Err(hub_err) => {
                     tracing::debug!(

@@ -43,6 +43,16 @@ fn state(seq: u32) -> JointState {
     }
 }
 
+/// A publisher that waits instead of dropping, so every message is delivered.
+fn reliable_publisher(bus: &Bus, key: &str) -> sinew_bus::Publisher<JointState> {
+    let qos = Qos {
+        block_when_congested: true,
+        ..Qos::default()
+    };
+    bus.publisher_with::<JointState>(key, qos)
+        .expect("publisher")
+}
+
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
@@ -50,15 +60,7 @@ fn latest_value_subscriber_never_hands_out_stale_frames() {
     let (a, b) = pair();
     let key = "test_latest/joint_states";
     let latest = b.latest::<JointState>(key).expect("subscriber");
-    let publisher = a
-        .publisher_with::<JointState>(
-            key,
-            Qos {
-                block_when_congested: true,
-                ..Qos::default()
-            },
-        )
-        .expect("publisher");
+    let publisher = reliable_publisher(&a, key);
     assert!(publisher.wait_for_subscribers(WAIT));
 
     const N: u32 = 3000;
@@ -149,15 +151,7 @@ fn a_full_queue_drops_and_counts() {
     let key = "test_queue/joint_states";
     let queue = b.subscribe::<JointState>(key, 4).expect("subscriber");
     let latest = b.latest::<JointState>(key).expect("subscriber");
-    let publisher = a
-        .publisher_with::<JointState>(
-            key,
-            Qos {
-                block_when_congested: true,
-                ..Qos::default()
-            },
-        )
-        .expect("publisher");
+    let publisher = reliable_publisher(&a, key);
     assert!(publisher.wait_for_subscribers(WAIT));
     for seq in 1..=10 {
         publisher.put(&state(seq)).expect("put");

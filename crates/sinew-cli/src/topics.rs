@@ -539,6 +539,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn images_are_summarised_not_dumped() {
+        let data: Vec<u8> = [200u8, 10, 0].repeat(4 * 2);
+        let img = sinew_msgs::Image::rgb8(Header::default(), 4, 2, data);
+        let v = summarise(&AnyMessage::Image(img));
+        assert_eq!(v["width"], 4);
+        assert_eq!(v["height"], 2);
+        assert_eq!(v["encoding"], "rgb8");
+        assert_eq!(v["bytes"], 24);
+        assert_eq!(v["mean"], json!([200.0, 10.0, 0.0]));
+        assert!(v.get("data").is_none());
+    }
+
+    #[test]
     fn rate_stats_of_a_regular_stream() {
         let arr: Vec<(f64, usize)> = (0..11).map(|i| (i as f64 * 0.01, 100)).collect();
         let s = rate_stats(&arr, 11).expect("stats");
