@@ -1,9 +1,11 @@
 //! `sinew`: the command-line tool of the Sinew embodied-agent runtime.
 //!
 //! It wires the adapter crates together. Today: inspecting and driving the bus
-//! (`sinew topics ...`) and measuring it (`sinew bench bus`).
+//! (`sinew topics ...`), measuring it (`sinew bench bus`) and checking robot descriptions
+//! (`sinew robot check`, `sinew robot fk`).
 
 mod bench;
+mod robot;
 mod stop;
 mod topics;
 
@@ -69,6 +71,9 @@ enum Command {
     /// Measure Sinew's performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check robot descriptions and compute their kinematics.
+    #[command(subcommand)]
+    Robot(robot::RobotCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -94,5 +99,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
+        Command::Robot(cmd) => robot::run(cmd),
     }
 }
