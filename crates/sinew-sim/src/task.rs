@@ -1,0 +1,259 @@
+//! Language tabletop tasks (`sim/tasks/*.toml`): instruction templates, seeded randomisation,
+//! a success predicate and a step limit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::SimError;
+
+/// Named colours objects may take, linear RGB 0-1.
+pub const COLORS: [(&str, [f32; 3]); 6] = [
+    ("red", [0.85, 0.12, 0.10]),
+    ("green", [0.12, 0.70, 0.18]),
+    ("blue", [0.12, 0.25, 0.85]),
+    ("yellow", [0.92, 0.82, 0.10]),
+    ("purple", [0.55, 0.20, 0.70]),
+    ("orange", [0.95, 0.50, 0.08]),
+];
+
+/// The RGB of a named colour.
+pub fn color_rgb(name: &str) -> Option<[f32; 3]> {
+    COLORS.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+}
+
+/// What counts as success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuccessKind {
+    /// The tool centre point touches the target cube (within `touch_distance_m` of its surface).
+    Touch,
+    /// The target cube's centre lies inside the named zone.
+    InZone,
+    /// The target cube rests inside the bowl.
+    InBowl,
+}
+
+/// Rectangle on the table, in the robot base frame, metres.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// x range (forward from the base).
+    pub x: [f64; 2],
+    /// y range (left of the base).
+    pub y: [f64; 2],
+}
+
+/// A task file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Task name (the file stem).
+    pub name: String,
+    /// Instruction templates; `{color}` and `{zone}` are filled in.
+    pub instructions: Vec<String>,
+    /// Episode length limit in control steps.
+    pub step_limit: u32,
+    /// Control (policy) rate, Hz: one control step is `1 / control_rate_hz` of simulated time.
+    pub control_rate_hz: f64,
+    /// Success predicate.
+    pub success: SuccessKind,
+    /// Colours the target and distractors are drawn from.
+    pub colors: Vec<String>,
+    /// Number of distractor cubes, inclusive range.
+    pub distractors: [u32; 2],
+    /// Cube edge length, metres.
+    pub cube_size_m: f64,
+    /// Touch threshold, metres from the cube surface (for `touch`).
+    #[serde(default = "default_touch")]
+    pub touch_distance_m: f64,
+    /// Minimum distance between object centres, metres.
+    #[serde(default = "default_spacing")]
+    pub min_spacing_m: f64,
+    /// Where objects are placed, per robot name.
+    pub region: BTreeMap<String, Region>,
+}
+
+fn default_touch() -> f64 {
+    0.01
+}
+fn default_spacing() -> f64 {
+    0.07
+}
+
+impl TaskSpec {
+    /// Reads and checks a task file.
+    pub fn from_file(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SimError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Self::from_str_at(&text, path)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Self, SimError> {
+        let spec: TaskSpec = toml::from_str(text).map_err(|e| SimError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let bad = |field: &str, reason: String| SimError::Field {
+            file: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        if spec.instructions.is_empty() {
+            return Err(bad("instructions", "at least one template is needed".into()));
+        }
+        for c in &spec.colors {
+            if color_rgb(c).is_none() {
+                let known: Vec<&str> = COLORS.iter().map(|c| c.0).collect();
+                return Err(bad("colors", format!("unknown colour {c:?} (known: {})", known.join(", "))));
+            }
+        }
+        if spec.colors.len() < 1 + spec.distractors[1] as usize {
+            return Err(bad("colors", "fewer colours than target plus distractors".into()));
+        }
+        if spec.distractors[0] > spec.distractors[1] {
+            return Err(bad("distractors", "min above max".into()));
+        }
+        if !(spec.control_rate_hz.is_finite() && spec.control_rate_hz > 0.0) {
+            return Err(bad("control_rate_hz", "must be positive".into()));
+        }
+        if !(spec.cube_size_m.is_finite() && spec.cube_size_m > 0.0) {
+            return Err(bad("cube_size_m", "must be positive".into()));
+        }
+        for (robot, r) in &spec.region {
+            let vals = [r.x[0], r.x[1], r.y[0], r.y[1]];
+            if vals.iter().any(|v| !v.is_finite()) || r.x[0] > r.x[1] || r.y[0] > r.y[1] {
+                return Err(bad(&format!("region.{robot}"), "ranges must be finite with min <= max".into()));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Loads `sim/tasks/<name>.toml` under `root`.
+    pub fn load_named(root: &Path, name: &str) -> Result<Self, SimError> {
+        Self::from_file(&task_path(root, name))
+    }
+}
+
+/// The path of a named task.
+pub fn task_path(root: &Path, name: &str) -> PathBuf {
+    root.join("sim").join("tasks").join(format!("{name}.toml"))
+}
+
+/// A small deterministic random generator (SplitMix64), so that a seed means the same episode
+/// on every machine and every version of every dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    /// Uniform index below `n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// One object of an episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectSpec {
+    /// `cube_<color>`.
+    pub name: String,
+    /// Colour name.
+    pub color: String,
+    /// Centre on the table, base frame, metres.
+    pub xy: [f64; 2],
+    /// Rotation about z, radians.
+    pub yaw: f64,
+    /// Edge length, metres.
+    pub size: f64,
+}
+
+/// A sampled episode: objects, target and instruction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    /// Task name.
+    pub task: String,
+    /// Seed it came from.
+    pub seed: u64,
+    /// The instruction.
+    pub instruction: String,
+    /// Index of the instruction template used.
+    pub template: usize,
+    /// Objects; index 0 is the target.
+    pub objects: Vec<ObjectSpec>,
+}
+
+impl TaskSpec {
+    /// Samples the episode for `seed` on robot `robot` (which must have a region).
+    pub fn sample(&self, robot: &str, seed: u64) -> Result<Episode, SimError> {
+        let region = self.region.get(robot).ok_or_else(|| SimError::Field {
+            file: PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
+            field: format!("region.{robot}"),
+            reason: "the task has no placement region for this robot".into(),
+        })?;
+        let mut rng = Rng::new(seed);
+        let n_distractors = self.distractors[0] + rng.below((self.distractors[1] - self.distractors[0] + 1) as usize) as u32;
+        let mut colors = self.colors.clone();
+        // Fisher-Yates with our RNG.
+        for i in (1..colors.len()).rev() {
+            let j = rng.below(i + 1);
+            colors.swap(i, j);
+        }
+        let mut objects: Vec<ObjectSpec> = Vec::new();
+        for color in colors.iter().take(1 + n_distractors as usize) {
+            let mut placed = None;
+            for _ in 0..1000 {
+                let xy = [rng.range(region.x[0], region.x[1]), rng.range(region.y[0], region.y[1])];
+                let clear = objects.iter().all(|o| {
+                    ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt() >= self.min_spacing_m
+                });
+                if clear {
+                    placed = Some(xy);
+                    break;
+                }
+            }
+            let Some(xy) = placed else {
+                return Err(SimError::Placement { task: self.name.clone(), seed });
+            };
+            objects.push(ObjectSpec {
+                name: format!("cube_{color}"),
+                color: color.clone(),
+                xy,
+                yaw: rng.range(-std::f64::consts::FRAC_PI_4, std::f64::consts::FRAC_PI_4),
+                size: self.cube_size_m,
+            });
+        }
+        let template = rng.below(self.instructions.len());
+        let instruction = self.instructions[template].replace("{color}", &objects[0].color);
+        Ok(Episode {
+            task: self.name.clone(),
+            seed,
+            instruction,
+            template,
+            objects,
+        })
+    }
+}

@@ -1,0 +1,467 @@
+//! The simulated world: a table, the robot as a rapier multibody with PD position motors, and
+//! the task's objects. The world is data; [`SimWorld::step`] advances it.
+
+use std::collections::HashMap;
+
+use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion};
+use rapier3d::prelude::*;
+use rapier3d_urdf::{UrdfLoaderOptions, UrdfMultibodyOptions, UrdfRobot};
+use sinew_robot::RobotDescription;
+
+use crate::render::{self, Frame, Intrinsics, Mesh};
+use crate::task::{color_rgb, Episode};
+use crate::SimError;
+
+/// Physics rate, Hz.
+pub const PHYSICS_HZ: f64 = 240.0;
+/// Table top height in the world (the robot base sits on it), metres.
+const TABLE_TOP_Z: f32 = 0.0;
+
+/// A robot joint driven by a motor.
+#[derive(Debug, Clone, Copy)]
+struct MotorJoint {
+    handle: MultibodyJointHandle,
+    axis: JointAxis,
+    prismatic: bool,
+}
+
+/// One object in the world.
+#[derive(Debug, Clone)]
+pub struct SimObject {
+    /// Name, e.g. `cube_red`.
+    pub name: String,
+    /// Colour name.
+    pub color: String,
+    /// Edge length, metres.
+    pub size: f64,
+    /// Rigid body.
+    pub body: RigidBodyHandle,
+}
+
+/// Simulated robot, table and objects.
+pub struct SimWorld {
+    /// The rapier world.
+    pub physics: PhysicsWorld,
+    /// The robot description.
+    pub robot: RobotDescription,
+    joints: Vec<MotorJoint>,
+    /// Mimic joints: (motor, index of the source joint in `joints`).
+    mimics: Vec<(MotorJoint, usize)>,
+    /// Body of each URDF link that exists as a rigid body.
+    link_bodies: HashMap<String, RigidBodyHandle>,
+    /// Objects of the episode (target first).
+    pub objects: Vec<SimObject>,
+    /// Render meshes: (collider, mesh in collider frame).
+    meshes: Vec<(ColliderHandle, Mesh)>,
+    targets: Vec<f64>,
+    /// Simulated time, seconds.
+    pub time_s: f64,
+    /// Physics steps taken.
+    pub steps: u64,
+    /// Commands rejected (wrong length, NaN) so far.
+    pub rejected_commands: u64,
+    /// Command values clamped into limits so far.
+    pub clamped_values: u64,
+}
+
+impl std::fmt::Debug for SimWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimWorld")
+            .field("robot", &self.robot.config.name)
+            .field("time_s", &self.time_s)
+            .finish()
+    }
+}
+
+fn to_pose(iso: &Isometry3<f64>) -> Pose {
+    let t = iso.translation.vector;
+    let q = iso.rotation.coords;
+    Pose::from_parts(
+        Vector::new(t.x as f32, t.y as f32, t.z as f32),
+        Rotation::from_xyzw(q.x as f32, q.y as f32, q.z as f32, q.w as f32),
+    )
+}
+
+/// A rapier pose as an nalgebra isometry (f64).
+pub fn from_pose(p: &Pose) -> Isometry3<f64> {
+    let t = p.translation;
+    let r = p.rotation;
+    Isometry3::from_parts(
+        Translation3::new(t.x as f64, t.y as f64, t.z as f64),
+        UnitQuaternion::from_quaternion(Quaternion::new(r.w as f64, r.x as f64, r.y as f64, r.z as f64)),
+    )
+}
+
+fn iso32(p: &Pose) -> Isometry3<f32> {
+    let t = p.translation;
+    let r = p.rotation;
+    Isometry3::from_parts(
+        Translation3::new(t.x, t.y, t.z),
+        UnitQuaternion::from_quaternion(Quaternion::new(r.w, r.x, r.y, r.z)),
+    )
+}
+
+fn mesh_of(shape: &dyn Shape, color: [f32; 3]) -> Option<Mesh> {
+    let (verts, tris): (Vec<Vector>, Vec<[u32; 3]>) = if let Some(c) = shape.as_cuboid() {
+        c.to_trimesh()
+    } else if let Some(c) = shape.as_cylinder() {
+        c.to_trimesh(24)
+    } else if let Some(b) = shape.as_ball() {
+        b.to_trimesh(16, 8)
+    } else if let Some(c) = shape.as_capsule() {
+        c.to_trimesh(16, 8)
+    } else if let Some(m) = shape.as_trimesh() {
+        (m.vertices().to_vec(), m.indices().to_vec())
+    } else if let Some(c) = shape.as_convex_polyhedron() {
+        let (v, t) = c.to_trimesh();
+        (v.into_iter().map(|p| Vector::new(p.x, p.y, p.z)).collect(), t)
+    } else {
+        return None;
+    };
+    Some(Mesh {
+        vertices: verts.into_iter().map(|v| Point3::new(v.x, v.y, v.z)).collect(),
+        triangles: tris,
+        color,
+    })
+}
+
+/// The colour of each URDF link from its first visual's material (grey when none).
+fn link_colors(urdf: &urdf_rs::Robot) -> HashMap<String, [f32; 3]> {
+    let named: HashMap<&str, [f32; 3]> = urdf
+        .materials
+        .iter()
+        .filter_map(|m| m.color.as_ref().map(|c| (m.name.as_str(), [c.rgba.0[0] as f32, c.rgba.0[1] as f32, c.rgba.0[2] as f32])))
+        .collect();
+    urdf.links
+        .iter()
+        .map(|l| {
+            let c = l
+                .visual
+                .iter()
+                .find_map(|v| v.material.as_ref())
+                .and_then(|m| {
+                    m.color
+                        .as_ref()
+                        .map(|c| [c.rgba.0[0] as f32, c.rgba.0[1] as f32, c.rgba.0[2] as f32])
+                        .or_else(|| named.get(m.name.as_str()).copied())
+                })
+                .unwrap_or([0.6, 0.6, 0.62]);
+            (l.name.clone(), c)
+        })
+        .collect()
+}
+
+impl SimWorld {
+    /// Builds the world for `episode` (or an empty table when `None`), with the robot at `q0`
+    /// (its home when `None`).
+    pub fn new(robot: RobotDescription, episode: Option<&Episode>, q0: Option<&[f64]>) -> Result<Self, SimError> {
+        let mut physics = PhysicsWorld::new();
+        physics.gravity = Vector::new(0.0, 0.0, -9.81);
+        physics.integration_parameters.set_inv_dt(PHYSICS_HZ as f32);
+        let mut meshes = Vec::new();
+
+        // Table: a slab whose top is at z = 0.
+        let (table, _) = physics.insert(
+            RigidBodyBuilder::fixed().translation(Vector::new(0.3, 0.0, TABLE_TOP_Z - 0.025)),
+            ColliderBuilder::cuboid(0.8, 0.8, 0.025).friction(0.8),
+        );
+
+        // Robot.
+        let opts = UrdfLoaderOptions {
+            make_roots_fixed: true,
+            ..Default::default()
+        };
+        let urdf_robot = UrdfRobot::from_robot(&robot.urdf, opts, &robot.dir);
+        let link_names: Vec<String> = urdf_robot
+            .links
+            .iter()
+            .map(|l| robot.urdf.links[l.urdf_link_index].name.clone())
+            .collect();
+        let joint_names: Vec<String> = urdf_robot
+            .joints
+            .iter()
+            .map(|j| robot.urdf.joints[j.source_urdf_joint_index()].name.clone())
+            .collect();
+        let colors = link_colors(&robot.urdf);
+        let handles = {
+            let PhysicsWorld { bodies, colliders, multibody_joints, .. } = &mut physics;
+            urdf_robot.insert_using_multibody_joints(bodies, colliders, multibody_joints, UrdfMultibodyOptions::DISABLE_SELF_CONTACTS)
+        };
+        let mut link_bodies = HashMap::new();
+        for (name, link) in link_names.iter().zip(&handles.links) {
+            link_bodies.insert(name.clone(), link.body);
+            let color = colors.get(name).copied().unwrap_or([0.6, 0.6, 0.62]);
+            for c in &link.colliders {
+                if let Some(m) = physics.colliders.get(c.handle).and_then(|co| mesh_of(co.shape(), color)) {
+                    meshes.push((c.handle, m));
+                }
+            }
+        }
+        let mut by_name: HashMap<String, MotorJoint> = HashMap::new();
+        for (name, j) in joint_names.iter().zip(&handles.joints) {
+            let Some(handle) = j.joint else { continue };
+            let urdf_joint = robot.urdf.joints.iter().find(|u| &u.name == name);
+            let prismatic = urdf_joint.is_some_and(|u| u.joint_type == urdf_rs::JointType::Prismatic);
+            let axis = if prismatic { JointAxis::LinX } else { JointAxis::AngX };
+            by_name.insert(name.clone(), MotorJoint { handle, axis, prismatic });
+        }
+        let mut joints = Vec::new();
+        for jc in &robot.config.joints {
+            let m = by_name.get(&jc.name).copied().ok_or_else(|| SimError::Robot(format!(
+                "joint {:?} of robot.toml is not a movable joint in the simulated URDF",
+                jc.name
+            )))?;
+            joints.push(m);
+        }
+        let mut mimics = Vec::new();
+        if let (Some(g), Some(gi)) = (&robot.config.gripper, robot.config.gripper_index()) {
+            for name in &g.mimic {
+                if let Some(m) = by_name.get(name) {
+                    mimics.push((*m, gi));
+                }
+            }
+        }
+
+        // Objects.
+        let mut objects = Vec::new();
+        if let Some(ep) = episode {
+            for o in &ep.objects {
+                let half = (o.size / 2.0) as f32;
+                let rot = Rotation::from_rotation_z(o.yaw as f32);
+                let body = RigidBodyBuilder::dynamic()
+                    .pose(Pose::from_parts(Vector::new(o.xy[0] as f32, o.xy[1] as f32, TABLE_TOP_Z + half), rot))
+                    .ccd_enabled(true);
+                let collider = ColliderBuilder::cuboid(half, half, half).density(400.0).friction(1.0);
+                let (h, _) = physics.insert(body, collider);
+                let color = color_rgb(&o.color).unwrap_or([0.5, 0.5, 0.5]);
+                if let Some(&ch) = physics.bodies[h].colliders().first() {
+                    if let Some(m) = mesh_of(physics.colliders[ch].shape(), color) {
+                        meshes.push((ch, m));
+                    }
+                }
+                objects.push(SimObject { name: o.name.clone(), color: o.color.clone(), size: o.size, body: h });
+            }
+        }
+        // Table mesh last-but-visible: colour it wood-like.
+        for (h, co) in physics.colliders.iter() {
+            if co.parent() == Some(table) {
+                if let Some(m) = mesh_of(co.shape(), [0.62, 0.50, 0.36]) {
+                    meshes.push((h, m));
+                }
+            }
+        }
+
+        let home = robot.home();
+        let q0: Vec<f64> = q0.map(|q| q.to_vec()).unwrap_or(home);
+        if q0.len() != joints.len() {
+            return Err(SimError::Robot(format!("initial configuration has {} values for {} joints", q0.len(), joints.len())));
+        }
+        let mut world = Self {
+            physics,
+            robot,
+            joints,
+            mimics,
+            link_bodies,
+            objects,
+            meshes,
+            targets: q0.clone(),
+            time_s: 0.0,
+            steps: 0,
+            rejected_commands: 0,
+            clamped_values: 0,
+        };
+        world.set_configuration(&q0);
+        world.apply_motors();
+        // Settle contacts and build the query structures.
+        world.physics.step();
+        Ok(world)
+    }
+
+    /// Teleports the robot to `q` (joint positions, zero velocities).
+    fn set_configuration(&mut self, q: &[f64]) {
+        let PhysicsWorld { bodies, multibody_joints, .. } = &mut self.physics;
+        let mut all: Vec<(MotorJoint, f64)> = self.joints.iter().copied().zip(q.iter().copied()).collect();
+        for (m, src) in &self.mimics {
+            all.push((*m, q[*src]));
+        }
+        let mut root = None;
+        for (mj, v) in all {
+            if let Some((mb, link_id)) = multibody_joints.get_mut(mj.handle) {
+                if let Some(link) = mb.link_mut(link_id) {
+                    let idx = if mj.prismatic { 0 } else { 3 };
+                    let cur = link.joint().coords()[idx];
+                    link.joint.apply_displacement(&[v as f32 - cur]);
+                }
+                root = Some(mj.handle);
+            }
+        }
+        if let Some((mb, _)) = root.and_then(|h| multibody_joints.get_mut(h)) {
+            mb.generalized_velocity_mut().fill(0.0);
+            mb.forward_kinematics(bodies, false);
+            mb.update_rigid_bodies(bodies, true);
+        }
+    }
+
+    /// Sets every motor to its current target.
+    fn apply_motors(&mut self) {
+        let mut all: Vec<(MotorJoint, f64, f64, f64)> = Vec::new();
+        for (i, mj) in self.joints.iter().enumerate() {
+            let jc = &self.robot.config.joints[i];
+            all.push((*mj, self.targets[i], jc.kp, jc.kd));
+        }
+        for (mj, src) in &self.mimics {
+            let jc = &self.robot.config.joints[*src];
+            all.push((*mj, self.targets[*src], jc.kp, jc.kd));
+        }
+        for (i, (mj, target, kp, kd)) in all.into_iter().enumerate() {
+            let effort = if i < self.joints.len() {
+                self.robot.config.joints[i].effort_max
+            } else {
+                f64::MAX
+            };
+            if let Some((mb, link_id)) = self.physics.multibody_joints.get_mut(mj.handle) {
+                if let Some(link) = mb.link_mut(link_id) {
+                    let j = &mut link.joint.data;
+                    j.set_motor_position(mj.axis, target as f32, kp as f32, kd as f32);
+                    j.set_motor_max_force(mj.axis, effort.min(1e6) as f32);
+                }
+            }
+        }
+    }
+
+    /// Sets joint position targets (robot.toml order). Values are clamped into the joint
+    /// limits (and counted); a command of the wrong length or with NaN/infinity is rejected
+    /// and the previous targets are kept.
+    pub fn command(&mut self, q_target: &[f64]) -> Result<(), SimError> {
+        if q_target.len() != self.joints.len() {
+            self.rejected_commands += 1;
+            return Err(SimError::Command(format!(
+                "{} values for {} joints",
+                q_target.len(),
+                self.joints.len()
+            )));
+        }
+        if let Some(i) = q_target.iter().position(|v| !v.is_finite()) {
+            self.rejected_commands += 1;
+            return Err(SimError::Command(format!(
+                "joint {} ({}) is {}",
+                i, self.robot.config.joints[i].name, q_target[i]
+            )));
+        }
+        for (i, (t, jc)) in q_target.iter().zip(&self.robot.config.joints).enumerate() {
+            let c = t.clamp(jc.position_min, jc.position_max);
+            if c != *t {
+                self.clamped_values += 1;
+            }
+            self.targets[i] = c;
+        }
+        self.apply_motors();
+        Ok(())
+    }
+
+    /// The current joint targets.
+    pub fn targets(&self) -> &[f64] {
+        &self.targets
+    }
+
+    /// Advances physics by `n` fixed steps of `1 / PHYSICS_HZ` s.
+    pub fn step(&mut self, n: u32) {
+        for _ in 0..n {
+            self.physics.step();
+            self.steps += 1;
+        }
+        self.time_s = self.steps as f64 / PHYSICS_HZ;
+    }
+
+    /// Advances physics by `dt_s` seconds (rounded to whole physics steps).
+    pub fn advance(&mut self, dt_s: f64) {
+        self.step((dt_s * PHYSICS_HZ).round().max(1.0) as u32);
+    }
+
+    /// Measured joint positions and velocities, robot.toml order.
+    pub fn joint_state(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut q = Vec::with_capacity(self.joints.len());
+        let mut qd = Vec::with_capacity(self.joints.len());
+        for mj in &self.joints {
+            let (pos, vel) = self
+                .physics
+                .multibody_joints
+                .get(mj.handle)
+                .and_then(|(mb, id)| {
+                    let link = mb.link(id)?;
+                    let idx = if mj.prismatic { 0 } else { 3 };
+                    let v = mb.joint_velocity(link);
+                    Some((link.joint().coords()[idx] as f64, v.get(0).copied().unwrap_or(0.0) as f64))
+                })
+                .unwrap_or((f64::NAN, f64::NAN));
+            q.push(pos);
+            qd.push(vel);
+        }
+        (q, qd)
+    }
+
+    /// `world_from_link` of a URDF link that is a rigid body (frame-only links are merged into
+    /// their parent by the loader and are not listed).
+    pub fn link_pose(&self, link: &str) -> Option<Isometry3<f64>> {
+        let h = self.link_bodies.get(link)?;
+        Some(from_pose(self.physics.bodies.get(*h)?.position()))
+    }
+
+    /// Names of links that exist as rigid bodies.
+    pub fn body_links(&self) -> Vec<&str> {
+        self.link_bodies.keys().map(String::as_str).collect()
+    }
+
+    /// `world_from_object`.
+    pub fn object_pose(&self, i: usize) -> Option<Isometry3<f64>> {
+        let o = self.objects.get(i)?;
+        Some(from_pose(self.physics.bodies.get(o.body)?.position()))
+    }
+
+    /// `world_from_ee` from the measured joints (FK; the base is at the world origin).
+    pub fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
+        let (q, _) = self.joint_state();
+        self.robot.ee_pose(&q).map_err(|e| SimError::Robot(e.to_string()))
+    }
+
+    /// Renders camera `name` of the robot config.
+    pub fn render_camera(&self, name: &str) -> Result<Frame, SimError> {
+        let cam = self
+            .robot
+            .config
+            .cameras
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| SimError::Robot(format!("no camera named {name:?}")))?;
+        let (q, _) = self.joint_state();
+        let world_from_camera = self.robot.camera_pose(cam, &q).map_err(|e| SimError::Robot(e.to_string()))?;
+        let k = Intrinsics {
+            width: cam.width,
+            height: cam.height,
+            fov_y: cam.fov_y_deg.to_radians(),
+        };
+        Ok(self.render(&world_from_camera.cast::<f32>(), &k))
+    }
+
+    /// Renders the scene from any camera pose.
+    pub fn render(&self, world_from_camera: &Isometry3<f32>, k: &Intrinsics) -> Frame {
+        let posed: Vec<(&Mesh, Isometry3<f32>)> = self
+            .meshes
+            .iter()
+            .filter_map(|(h, m)| Some((m, iso32(self.physics.colliders.get(*h)?.position()))))
+            .collect();
+        render::render(&posed, world_from_camera, k)
+    }
+
+    /// Index into the render meshes of each object's collider, for segmentation checks.
+    pub fn object_mesh_index(&self, i: usize) -> Option<u32> {
+        let body = self.objects.get(i)?.body;
+        let ch = *self.physics.bodies.get(body)?.colliders().first()?;
+        self.meshes.iter().position(|(h, _)| *h == ch).map(|p| p as u32)
+    }
+}
+
+/// Convenience: `to_pose` for callers converting nalgebra poses into rapier ones.
+pub fn pose_from_iso(iso: &Isometry3<f64>) -> Pose {
+    to_pose(iso)
+}
