@@ -456,7 +456,7 @@ impl Default for IkOptions {
             orientation_tolerance: 1e-3,
             orientation_weight: 0.3,
             free: None,
-            restarts: 8,
+            restarts: 24,
             limits: None,
         }
     }
