@@ -6,6 +6,7 @@
 
 mod bench;
 mod robot;
+mod sim;
 mod stop;
 mod topics;
 
@@ -74,6 +75,9 @@ enum Command {
     /// Check robot descriptions and compute their kinematics.
     #[command(subcommand)]
     Robot(robot::RobotCommand),
+    /// Run the simulator: scripted experts and benchmarks.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -100,5 +104,6 @@ fn main() -> Result<()> {
         Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
         Command::Robot(cmd) => robot::run(cmd),
+        Command::Sim(cmd) => sim::run(cmd, &stop),
     }
 }

@@ -30,7 +30,10 @@ fn a_missing_mesh_is_an_error_naming_it() {
     let err = RobotDescription::load(&p).expect_err("missing mesh");
     assert!(matches!(err, RobotError::MissingMesh { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("package://m_description/meshes/base.stl") && msg.contains("\"base\""), "{msg}");
+    assert!(
+        msg.contains("package://m_description/meshes/base.stl") && msg.contains("\"base\""),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! [`SimWorld::step`] advances fixed 1/240 s physics steps, so the same seed and commands give
 //! the same trajectory.
 
+pub mod expert;
 pub mod render;
 pub mod task;
 pub mod world;

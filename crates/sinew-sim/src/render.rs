@@ -93,7 +93,11 @@ pub fn render(
         cam_pts.clear();
         cam_pts.extend(mesh.vertices.iter().map(|v| camera_from_mesh * v));
         for tri in &mesh.triangles {
-            let p = [cam_pts[tri[0] as usize], cam_pts[tri[1] as usize], cam_pts[tri[2] as usize]];
+            let p = [
+                cam_pts[tri[0] as usize],
+                cam_pts[tri[1] as usize],
+                cam_pts[tri[2] as usize],
+            ];
             if p.iter().all(|q| q.z < NEAR) {
                 continue;
             }
@@ -129,7 +133,15 @@ pub fn render(
                 }
             }
             for i in 1..n.saturating_sub(1) {
-                raster(&mut frame, [poly[0], poly[i], poly[i + 1]], f, cx, cy, rgb, id as u32);
+                raster(
+                    &mut frame,
+                    [poly[0], poly[i], poly[i + 1]],
+                    f,
+                    cx,
+                    cy,
+                    rgb,
+                    id as u32,
+                );
             }
         }
     }
@@ -145,10 +157,30 @@ fn raster(frame: &mut Frame, p: [Point3<f32>; 3], f: f32, cx: f32, cy: f32, rgb:
     if area.abs() < 1e-12 {
         return;
     }
-    let min_x = s.iter().map(|v| v.0).fold(f32::INFINITY, f32::min).floor().max(0.0) as usize;
-    let max_x = s.iter().map(|v| v.0).fold(f32::NEG_INFINITY, f32::max).ceil().min(w as f32) as usize;
-    let min_y = s.iter().map(|v| v.1).fold(f32::INFINITY, f32::min).floor().max(0.0) as usize;
-    let max_y = s.iter().map(|v| v.1).fold(f32::NEG_INFINITY, f32::max).ceil().min(h as f32) as usize;
+    let min_x = s
+        .iter()
+        .map(|v| v.0)
+        .fold(f32::INFINITY, f32::min)
+        .floor()
+        .max(0.0) as usize;
+    let max_x = s
+        .iter()
+        .map(|v| v.0)
+        .fold(f32::NEG_INFINITY, f32::max)
+        .ceil()
+        .min(w as f32) as usize;
+    let min_y = s
+        .iter()
+        .map(|v| v.1)
+        .fold(f32::INFINITY, f32::min)
+        .floor()
+        .max(0.0) as usize;
+    let max_y = s
+        .iter()
+        .map(|v| v.1)
+        .fold(f32::NEG_INFINITY, f32::max)
+        .ceil()
+        .min(h as f32) as usize;
     if min_x >= max_x || min_y >= max_y {
         return;
     }

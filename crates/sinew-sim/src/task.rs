@@ -104,16 +104,25 @@ impl TaskSpec {
             reason,
         };
         if spec.instructions.is_empty() {
-            return Err(bad("instructions", "at least one template is needed".into()));
+            return Err(bad(
+                "instructions",
+                "at least one template is needed".into(),
+            ));
         }
         for c in &spec.colors {
             if color_rgb(c).is_none() {
                 let known: Vec<&str> = COLORS.iter().map(|c| c.0).collect();
-                return Err(bad("colors", format!("unknown colour {c:?} (known: {})", known.join(", "))));
+                return Err(bad(
+                    "colors",
+                    format!("unknown colour {c:?} (known: {})", known.join(", ")),
+                ));
             }
         }
         if spec.colors.len() < 1 + spec.distractors[1] as usize {
-            return Err(bad("colors", "fewer colours than target plus distractors".into()));
+            return Err(bad(
+                "colors",
+                "fewer colours than target plus distractors".into(),
+            ));
         }
         if spec.distractors[0] > spec.distractors[1] {
             return Err(bad("distractors", "min above max".into()));
@@ -127,7 +136,10 @@ impl TaskSpec {
         for (robot, r) in &spec.region {
             let vals = [r.x[0], r.x[1], r.y[0], r.y[1]];
             if vals.iter().any(|v| !v.is_finite()) || r.x[0] > r.x[1] || r.y[0] > r.y[1] {
-                return Err(bad(&format!("region.{robot}"), "ranges must be finite with min <= max".into()));
+                return Err(bad(
+                    &format!("region.{robot}"),
+                    "ranges must be finite with min <= max".into(),
+                ));
             }
         }
         Ok(spec)
@@ -215,7 +227,8 @@ impl TaskSpec {
             reason: "the task has no placement region for this robot".into(),
         })?;
         let mut rng = Rng::new(seed);
-        let n_distractors = self.distractors[0] + rng.below((self.distractors[1] - self.distractors[0] + 1) as usize) as u32;
+        let n_distractors = self.distractors[0]
+            + rng.below((self.distractors[1] - self.distractors[0] + 1) as usize) as u32;
         let mut colors = self.colors.clone();
         // Fisher-Yates with our RNG.
         for i in (1..colors.len()).rev() {
@@ -226,9 +239,13 @@ impl TaskSpec {
         for color in colors.iter().take(1 + n_distractors as usize) {
             let mut placed = None;
             for _ in 0..1000 {
-                let xy = [rng.range(region.x[0], region.x[1]), rng.range(region.y[0], region.y[1])];
+                let xy = [
+                    rng.range(region.x[0], region.x[1]),
+                    rng.range(region.y[0], region.y[1]),
+                ];
                 let clear = objects.iter().all(|o| {
-                    ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt() >= self.min_spacing_m
+                    ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt()
+                        >= self.min_spacing_m
                 });
                 if clear {
                     placed = Some(xy);
@@ -236,7 +253,10 @@ impl TaskSpec {
                 }
             }
             let Some(xy) = placed else {
-                return Err(SimError::Placement { task: self.name.clone(), seed });
+                return Err(SimError::Placement {
+                    task: self.name.clone(),
+                    seed,
+                });
             };
             objects.push(ObjectSpec {
                 name: format!("cube_{color}"),

@@ -88,7 +88,9 @@ pub fn from_pose(p: &Pose) -> Isometry3<f64> {
     let r = p.rotation;
     Isometry3::from_parts(
         Translation3::new(t.x as f64, t.y as f64, t.z as f64),
-        UnitQuaternion::from_quaternion(Quaternion::new(r.w as f64, r.x as f64, r.y as f64, r.z as f64)),
+        UnitQuaternion::from_quaternion(Quaternion::new(
+            r.w as f64, r.x as f64, r.y as f64, r.z as f64,
+        )),
     )
 }
 
@@ -114,12 +116,18 @@ fn mesh_of(shape: &dyn Shape, color: [f32; 3]) -> Option<Mesh> {
         (m.vertices().to_vec(), m.indices().to_vec())
     } else if let Some(c) = shape.as_convex_polyhedron() {
         let (v, t) = c.to_trimesh();
-        (v.into_iter().map(|p| Vector::new(p.x, p.y, p.z)).collect(), t)
+        (
+            v.into_iter().map(|p| Vector::new(p.x, p.y, p.z)).collect(),
+            t,
+        )
     } else {
         return None;
     };
     Some(Mesh {
-        vertices: verts.into_iter().map(|v| Point3::new(v.x, v.y, v.z)).collect(),
+        vertices: verts
+            .into_iter()
+            .map(|v| Point3::new(v.x, v.y, v.z))
+            .collect(),
         triangles: tris,
         color,
     })
@@ -130,7 +138,14 @@ fn link_colors(urdf: &urdf_rs::Robot) -> HashMap<String, [f32; 3]> {
     let named: HashMap<&str, [f32; 3]> = urdf
         .materials
         .iter()
-        .filter_map(|m| m.color.as_ref().map(|c| (m.name.as_str(), [c.rgba.0[0] as f32, c.rgba.0[1] as f32, c.rgba.0[2] as f32])))
+        .filter_map(|m| {
+            m.color.as_ref().map(|c| {
+                (
+                    m.name.as_str(),
+                    [c.rgba.0[0] as f32, c.rgba.0[1] as f32, c.rgba.0[2] as f32],
+                )
+            })
+        })
         .collect();
     urdf.links
         .iter()
@@ -154,7 +169,11 @@ fn link_colors(urdf: &urdf_rs::Robot) -> HashMap<String, [f32; 3]> {
 impl SimWorld {
     /// Builds the world for `episode` (or an empty table when `None`), with the robot at `q0`
     /// (its home when `None`).
-    pub fn new(robot: RobotDescription, episode: Option<&Episode>, q0: Option<&[f64]>) -> Result<Self, SimError> {
+    pub fn new(
+        robot: RobotDescription,
+        episode: Option<&Episode>,
+        q0: Option<&[f64]>,
+    ) -> Result<Self, SimError> {
         let mut physics = PhysicsWorld::new();
         physics.gravity = Vector::new(0.0, 0.0, -9.81);
         physics.integration_parameters.set_inv_dt(PHYSICS_HZ as f32);
@@ -184,15 +203,29 @@ impl SimWorld {
             .collect();
         let colors = link_colors(&robot.urdf);
         let handles = {
-            let PhysicsWorld { bodies, colliders, multibody_joints, .. } = &mut physics;
-            urdf_robot.insert_using_multibody_joints(bodies, colliders, multibody_joints, UrdfMultibodyOptions::DISABLE_SELF_CONTACTS)
+            let PhysicsWorld {
+                bodies,
+                colliders,
+                multibody_joints,
+                ..
+            } = &mut physics;
+            urdf_robot.insert_using_multibody_joints(
+                bodies,
+                colliders,
+                multibody_joints,
+                UrdfMultibodyOptions::DISABLE_SELF_CONTACTS,
+            )
         };
         let mut link_bodies = HashMap::new();
         for (name, link) in link_names.iter().zip(&handles.links) {
             link_bodies.insert(name.clone(), link.body);
             let color = colors.get(name).copied().unwrap_or([0.6, 0.6, 0.62]);
             for c in &link.colliders {
-                if let Some(m) = physics.colliders.get(c.handle).and_then(|co| mesh_of(co.shape(), color)) {
+                if let Some(m) = physics
+                    .colliders
+                    .get(c.handle)
+                    .and_then(|co| mesh_of(co.shape(), color))
+                {
                     meshes.push((c.handle, m));
                 }
             }
@@ -201,16 +234,30 @@ impl SimWorld {
         for (name, j) in joint_names.iter().zip(&handles.joints) {
             let Some(handle) = j.joint else { continue };
             let urdf_joint = robot.urdf.joints.iter().find(|u| &u.name == name);
-            let prismatic = urdf_joint.is_some_and(|u| u.joint_type == urdf_rs::JointType::Prismatic);
-            let axis = if prismatic { JointAxis::LinX } else { JointAxis::AngX };
-            by_name.insert(name.clone(), MotorJoint { handle, axis, prismatic });
+            let prismatic =
+                urdf_joint.is_some_and(|u| u.joint_type == urdf_rs::JointType::Prismatic);
+            let axis = if prismatic {
+                JointAxis::LinX
+            } else {
+                JointAxis::AngX
+            };
+            by_name.insert(
+                name.clone(),
+                MotorJoint {
+                    handle,
+                    axis,
+                    prismatic,
+                },
+            );
         }
         let mut joints = Vec::new();
         for jc in &robot.config.joints {
-            let m = by_name.get(&jc.name).copied().ok_or_else(|| SimError::Robot(format!(
-                "joint {:?} of robot.toml is not a movable joint in the simulated URDF",
-                jc.name
-            )))?;
+            let m = by_name.get(&jc.name).copied().ok_or_else(|| {
+                SimError::Robot(format!(
+                    "joint {:?} of robot.toml is not a movable joint in the simulated URDF",
+                    jc.name
+                ))
+            })?;
             joints.push(m);
         }
         let mut mimics = Vec::new();
@@ -229,9 +276,14 @@ impl SimWorld {
                 let half = (o.size / 2.0) as f32;
                 let rot = Rotation::from_rotation_z(o.yaw as f32);
                 let body = RigidBodyBuilder::dynamic()
-                    .pose(Pose::from_parts(Vector::new(o.xy[0] as f32, o.xy[1] as f32, TABLE_TOP_Z + half), rot))
+                    .pose(Pose::from_parts(
+                        Vector::new(o.xy[0] as f32, o.xy[1] as f32, TABLE_TOP_Z + half),
+                        rot,
+                    ))
                     .ccd_enabled(true);
-                let collider = ColliderBuilder::cuboid(half, half, half).density(400.0).friction(1.0);
+                let collider = ColliderBuilder::cuboid(half, half, half)
+                    .density(400.0)
+                    .friction(1.0);
                 let (h, _) = physics.insert(body, collider);
                 let color = color_rgb(&o.color).unwrap_or([0.5, 0.5, 0.5]);
                 if let Some(&ch) = physics.bodies[h].colliders().first() {
@@ -239,7 +291,12 @@ impl SimWorld {
                         meshes.push((ch, m));
                     }
                 }
-                objects.push(SimObject { name: o.name.clone(), color: o.color.clone(), size: o.size, body: h });
+                objects.push(SimObject {
+                    name: o.name.clone(),
+                    color: o.color.clone(),
+                    size: o.size,
+                    body: h,
+                });
             }
         }
         // Table mesh last-but-visible: colour it wood-like.
@@ -254,7 +311,11 @@ impl SimWorld {
         let home = robot.home();
         let q0: Vec<f64> = q0.map(|q| q.to_vec()).unwrap_or(home);
         if q0.len() != joints.len() {
-            return Err(SimError::Robot(format!("initial configuration has {} values for {} joints", q0.len(), joints.len())));
+            return Err(SimError::Robot(format!(
+                "initial configuration has {} values for {} joints",
+                q0.len(),
+                joints.len()
+            )));
         }
         let mut world = Self {
             physics,
@@ -279,8 +340,13 @@ impl SimWorld {
 
     /// Teleports the robot to `q` (joint positions, zero velocities).
     fn set_configuration(&mut self, q: &[f64]) {
-        let PhysicsWorld { bodies, multibody_joints, .. } = &mut self.physics;
-        let mut all: Vec<(MotorJoint, f64)> = self.joints.iter().copied().zip(q.iter().copied()).collect();
+        let PhysicsWorld {
+            bodies,
+            multibody_joints,
+            ..
+        } = &mut self.physics;
+        let mut all: Vec<(MotorJoint, f64)> =
+            self.joints.iter().copied().zip(q.iter().copied()).collect();
         for (m, src) in &self.mimics {
             all.push((*m, q[*src]));
         }
@@ -391,7 +457,10 @@ impl SimWorld {
                     let link = mb.link(id)?;
                     let idx = if mj.prismatic { 0 } else { 3 };
                     let v = mb.joint_velocity(link);
-                    Some((link.joint().coords()[idx] as f64, v.get(0).copied().unwrap_or(0.0) as f64))
+                    Some((
+                        link.joint().coords()[idx] as f64,
+                        v.get(0).copied().unwrap_or(0.0) as f64,
+                    ))
                 })
                 .unwrap_or((f64::NAN, f64::NAN));
             q.push(pos);
@@ -421,7 +490,9 @@ impl SimWorld {
     /// `world_from_ee` from the measured joints (FK; the base is at the world origin).
     pub fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
         let (q, _) = self.joint_state();
-        self.robot.ee_pose(&q).map_err(|e| SimError::Robot(e.to_string()))
+        self.robot
+            .ee_pose(&q)
+            .map_err(|e| SimError::Robot(e.to_string()))
     }
 
     /// Renders camera `name` of the robot config.
@@ -434,7 +505,10 @@ impl SimWorld {
             .find(|c| c.name == name)
             .ok_or_else(|| SimError::Robot(format!("no camera named {name:?}")))?;
         let (q, _) = self.joint_state();
-        let world_from_camera = self.robot.camera_pose(cam, &q).map_err(|e| SimError::Robot(e.to_string()))?;
+        let world_from_camera = self
+            .robot
+            .camera_pose(cam, &q)
+            .map_err(|e| SimError::Robot(e.to_string()))?;
         let k = Intrinsics {
             width: cam.width,
             height: cam.height,
@@ -457,7 +531,10 @@ impl SimWorld {
     pub fn object_mesh_index(&self, i: usize) -> Option<u32> {
         let body = self.objects.get(i)?.body;
         let ch = *self.physics.bodies.get(body)?.colliders().first()?;
-        self.meshes.iter().position(|(h, _)| *h == ch).map(|p| p as u32)
+        self.meshes
+            .iter()
+            .position(|(h, _)| *h == ch)
+            .map(|p| p as u32)
     }
 }
 

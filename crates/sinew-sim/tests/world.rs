@@ -1,0 +1,239 @@
+//! The simulator against the robot description crate, on both shipped robots.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use nalgebra::Point3;
+use sinew_robot::RobotDescription;
+use sinew_sim::task::Rng;
+use sinew_sim::{Intrinsics, SimWorld, TaskSpec};
+
+const ROBOTS: [&str; 2] = ["so101", "panda"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn robot(name: &str) -> RobotDescription {
+    RobotDescription::load(&root().join("robots").join(name)).expect("robot loads")
+}
+
+fn random_q(r: &RobotDescription, rng: &mut Rng) -> Vec<f64> {
+    r.limits()
+        .iter()
+        .map(|(lo, hi)| rng.range(*lo, *hi))
+        .collect()
+}
+
+#[test]
+fn fk_equals_the_link_poses_rapier_reports() {
+    for name in ROBOTS {
+        let r = robot(name);
+        let mut rng = Rng::new(7);
+        for _ in 0..10 {
+            let q = random_q(&r, &mut rng);
+            let world = SimWorld::new(r.clone(), None, Some(&q)).expect("world");
+            let fk = r.tree.forward(&q).expect("fk");
+            let links = world.body_links();
+            assert!(links.len() >= r.dof(), "{name}: {links:?}");
+            for link in links {
+                let i = r.tree.link_index(link).expect("link in tree");
+                let sim = world.link_pose(link).expect("pose");
+                let d = (sim.translation.vector - fk[i].translation.vector).norm();
+                assert!(
+                    d < 1e-5,
+                    "{name} link {link}: |fk - rapier| = {d} m at q = {q:?}"
+                );
+                assert!(
+                    sim.rotation.angle_to(&fk[i].rotation) < 1e-4,
+                    "{name} link {link} rotation"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pd_motors_track_position_targets_under_gravity() {
+    for name in ROBOTS {
+        let r = robot(name);
+        let mut rng = Rng::new(11);
+        let mut world = SimWorld::new(r.clone(), None, None).expect("world");
+        for _ in 0..3 {
+            // Targets in the middle half of each range.
+            let target: Vec<f64> = r
+                .limits()
+                .iter()
+                .map(|(lo, hi)| {
+                    let mid = (lo + hi) / 2.0;
+                    mid + (hi - lo) * 0.25 * (2.0 * rng.unit() - 1.0)
+                })
+                .collect();
+            world.command(&target).expect("command");
+            world.advance(2.0);
+            let (q, _) = world.joint_state();
+            for (i, (a, b)) in q.iter().zip(&target).enumerate() {
+                // Stated bound: 0.05 rad (or 5 mm) after 2 s.
+                assert!((a - b).abs() < 0.05, "{name} joint {i}: {a} vs target {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_commands_are_rejected_or_clamped_and_counted() {
+    let r = robot("so101");
+    let mut world = SimWorld::new(r.clone(), None, None).expect("world");
+    let n = r.dof();
+    assert!(world.command(&vec![0.0; n + 1]).is_err());
+    let mut nan = r.home();
+    nan[0] = f64::NAN;
+    assert!(world.command(&nan).is_err());
+    assert_eq!(world.rejected_commands, 2);
+    let mut far = r.home();
+    far[1] = 100.0;
+    world.command(&far).expect("clamped, not rejected");
+    assert_eq!(world.clamped_values, 1);
+    assert_eq!(world.targets()[1], r.limits()[1].1);
+    world.advance(1.0);
+    let (q, qd) = world.joint_state();
+    assert!(q.iter().chain(&qd).all(|v| v.is_finite()));
+}
+
+fn run_episode(seed: u64) -> (u64, u64) {
+    let r = robot("so101");
+    let task = TaskSpec::load_named(&root(), "reach").expect("task");
+    let ep = task.sample("so101", seed).expect("episode");
+    let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+    let mut rng = Rng::new(seed);
+    let mut traj = DefaultHasher::new();
+    for _ in 0..20 {
+        let q = random_q(&r, &mut rng);
+        world.command(&q).expect("command");
+        world.advance(0.1);
+        let (q, qd) = world.joint_state();
+        for v in q.iter().chain(&qd) {
+            v.to_bits().hash(&mut traj);
+        }
+        for i in 0..world.objects.len() {
+            let p = world.object_pose(i).expect("object");
+            for v in p.translation.vector.iter() {
+                v.to_bits().hash(&mut traj);
+            }
+        }
+    }
+    let frame = world.render_camera("front").expect("render");
+    let mut img = DefaultHasher::new();
+    frame.rgb.hash(&mut img);
+    for d in &frame.depth {
+        d.to_bits().hash(&mut img);
+    }
+    (traj.finish(), img.finish())
+}
+
+#[test]
+fn same_seed_and_commands_give_bit_identical_trajectories_and_images() {
+    let a = run_episode(3);
+    let b = run_episode(3);
+    assert_eq!(a, b);
+    let c = run_episode(4);
+    assert_ne!(a.0, c.0, "another seed gives another episode");
+}
+
+#[test]
+fn the_target_cube_appears_where_the_camera_projection_says() {
+    for name in ROBOTS {
+        let r = robot(name);
+        let task = TaskSpec::load_named(&root(), "reach").expect("task");
+        let ep = task.sample(name, 5).expect("episode");
+        let world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        let cam = r
+            .config
+            .cameras
+            .iter()
+            .find(|c| c.name == "front")
+            .expect("front camera");
+        let world_from_camera = r.camera_pose(cam, &r.home()).expect("pose");
+        let k = Intrinsics {
+            width: cam.width,
+            height: cam.height,
+            fov_y: cam.fov_y_deg.to_radians(),
+        };
+        let frame = world.render(&world_from_camera.cast::<f32>(), &k);
+        let centre = world.object_pose(0).expect("target").translation.vector;
+        let p_in_camera = world_from_camera.inverse() * Point3::from(centre);
+        let (u, v) = k.project(&p_in_camera).expect("in front of the camera");
+        let id = world.object_mesh_index(0).expect("mesh");
+        // The projected centre's pixel (or one next to it) shows the target cube, at a depth
+        // within a cube's size of the centre's.
+        let (ui, vi) = (u as i64, v as i64);
+        let hit = (-1..=1)
+            .flat_map(|dv| (-1..=1).map(move |du| (ui + du, vi + dv)))
+            .any(|(x, y)| {
+                if x < 0 || y < 0 || x >= k.width as i64 || y >= k.height as i64 {
+                    return false;
+                }
+                let i = (y as usize) * k.width as usize + x as usize;
+                frame.ids[i] == id
+                    && (frame.depth[i] as f64 - p_in_camera.z).abs() < task.cube_size_m
+            });
+        assert!(
+            hit,
+            "{name}: target cube not at its projection ({u:.1}, {v:.1})"
+        );
+        // And its pixels have the target's colour family: the dominant channel matches.
+        let rgb = sinew_sim::task::color_rgb(&ep.objects[0].color).expect("colour");
+        let dominant = (0..3)
+            .max_by(|a, b| rgb[*a].total_cmp(&rgb[*b]))
+            .expect("channel");
+        let i = (v as usize) * k.width as usize + u as usize;
+        let px = &frame.rgb[3 * i..3 * i + 3];
+        let got = (0..3).max_by_key(|c| px[*c]).expect("channel");
+        assert_eq!(
+            got, dominant,
+            "{name}: pixel {px:?} for colour {}",
+            ep.objects[0].color
+        );
+    }
+}
+
+#[test]
+fn broken_task_files_name_the_field() {
+    let text = std::fs::read_to_string(root().join("sim/tasks/reach.toml")).expect("task file");
+    let p = Path::new("sim/tasks/reach.toml");
+    let cases = [
+        (text.replace("\"yellow\"", "\"mauve\""), "colors"),
+        (
+            text.replace("x = [0.16, 0.26]", "x = [0.26, 0.16]"),
+            "region.so101",
+        ),
+        (
+            text.replace("cube_size_m = 0.03", "cube_size_m = nan"),
+            "cube_size_m",
+        ),
+        (
+            text.replace("step_limit = 80", "step_limit = 80\nfoo = 1"),
+            "foo",
+        ),
+    ];
+    for (t, want) in cases {
+        let err = TaskSpec::from_str_at(&t, p).expect_err(want).to_string();
+        assert!(
+            err.contains(want) && err.contains("sim/tasks/reach.toml"),
+            "{want}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_reach_expert_succeeds_on_a_few_seeds_of_both_robots() {
+    let task = TaskSpec::load_named(&root(), "reach").expect("task");
+    for name in ROBOTS {
+        let r = robot(name);
+        for seed in 0..3 {
+            let out = sinew_sim::expert::run_expert_episode(&r, &task, seed).expect("episode");
+            assert!(out.success, "{name} seed {seed}: {out:?}");
+        }
+    }
+}
