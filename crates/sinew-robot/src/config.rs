@@ -25,6 +25,10 @@ pub struct RobotConfig {
     pub command_rate_hz: f64,
     /// Actuated joints in command order: the arm, then the gripper joint.
     pub joints: Vec<JointConfig>,
+    /// The ready configuration (joint order as `joints`): where episodes start, gripper
+    /// pointing down over the workspace. Zero clamped into the limits when omitted.
+    #[serde(default)]
+    pub home: Option<Vec<f64>>,
     /// The gripper, if any.
     #[serde(default)]
     pub gripper: Option<GripperConfig>,
@@ -215,6 +219,25 @@ impl RobotConfig {
             }
             if self.joints[..i].iter().any(|o| o.name == j.name) {
                 return Err(field_err(file, f("name"), "joint listed twice"));
+            }
+        }
+        if let Some(h) = &self.home {
+            if h.len() != self.joints.len() {
+                return Err(field_err(
+                    file,
+                    "home".into(),
+                    format!("{} values for {} joints", h.len(), self.joints.len()),
+                ));
+            }
+            finite(file, "home".into(), h)?;
+            for (i, (v, j)) in h.iter().zip(&self.joints).enumerate() {
+                if *v < j.position_min || *v > j.position_max {
+                    return Err(field_err(
+                        file,
+                        format!("home[{i}] ({})", j.name),
+                        format!("{v} is outside [{}, {}]", j.position_min, j.position_max),
+                    ));
+                }
             }
         }
         if let Some(g) = &self.gripper {

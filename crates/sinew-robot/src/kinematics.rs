@@ -420,6 +420,17 @@ pub enum IkTarget {
     Position(Vector3<f64>),
     /// Full pose `base_from_link`.
     Pose(Isometry3<f64>),
+    /// Position of the link origin, and a direction: the link's `axis_in_link` must point
+    /// along `direction_in_base` (rotation about that axis is free). For example a gripper's
+    /// approach axis pointing down.
+    PositionAxis {
+        /// Target position, base frame, m.
+        position: Vector3<f64>,
+        /// Unit axis in the link frame.
+        axis_in_link: Unit<Vector3<f64>>,
+        /// Unit direction in the base frame.
+        direction_in_base: Unit<Vector3<f64>>,
+    },
 }
 
 /// Options of [`solve_ik`].
@@ -485,6 +496,34 @@ fn pose_error(target: &IkTarget, current: &Isometry3<f64>) -> (Vector3<f64>, Vec
             let dr = (t.rotation * current.rotation.inverse()).scaled_axis();
             (dp, dr)
         }
+        IkTarget::PositionAxis {
+            position,
+            axis_in_link,
+            direction_in_base,
+        } => {
+            let dp = position - current.translation.vector;
+            let a = current.rotation * axis_in_link.into_inner();
+            let b = direction_in_base.into_inner();
+            // Rotation vector taking a onto b (perpendicular to both).
+            let c = a.cross(&b);
+            let sin = c.norm();
+            let cos = a.dot(&b);
+            let angle = sin.atan2(cos);
+            let dr = if sin > 1e-12 {
+                c * (angle / sin)
+            } else if cos < 0.0 {
+                // Opposite: any perpendicular axis.
+                let p = if a.x.abs() < 0.9 {
+                    Vector3::x()
+                } else {
+                    Vector3::y()
+                };
+                a.cross(&p).normalize() * std::f64::consts::PI
+            } else {
+                Vector3::zeros()
+            };
+            (dp, dr)
+        }
     }
 }
 
@@ -512,7 +551,7 @@ pub fn solve_ik(
             *v = v.clamp(*lo, *hi);
         }
     };
-    let with_rot = matches!(target, IkTarget::Pose(_));
+    let with_rot = !matches!(target, IkTarget::Position(_));
     let w = opts.orientation_weight;
     let mut best: Option<IkSolution> = None;
     let mut total_iters = 0usize;

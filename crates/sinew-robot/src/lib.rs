@@ -329,6 +329,7 @@ impl RobotDescription {
             ee_link: ee,
             command_rate_hz: 100.0,
             joints,
+            home: None,
             gripper: None,
             cameras: Vec::new(),
             action_space: config::ActionSpaceConfig {
@@ -351,13 +352,17 @@ impl RobotDescription {
             .collect()
     }
 
-    /// A neutral configuration: zero clamped into the limits, gripper open.
+    /// The ready configuration: robot.toml's `home`, else zero clamped into the limits; the
+    /// gripper open.
     pub fn home(&self) -> Vec<f64> {
-        let mut q: Vec<f64> = self
-            .limits()
-            .iter()
-            .map(|(lo, hi)| 0.0f64.clamp(*lo, *hi))
-            .collect();
+        let mut q: Vec<f64> = match &self.config.home {
+            Some(h) => h.clone(),
+            None => self
+                .limits()
+                .iter()
+                .map(|(lo, hi)| 0.0f64.clamp(*lo, *hi))
+                .collect(),
+        };
         if let (Some(g), Some(i)) = (&self.config.gripper, self.config.gripper_index()) {
             q[i] = g.open;
         }
@@ -372,6 +377,12 @@ impl RobotDescription {
     /// `base_from_ee`.
     pub fn ee_pose(&self, q: &[f64]) -> Result<Isometry3<f64>, RobotError> {
         self.tree.link_pose(q, self.ee_link)
+    }
+
+    /// The end effector's approach axis in its own frame: +z, the ROS convention for tool
+    /// frames (both shipped robots follow it).
+    pub fn approach_axis(&self) -> nalgebra::Unit<Vector3<f64>> {
+        Vector3::z_axis()
     }
 
     /// IK for the end effector with robot.toml's limits; the gripper joint stays at its

@@ -25,7 +25,7 @@ pub struct Expert {
 }
 
 /// Height above the target cube's top of the approach waypoint, metres.
-const APPROACH_M: f64 = 0.06;
+const APPROACH_M: f64 = 0.03;
 
 impl Expert {
     /// An expert for a task's success kind.
@@ -70,8 +70,14 @@ impl Expert {
             restarts: 4,
             ..IkOptions::default()
         };
+        let axis = robot.approach_axis();
+        let target = IkTarget::PositionAxis {
+            position: goal,
+            axis_in_link: axis,
+            direction_in_base: -Vector3::z_axis(),
+        };
         let sol = robot
-            .ik(IkTarget::Position(goal), &seed, &opts)
+            .ik(target, &seed, &opts)
             .map_err(|e| SimError::Robot(e.to_string()))?;
         self.q_seed = Some(sol.q.clone());
         // Rate-limit towards the solution from the current targets.

@@ -177,6 +177,9 @@ impl SimWorld {
         let mut physics = PhysicsWorld::new();
         physics.gravity = Vector::new(0.0, 0.0, -9.81);
         physics.integration_parameters.set_inv_dt(PHYSICS_HZ as f32);
+        // Objects are centimetres in size: with the default length unit, speculative contacts
+        // reach 2 cm and fingers press on cubes they do not touch.
+        physics.integration_parameters.length_unit = 0.1;
         let mut meshes = Vec::new();
 
         // Table: a slab whose top is at z = 0.
@@ -186,8 +189,10 @@ impl SimWorld {
         );
 
         // Robot.
+        // Robot links never sleep: a light arm otherwise falls asleep mid-motion.
         let opts = UrdfLoaderOptions {
             make_roots_fixed: true,
+            rigid_body_blueprint: RigidBodyBuilder::dynamic().can_sleep(false),
             ..Default::default()
         };
         let urdf_robot = UrdfRobot::from_robot(&robot.urdf, opts, &robot.dir);
@@ -333,8 +338,6 @@ impl SimWorld {
         };
         world.set_configuration(&q0);
         world.apply_motors();
-        // Settle contacts and build the query structures.
-        world.physics.step();
         Ok(world)
     }
 

@@ -34,6 +34,13 @@ fn fk_equals_the_link_poses_rapier_reports() {
         for _ in 0..10 {
             let q = random_q(&r, &mut rng);
             let world = SimWorld::new(r.clone(), None, Some(&q)).expect("world");
+            // The world has not stepped: rapier's link poses come from its own multibody
+            // kinematics at the joint values it reports.
+            let (q_sim, _) = world.joint_state();
+            for (a, b) in q_sim.iter().zip(&q) {
+                assert!((a - b).abs() < 1e-6, "{name}: set {q:?}, reads {q_sim:?}");
+            }
+            let q = q_sim;
             let fk = r.tree.forward(&q).expect("fk");
             let links = world.body_links();
             assert!(links.len() >= r.dof(), "{name}: {links:?}");
