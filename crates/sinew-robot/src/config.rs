@@ -74,6 +74,11 @@ pub struct GripperConfig {
     /// URDF joints that follow the gripper joint one to one.
     #[serde(default)]
     pub mimic: Vec<String>,
+    /// Where to put the tool centre point when grasping, metres along the TCP's -y axis from
+    /// the object's centre: one-jaw grippers keep clearance from the fixed jaw (0 for
+    /// symmetric grippers).
+    #[serde(default)]
+    pub grasp_offset_m: f64,
 }
 
 /// A pinhole camera rigidly mounted on a link.

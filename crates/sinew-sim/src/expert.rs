@@ -1,18 +1,35 @@
 //! Scripted experts: IK-based controllers that solve the tasks from privileged state (object
 //! poses). They drive evaluations without a trained model and generate demonstrations.
+//!
+//! Each expert is a small state machine over waypoints of the tool centre point (TCP), with the
+//! gripper's approach axis pointing down; each control step solves IK for the current waypoint
+//! and moves the joint targets towards the solution at most half the joints' speed limits.
 
-use nalgebra::Vector3;
+use nalgebra::{Isometry3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
 use sinew_robot::{IkOptions, IkTarget};
 
 use crate::task::SuccessKind;
 use crate::{SimError, SimWorld};
 
-/// Phase of the reach expert.
+/// Height above the target cube's top of approach waypoints, metres.
+const APPROACH_M: f64 = 0.03;
+/// Clearance behind the cube's face where a push starts, metres.
+const PUSH_GAP_M: f64 = 0.02;
+/// Distance the pusher advances per control step, metres.
+const PUSH_STEP_M: f64 = 0.012;
+/// Control steps the gripper is given to close or open.
+const GRIP_STEPS: u32 = 6;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Above,
-    Descend,
-    Hold,
+    Down,
+    Close,
+    Lift,
+    Carry,
+    Lower,
+    Release,
+    Done,
 }
 
 /// The scripted expert of a task.
@@ -20,12 +37,25 @@ enum Phase {
 pub struct Expert {
     kind: SuccessKind,
     phase: Phase,
-    /// Last joint solution, the seed of the next IK.
+    timer: u32,
+    /// Gripper frame yaw chosen for the grasp (radians about z).
+    grasp_yaw: Option<f64>,
+    /// Push direction (unit, xy) frozen for the current push stroke.
+    push_dir: Option<Vector3<f64>>,
     q_seed: Option<Vec<f64>>,
 }
 
-/// Height above the target cube's top of the approach waypoint, metres.
-const APPROACH_M: f64 = 0.03;
+fn err(msg: impl Into<String>) -> SimError {
+    SimError::Robot(msg.into())
+}
+
+/// The TCP orientation pointing down (z along -Z) with its y axis at `yaw` about Z.
+fn down_at_yaw(yaw: f64) -> UnitQuaternion<f64> {
+    let y = Vector3::new(yaw.cos(), yaw.sin(), 0.0);
+    let z = -Vector3::z();
+    let x = y.cross(&z);
+    UnitQuaternion::from_rotation_matrix(&Rotation3::from_basis_unchecked(&[x, y, z]))
+}
 
 impl Expert {
     /// An expert for a task's success kind.
@@ -33,63 +63,254 @@ impl Expert {
         Self {
             kind,
             phase: Phase::Above,
+            timer: 0,
+            grasp_yaw: None,
+            push_dir: None,
             q_seed: None,
         }
     }
 
-    /// Joint targets for the next control step, limited to what the joints can travel in
-    /// `dt_s` at their velocity limits.
+    /// Joint targets for the next control step.
     pub fn act(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
-        if self.kind != SuccessKind::Touch {
-            return Err(SimError::Robot(format!(
-                "no scripted expert for {:?} yet",
-                self.kind
-            )));
+        match self.kind {
+            SuccessKind::Touch => self.act_reach(world, dt_s),
+            SuccessKind::InZone => self.act_push(world, dt_s),
+            SuccessKind::InBowl => self.act_pick(world, dt_s),
         }
-        let robot = &world.robot;
-        let (q, _) = world.joint_state();
-        let target = world
+    }
+
+    fn cube(&self, world: &SimWorld) -> Result<(Isometry3<f64>, f64), SimError> {
+        let pose = world
             .object_pose(0)
-            .ok_or_else(|| SimError::Robot("no target object".into()))?;
-        let size = world.objects[0].size;
-        let top = target.translation.vector + Vector3::new(0.0, 0.0, size / 2.0);
-        let ee = world.ee_pose()?.translation.vector;
-        let above = top + Vector3::new(0.0, 0.0, APPROACH_M);
-        let touch = top + Vector3::new(0.0, 0.0, 0.004);
-        self.phase = match self.phase {
-            Phase::Above if (ee - above).norm() < 0.015 => Phase::Descend,
-            Phase::Descend if (ee - touch).norm() < 0.006 => Phase::Hold,
-            p => p,
-        };
-        let goal = match self.phase {
-            Phase::Above => above,
-            Phase::Descend | Phase::Hold => touch,
-        };
-        let seed = self.q_seed.clone().unwrap_or_else(|| q.clone());
+            .ok_or_else(|| err("no target object"))?;
+        Ok((pose, world.objects[0].size))
+    }
+
+    /// Solves IK for `target` and returns joint targets rate-limited from the current ones,
+    /// with the gripper at `gripper` (None: unchanged).
+    fn move_to(
+        &mut self,
+        world: &SimWorld,
+        target: IkTarget,
+        gripper: Option<f64>,
+        dt_s: f64,
+        speed: f64,
+    ) -> Result<Vec<f64>, SimError> {
+        let robot = &world.robot;
+        let seed = self
+            .q_seed
+            .clone()
+            .unwrap_or_else(|| world.targets().to_vec());
         let opts = IkOptions {
             restarts: 4,
             ..IkOptions::default()
         };
-        let axis = robot.approach_axis();
-        let target = IkTarget::PositionAxis {
-            position: goal,
-            axis_in_link: axis,
-            direction_in_base: -Vector3::z_axis(),
-        };
         let sol = robot
             .ik(target, &seed, &opts)
-            .map_err(|e| SimError::Robot(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?;
         self.q_seed = Some(sol.q.clone());
-        // Rate-limit towards the solution from the current targets.
+        let gi = robot.config.gripper_index();
         let mut out = world.targets().to_vec();
         for (i, (o, s)) in out.iter_mut().zip(&sol.q).enumerate() {
-            if Some(i) == robot.config.gripper_index() {
+            if Some(i) == gi {
+                if let Some(g) = gripper {
+                    *o = g;
+                }
                 continue;
             }
-            let max = robot.config.joints[i].velocity_max * dt_s * 0.5;
+            let max = robot.config.joints[i].velocity_max * dt_s * speed;
             *o += (s - *o).clamp(-max, max);
         }
         Ok(out)
+    }
+
+    fn down_target(world: &SimWorld, p: Vector3<f64>) -> IkTarget {
+        IkTarget::PositionAxis {
+            position: p,
+            axis_in_link: world.robot.approach_axis(),
+            direction_in_base: -Vector3::z_axis(),
+        }
+    }
+
+    fn act_reach(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        let (cube, size) = self.cube(world)?;
+        let top = cube.translation.vector + Vector3::new(0.0, 0.0, size / 2.0);
+        let ee = world.ee_pose()?.translation.vector;
+        let above = top + Vector3::new(0.0, 0.0, APPROACH_M);
+        let touch = top + Vector3::new(0.0, 0.0, 0.004);
+        if self.phase == Phase::Above && (ee - above).norm() < 0.015 {
+            self.phase = Phase::Down;
+        }
+        let goal = if self.phase == Phase::Above {
+            above
+        } else {
+            touch
+        };
+        self.move_to(world, Self::down_target(world, goal), None, dt_s, 0.5)
+    }
+
+    fn act_push(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+        let zone = ep
+            .goal_zone
+            .and_then(|z| ep.zones.get(z))
+            .ok_or_else(|| err("no goal zone"))?;
+        let (cube, size) = self.cube(world)?;
+        let c = cube.translation.vector;
+        let goal = Vector3::new(zone.center[0], zone.center[1], c.z);
+        let to_goal = Vector3::new(goal.x - c.x, goal.y - c.y, 0.0);
+        let closed = world.robot.config.gripper.as_ref().map(|g| g.closed);
+        if to_goal.norm() < 0.005 {
+            return self.move_to(
+                world,
+                Self::down_target(world, world.ee_pose()?.translation.vector),
+                closed,
+                dt_s,
+                0.5,
+            );
+        }
+        let dir = *self.push_dir.get_or_insert_with(|| to_goal.normalize());
+        let push_z = size * 0.5;
+        let behind = c - dir * (size / 2.0 + PUSH_GAP_M);
+        let ee = world.ee_pose()?.translation.vector;
+        // How far the pusher is from the line through the cube along the push direction.
+        let rel = ee - c;
+        let lateral = (rel - dir * rel.dot(&dir)).xy().norm();
+        let along = rel.dot(&dir);
+        let goal_pt = match self.phase {
+            Phase::Above => {
+                let p = Vector3::new(behind.x, behind.y, c.z + size / 2.0 + APPROACH_M);
+                if (ee - p).norm() < 0.012 {
+                    self.phase = Phase::Down;
+                }
+                p
+            }
+            Phase::Down => {
+                let p = Vector3::new(behind.x, behind.y, push_z);
+                if (ee - p).norm() < 0.008 {
+                    self.phase = Phase::Carry;
+                }
+                p
+            }
+            _ => {
+                // Pushing: off the line or ahead of the cube means start over from above.
+                if lateral > size * 0.6 || along > 0.0 {
+                    self.phase = Phase::Above;
+                    self.push_dir = Some(to_goal.normalize());
+                }
+                let ahead = ee + dir * PUSH_STEP_M;
+                Vector3::new(ahead.x, ahead.y, push_z)
+            }
+        };
+        self.move_to(world, Self::down_target(world, goal_pt), closed, dt_s, 0.5)
+    }
+
+    fn act_pick(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+        let (bowl_xy, bowl) = ep.bowl.ok_or_else(|| err("no bowl"))?;
+        let (cube, size) = self.cube(world)?;
+        let c = cube.translation.vector;
+        let g = world
+            .robot
+            .config
+            .gripper
+            .as_ref()
+            .ok_or_else(|| err("the robot has no gripper"))?;
+        let (open, closed) = (g.open, g.closed);
+        let ee_pose = world.ee_pose()?;
+        let ee = ee_pose.translation.vector;
+        // Align the gripper's closing axis (TCP y) with a cube face: of the four face normals,
+        // the one nearest the radial direction keeps the wrist comfortable.
+        let yaw = *self.grasp_yaw.get_or_insert_with(|| {
+            let cube_yaw = cube.rotation.euler_angles().2;
+            let radial = c.y.atan2(c.x) + std::f64::consts::FRAC_PI_2;
+            (0..4)
+                .map(|k| cube_yaw + k as f64 * std::f64::consts::FRAC_PI_2)
+                .min_by(|a, b| {
+                    let da = (a - radial).sin().abs() + (1.0 - (a - radial).cos()) * 0.01;
+                    let db = (b - radial).sin().abs() + (1.0 - (b - radial).cos()) * 0.01;
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(cube_yaw)
+        });
+        let rot = down_at_yaw(yaw);
+        // One-jaw grippers close onto a fixed jaw on the TCP's -y side: start with clearance there.
+        let jaw_offset = rot
+            * Vector3::new(
+                0.0,
+                -world
+                    .robot
+                    .config
+                    .gripper
+                    .as_ref()
+                    .map_or(0.0, |g| g.grasp_offset_m),
+                0.0,
+            );
+        let grasp = c + jaw_offset;
+        let rim = bowl.wall_height;
+        let carry_z = rim + size + 0.03;
+        let bowl_c = Vector3::new(bowl_xy[0], bowl_xy[1], 0.0) + jaw_offset;
+        let pose =
+            |p: Vector3<f64>| IkTarget::Pose(Isometry3::from_parts(Translation3::from(p), rot));
+        let (target, grip, speed) = match self.phase {
+            Phase::Above => {
+                let p = Vector3::new(grasp.x, grasp.y, c.z + size / 2.0 + APPROACH_M);
+                if (ee - p).norm() < 0.01 {
+                    self.phase = Phase::Down;
+                }
+                (pose(p), open, 0.5)
+            }
+            Phase::Down => {
+                let p = Vector3::new(grasp.x, grasp.y, c.z);
+                if (ee - p).norm() < 0.006 {
+                    self.phase = Phase::Close;
+                    self.timer = 0;
+                }
+                (pose(p), open, 0.3)
+            }
+            Phase::Close => {
+                self.timer += 1;
+                if self.timer >= GRIP_STEPS {
+                    self.phase = Phase::Lift;
+                }
+                (pose(Vector3::new(grasp.x, grasp.y, c.z)), closed, 0.3)
+            }
+            Phase::Lift => {
+                let p = Vector3::new(ee.x, ee.y, carry_z);
+                if (ee.z - carry_z).abs() < 0.01 {
+                    self.phase = Phase::Carry;
+                }
+                (pose(p), closed, 0.3)
+            }
+            Phase::Carry => {
+                let p = Vector3::new(bowl_c.x, bowl_c.y, carry_z);
+                if (ee - p).norm() < 0.01 {
+                    self.phase = Phase::Lower;
+                }
+                (pose(p), closed, 0.3)
+            }
+            Phase::Lower => {
+                let p = Vector3::new(bowl_c.x, bowl_c.y, rim + size / 2.0 + 0.01);
+                if (ee - p).norm() < 0.01 {
+                    self.phase = Phase::Release;
+                    self.timer = 0;
+                }
+                (pose(p), closed, 0.3)
+            }
+            Phase::Release | Phase::Done => {
+                self.timer += 1;
+                if self.timer >= GRIP_STEPS {
+                    self.phase = Phase::Done;
+                }
+                let p = Vector3::new(bowl_c.x, bowl_c.y, carry_z);
+                (
+                    pose(if self.phase == Phase::Done { p } else { ee }),
+                    open,
+                    0.3,
+                )
+            }
+        };
+        self.move_to(world, target, Some(grip), dt_s, speed)
     }
 }
 
@@ -99,15 +320,16 @@ pub fn success(
     kind: SuccessKind,
     touch_distance_m: f64,
 ) -> Result<bool, SimError> {
+    let target = world
+        .object_pose(0)
+        .ok_or_else(|| err("no target object"))?;
+    let c = target.translation.vector;
+    let h = world.objects[0].size / 2.0;
     match kind {
         SuccessKind::Touch => {
-            let target = world
-                .object_pose(0)
-                .ok_or_else(|| SimError::Robot("no target object".into()))?;
             let ee = world.ee_pose()?.translation.vector;
             // Distance from the TCP to the cube (a box), in the cube's frame.
-            let p = target.inverse() * nalgebra::Point3::from(ee);
-            let h = world.objects[0].size / 2.0;
+            let p = target.inverse() * Point3::from(ee);
             let d = Vector3::new(
                 (p.x.abs() - h).max(0.0),
                 (p.y.abs() - h).max(0.0),
@@ -116,9 +338,21 @@ pub fn success(
             .norm();
             Ok(d <= touch_distance_m)
         }
-        other => Err(SimError::Robot(format!(
-            "success predicate {other:?} is not implemented yet"
-        ))),
+        SuccessKind::InZone => {
+            let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+            let zone = ep
+                .goal_zone
+                .and_then(|z| ep.zones.get(z))
+                .ok_or_else(|| err("no goal zone"))?;
+            Ok(zone.contains(c.x, c.y) && c.z < h + 0.01)
+        }
+        SuccessKind::InBowl => {
+            let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+            let (xy, b) = ep.bowl.ok_or_else(|| err("no bowl"))?;
+            let inside = (c.x - xy[0]).abs() < b.inner_half && (c.y - xy[1]).abs() < b.inner_half;
+            // Resting on the bowl's floor, not held above it.
+            Ok(inside && c.z < 0.004 + h + 0.01)
+        }
     }
 }
 

@@ -71,8 +71,54 @@ pub struct TaskSpec {
     /// Minimum distance between object centres, metres.
     #[serde(default = "default_spacing")]
     pub min_spacing_m: f64,
-    /// Where objects are placed, per robot name.
+    /// Where the target (and, without `distractor_region`, the distractors) is placed, per
+    /// robot name.
     pub region: BTreeMap<String, Region>,
+    /// Where distractors are placed, per robot name (default: `region`).
+    #[serde(default)]
+    pub distractor_region: BTreeMap<String, Region>,
+    /// Zones marked on the table, per robot name (`in_zone` tasks; one is the goal).
+    #[serde(default)]
+    pub zones: BTreeMap<String, Vec<ZoneSpec>>,
+    /// The bowl, per robot name (`in_bowl` tasks).
+    #[serde(default)]
+    pub bowl: BTreeMap<String, BowlSpec>,
+}
+
+/// A rectangle marked on the table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// Name used in instructions (`{zone}`).
+    pub name: String,
+    /// Colour name.
+    pub color: String,
+    /// Centre, base frame, metres.
+    pub center: [f64; 2],
+    /// Half extents along x and y, metres.
+    pub half_extents: [f64; 2],
+}
+
+impl ZoneSpec {
+    /// Whether the point (x, y) lies inside.
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        (x - self.center[0]).abs() <= self.half_extents[0]
+            && (y - self.center[1]).abs() <= self.half_extents[1]
+    }
+}
+
+/// An open box ("bowl") the cube goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BowlSpec {
+    /// Range of the bowl centre, base frame.
+    pub region: Region,
+    /// Inner half width, metres.
+    pub inner_half: f64,
+    /// Wall height, metres.
+    pub wall_height: f64,
+    /// Wall thickness, metres.
+    pub wall: f64,
 }
 
 fn default_touch() -> f64 {
@@ -133,7 +179,17 @@ impl TaskSpec {
         if !(spec.cube_size_m.is_finite() && spec.cube_size_m > 0.0) {
             return Err(bad("cube_size_m", "must be positive".into()));
         }
-        for (robot, r) in &spec.region {
+        for zs in spec.zones.values() {
+            for z in zs {
+                if color_rgb(&z.color).is_none() {
+                    return Err(bad(
+                        "zones",
+                        format!("zone {:?}: unknown colour {:?}", z.name, z.color),
+                    ));
+                }
+            }
+        }
+        for (robot, r) in spec.region.iter().chain(&spec.distractor_region) {
             let vals = [r.x[0], r.x[1], r.y[0], r.y[1]];
             if vals.iter().any(|v| !v.is_finite()) || r.x[0] > r.x[1] || r.y[0] > r.y[1] {
                 return Err(bad(
@@ -216,15 +272,30 @@ pub struct Episode {
     pub template: usize,
     /// Objects; index 0 is the target.
     pub objects: Vec<ObjectSpec>,
+    /// Zones on the table (`in_zone` tasks).
+    pub zones: Vec<ZoneSpec>,
+    /// Index of the goal zone in `zones`.
+    pub goal_zone: Option<usize>,
+    /// Bowl centre (x, y) and its spec (`in_bowl` tasks).
+    pub bowl: Option<([f64; 2], BowlSpec)>,
 }
 
 impl TaskSpec {
+    fn missing(&self, field: String, reason: &str) -> SimError {
+        SimError::Field {
+            file: PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
+            field,
+            reason: reason.into(),
+        }
+    }
+
     /// Samples the episode for `seed` on robot `robot` (which must have a region).
     pub fn sample(&self, robot: &str, seed: u64) -> Result<Episode, SimError> {
-        let region = self.region.get(robot).ok_or_else(|| SimError::Field {
-            file: PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
-            field: format!("region.{robot}"),
-            reason: "the task has no placement region for this robot".into(),
+        let region = self.region.get(robot).ok_or_else(|| {
+            self.missing(
+                format!("region.{robot}"),
+                "the task has no placement region for this robot",
+            )
         })?;
         let mut rng = Rng::new(seed);
         let n_distractors = self.distractors[0]
@@ -235,19 +306,55 @@ impl TaskSpec {
             let j = rng.below(i + 1);
             colors.swap(i, j);
         }
+        let bowl = match (self.success, self.bowl.get(robot)) {
+            (SuccessKind::InBowl, Some(b)) => Some((
+                [
+                    rng.range(b.region.x[0], b.region.x[1]),
+                    rng.range(b.region.y[0], b.region.y[1]),
+                ],
+                *b,
+            )),
+            (SuccessKind::InBowl, None) => {
+                return Err(self.missing(
+                    format!("bowl.{robot}"),
+                    "an in_bowl task needs a bowl for this robot",
+                ))
+            }
+            _ => None,
+        };
+        let zones = self.zones.get(robot).cloned().unwrap_or_default();
+        let goal_zone = match self.success {
+            SuccessKind::InZone if zones.is_empty() => {
+                return Err(self.missing(
+                    format!("zones.{robot}"),
+                    "an in_zone task needs zones for this robot",
+                ))
+            }
+            SuccessKind::InZone => Some(rng.below(zones.len())),
+            _ => None,
+        };
+        let distractor_region = self.distractor_region.get(robot).unwrap_or(region);
+        let margin = self.cube_size_m;
         let mut objects: Vec<ObjectSpec> = Vec::new();
-        for color in colors.iter().take(1 + n_distractors as usize) {
+        for (k, color) in colors.iter().take(1 + n_distractors as usize).enumerate() {
+            let reg = if k == 0 { region } else { distractor_region };
             let mut placed = None;
             for _ in 0..1000 {
-                let xy = [
-                    rng.range(region.x[0], region.x[1]),
-                    rng.range(region.y[0], region.y[1]),
-                ];
-                let clear = objects.iter().all(|o| {
+                let xy = [rng.range(reg.x[0], reg.x[1]), rng.range(reg.y[0], reg.y[1])];
+                let bowl_clear = bowl.is_none_or(|(c, b)| {
+                    (c[0] - xy[0]).abs() > b.inner_half + b.wall + margin
+                        || (c[1] - xy[1]).abs() > b.inner_half + b.wall + margin
+                });
+                let zone_clear = k == 0
+                    || zones.iter().all(|z| {
+                        (z.center[0] - xy[0]).abs() > z.half_extents[0] + margin
+                            || (z.center[1] - xy[1]).abs() > z.half_extents[1] + margin
+                    });
+                let spaced = objects.iter().all(|o| {
                     ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt()
                         >= self.min_spacing_m
                 });
-                if clear {
+                if bowl_clear && zone_clear && spaced {
                     placed = Some(xy);
                     break;
                 }
@@ -267,13 +374,19 @@ impl TaskSpec {
             });
         }
         let template = rng.below(self.instructions.len());
-        let instruction = self.instructions[template].replace("{color}", &objects[0].color);
+        let mut instruction = self.instructions[template].replace("{color}", &objects[0].color);
+        if let Some(z) = goal_zone {
+            instruction = instruction.replace("{zone}", &zones[z].name);
+        }
         Ok(Episode {
             task: self.name.clone(),
             seed,
             instruction,
             template,
             objects,
+            zones,
+            goal_zone,
+            bowl,
         })
     }
 }

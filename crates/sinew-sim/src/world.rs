@@ -53,6 +53,10 @@ pub struct SimWorld {
     pub objects: Vec<SimObject>,
     /// Render meshes: (collider, mesh in collider frame).
     meshes: Vec<(ColliderHandle, Mesh)>,
+    /// Render-only meshes fixed in the world (zone markings).
+    static_meshes: Vec<(Mesh, Isometry3<f32>)>,
+    /// The episode (objects, zones, bowl).
+    pub episode: Option<Episode>,
     targets: Vec<f64>,
     /// Simulated time, seconds.
     pub time_s: f64,
@@ -304,6 +308,68 @@ impl SimWorld {
                 });
             }
         }
+        // Zones: flat coloured rectangles just above the table, render only.
+        let mut static_meshes = Vec::new();
+        if let Some(ep) = episode {
+            for z in &ep.zones {
+                let color = color_rgb(&z.color).unwrap_or([0.5, 0.5, 0.5]);
+                let c = Cuboid::new(Vector::new(
+                    z.half_extents[0] as f32,
+                    z.half_extents[1] as f32,
+                    0.0005,
+                ));
+                if let Some(m) = mesh_of(&c, color) {
+                    let pose = Isometry3::translation(
+                        z.center[0] as f32,
+                        z.center[1] as f32,
+                        TABLE_TOP_Z + 0.0005,
+                    );
+                    static_meshes.push((m, pose));
+                }
+            }
+            // Bowl: a fixed open box.
+            if let Some((c, b)) = &ep.bowl {
+                let (ih, w, hgt) = (b.inner_half as f32, b.wall as f32, b.wall_height as f32);
+                let body = physics.insert_body(RigidBodyBuilder::fixed().translation(Vector::new(
+                    c[0] as f32,
+                    c[1] as f32,
+                    TABLE_TOP_Z,
+                )));
+                let parts = [
+                    (
+                        Vector::new(0.0, 0.0, 0.002),
+                        Vector::new(ih + w, ih + w, 0.002),
+                    ),
+                    (
+                        Vector::new(ih + w / 2.0, 0.0, hgt / 2.0),
+                        Vector::new(w / 2.0, ih + w, hgt / 2.0),
+                    ),
+                    (
+                        Vector::new(-ih - w / 2.0, 0.0, hgt / 2.0),
+                        Vector::new(w / 2.0, ih + w, hgt / 2.0),
+                    ),
+                    (
+                        Vector::new(0.0, ih + w / 2.0, hgt / 2.0),
+                        Vector::new(ih, w / 2.0, hgt / 2.0),
+                    ),
+                    (
+                        Vector::new(0.0, -ih - w / 2.0, hgt / 2.0),
+                        Vector::new(ih, w / 2.0, hgt / 2.0),
+                    ),
+                ];
+                for (t, half) in parts {
+                    let co = ColliderBuilder::cuboid(half.x, half.y, half.z)
+                        .translation(t)
+                        .friction(0.8);
+                    let h = physics
+                        .colliders
+                        .insert_with_parent(co, body, &mut physics.bodies);
+                    if let Some(m) = mesh_of(physics.colliders[h].shape(), [0.92, 0.92, 0.95]) {
+                        meshes.push((h, m));
+                    }
+                }
+            }
+        }
         // Table mesh last-but-visible: colour it wood-like.
         for (h, co) in physics.colliders.iter() {
             if co.parent() == Some(table) {
@@ -330,6 +396,8 @@ impl SimWorld {
             link_bodies,
             objects,
             meshes,
+            static_meshes,
+            episode: episode.cloned(),
             targets: q0.clone(),
             time_s: 0.0,
             steps: 0,
@@ -526,6 +594,7 @@ impl SimWorld {
             .meshes
             .iter()
             .filter_map(|(h, m)| Some((m, iso32(self.physics.colliders.get(*h)?.position()))))
+            .chain(self.static_meshes.iter().map(|(m, p)| (m, *p)))
             .collect();
         render::render(&posed, world_from_camera, k)
     }
