@@ -1,33 +1,23 @@
+//! Prints an expert episode step by step: `cargo run --example debug_expert -- ROBOT_DIR TASK SEED`.
 use sinew_sim::{expert::Expert, SimWorld, TaskSpec};
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let r = sinew_robot::RobotDescription::load(std::path::Path::new(&args[1])).unwrap();
-    let seed: u64 = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(0);
-    let task = TaskSpec::from_file(std::path::Path::new("sim/tasks/reach.toml")).unwrap();
-    let ep = task.sample(&r.config.name, seed).unwrap();
-    let mut w = SimWorld::new(r.clone(), Some(&ep), None).unwrap();
+    let r = sinew_robot::RobotDescription::load(std::path::Path::new(&args[1]))?;
+    let task = TaskSpec::from_file(&sinew_sim::task::task_path(std::path::Path::new("."), &args[2]))?;
+    let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let ep = task.sample(&r.config.name, seed)?;
+    println!("{}", ep.instruction);
+    let mut w = SimWorld::new(r.clone(), Some(&ep), None)?;
     let mut e = Expert::new(task.success);
-    for s in 0..40 {
-        let cmd = e.act(&w, 0.1).unwrap();
-        w.command(&cmd).unwrap();
+    for s in 0..task.step_limit {
+        let cmd = e.act(&w, 0.1)?;
+        w.command(&cmd)?;
         w.advance(0.1);
-        let (q, _) = w.joint_state();
-        let ee = w.ee_pose().unwrap().translation.vector;
-        let t = w.object_pose(0).unwrap().translation.vector;
-        println!(
-            "{s} ee {:.3} {:.3} {:.3} target {:.3} {:.3} {:.3} q {:?} cmd {:?}",
-            ee.x,
-            ee.y,
-            ee.z,
-            t.x,
-            t.y,
-            t.z,
-            q.iter()
-                .map(|v| (v * 100.0).round() / 100.0)
-                .collect::<Vec<_>>(),
-            cmd.iter()
-                .map(|v| (v * 100.0).round() / 100.0)
-                .collect::<Vec<_>>()
-        );
+        let ee = w.ee_pose()?.translation.vector;
+        let t = w.object_pose(0).ok_or("no object")?.translation.vector;
+        let ok = sinew_sim::expert::success(&w, task.success, task.touch_distance_m)?;
+        println!("{s} {ok} ee {:.3} {:.3} {:.3} cube {:.3} {:.3} {:.3} {:?}", ee.x, ee.y, ee.z, t.x, t.y, t.z, e.phase_name());
+        if ok { break; }
     }
+    Ok(())
 }

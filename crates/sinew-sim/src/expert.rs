@@ -70,6 +70,20 @@ impl Expert {
         }
     }
 
+    /// The current phase, for logs.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Above => "above",
+            Phase::Down => "down",
+            Phase::Close => "close",
+            Phase::Lift => "lift",
+            Phase::Carry => "carry",
+            Phase::Lower => "lower",
+            Phase::Release => "release",
+            Phase::Done => "done",
+        }
+    }
+
     /// Joint targets for the next control step.
     pub fn act(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
         match self.kind {
@@ -151,35 +165,39 @@ impl Expert {
 
     fn act_push(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
         let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
-        let zone = ep
-            .goal_zone
-            .and_then(|z| ep.zones.get(z))
-            .ok_or_else(|| err("no goal zone"))?;
+        let zone = ep.goal_zone.and_then(|z| ep.zones.get(z)).ok_or_else(|| err("no goal zone"))?;
         let (cube, size) = self.cube(world)?;
         let c = cube.translation.vector;
+        let half = size / 2.0;
         let goal = Vector3::new(zone.center[0], zone.center[1], c.z);
         let to_goal = Vector3::new(goal.x - c.x, goal.y - c.y, 0.0);
         let closed = world.robot.config.gripper.as_ref().map(|g| g.closed);
-        if to_goal.norm() < 0.005 {
-            return self.move_to(
-                world,
-                Self::down_target(world, world.ee_pose()?.translation.vector),
-                closed,
-                dt_s,
-                0.5,
-            );
-        }
-        let dir = *self.push_dir.get_or_insert_with(|| to_goal.normalize());
-        let push_z = size * 0.5;
-        let behind = c - dir * (size / 2.0 + PUSH_GAP_M);
         let ee = world.ee_pose()?.translation.vector;
-        // How far the pusher is from the line through the cube along the push direction.
+        let hover_z = c.z + half + APPROACH_M;
+        let push_z = half * 0.8;
+        // Done when the cube is well inside the zone: lift away.
+        let inner = zone.half_extents[0].min(zone.half_extents[1]) * 0.4;
+        if to_goal.norm() < inner.max(0.004) {
+            self.phase = Phase::Done;
+        }
+        if self.phase == Phase::Done {
+            let p = Vector3::new(ee.x, ee.y, hover_z);
+            return self.move_to(world, Self::down_target(world, p), closed, dt_s, 0.5);
+        }
+        let dir = if self.phase == Phase::Carry {
+            self.push_dir.unwrap_or_else(|| to_goal.normalize())
+        } else {
+            let d = to_goal.normalize();
+            self.push_dir = Some(d);
+            d
+        };
+        let behind = c - dir * (half + PUSH_GAP_M);
         let rel = ee - c;
-        let lateral = (rel - dir * rel.dot(&dir)).xy().norm();
         let along = rel.dot(&dir);
+        let lateral = (rel - dir * along).xy().norm();
         let goal_pt = match self.phase {
             Phase::Above => {
-                let p = Vector3::new(behind.x, behind.y, c.z + size / 2.0 + APPROACH_M);
+                let p = Vector3::new(behind.x, behind.y, hover_z);
                 if (ee - p).norm() < 0.012 {
                     self.phase = Phase::Down;
                 }
@@ -192,14 +210,25 @@ impl Expert {
                 }
                 p
             }
-            _ => {
-                // Pushing: off the line or ahead of the cube means start over from above.
-                if lateral > size * 0.6 || along > 0.0 {
+            Phase::Lift => {
+                // Retreat straight up before moving sideways, so as not to sweep the cube.
+                let p = Vector3::new(ee.x, ee.y, hover_z);
+                if ee.z > hover_z - 0.01 {
                     self.phase = Phase::Above;
-                    self.push_dir = Some(to_goal.normalize());
                 }
-                let ahead = ee + dir * PUSH_STEP_M;
-                Vector3::new(ahead.x, ahead.y, push_z)
+                p
+            }
+            _ => {
+                // Pushing. Off the line, ahead of the cube, or the goal direction turned: retreat.
+                let turned = to_goal.normalize().dot(&dir) < 0.94;
+                if lateral > half * 0.8 || along > -half || turned {
+                    self.phase = Phase::Lift;
+                }
+                // Advance along the line through the cube, never past the goal.
+                let remaining = to_goal.norm();
+                let step = PUSH_STEP_M.min(remaining);
+                let p = c - dir * (half + 0.006) + dir * step;
+                Vector3::new(p.x, p.y, push_z)
             }
         };
         self.move_to(world, Self::down_target(world, goal_pt), closed, dt_s, 0.5)
