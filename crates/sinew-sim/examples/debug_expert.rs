@@ -3,7 +3,10 @@ use sinew_sim::{expert::Expert, SimWorld, TaskSpec};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let r = sinew_robot::RobotDescription::load(std::path::Path::new(&args[1]))?;
-    let task = TaskSpec::from_file(&sinew_sim::task::task_path(std::path::Path::new("."), &args[2]))?;
+    let task = TaskSpec::from_file(&sinew_sim::task::task_path(
+        std::path::Path::new("."),
+        &args[2],
+    ))?;
     let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let ep = task.sample(&r.config.name, seed)?;
     println!("{}", ep.instruction);
@@ -16,8 +19,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ee = w.ee_pose()?.translation.vector;
         let t = w.object_pose(0).ok_or("no object")?.translation.vector;
         let ok = sinew_sim::expert::success(&w, task.success, task.touch_distance_m)?;
-        println!("{s} {ok} ee {:.3} {:.3} {:.3} cube {:.3} {:.3} {:.3} {:?}", ee.x, ee.y, ee.z, t.x, t.y, t.z, e.phase_name());
-        if ok { break; }
+        println!(
+            "{s} {ok} ee {:.3} {:.3} {:.3} cube {:.3} {:.3} {:.3} {:?}",
+            ee.x,
+            ee.y,
+            ee.z,
+            t.x,
+            t.y,
+            t.z,
+            e.phase_name()
+        );
+        if ok {
+            break;
+        }
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct Expert {
     grasp_yaw: Option<f64>,
     /// Push direction (unit, xy) frozen for the current push stroke.
     push_dir: Option<Vector3<f64>>,
+    /// Where the TCP holds while the gripper closes.
+    hold: Option<Vector3<f64>>,
     q_seed: Option<Vec<f64>>,
 }
 
@@ -66,6 +68,7 @@ impl Expert {
             timer: 0,
             grasp_yaw: None,
             push_dir: None,
+            hold: None,
             q_seed: None,
         }
     }
@@ -165,7 +168,10 @@ impl Expert {
 
     fn act_push(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
         let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
-        let zone = ep.goal_zone.and_then(|z| ep.zones.get(z)).ok_or_else(|| err("no goal zone"))?;
+        let zone = ep
+            .goal_zone
+            .and_then(|z| ep.zones.get(z))
+            .ok_or_else(|| err("no goal zone"))?;
         let (cube, size) = self.cube(world)?;
         let c = cube.translation.vector;
         let half = size / 2.0;
@@ -281,53 +287,61 @@ impl Expert {
         let bowl_c = Vector3::new(bowl_xy[0], bowl_xy[1], 0.0) + jaw_offset;
         let pose =
             |p: Vector3<f64>| IkTarget::Pose(Isometry3::from_parts(Translation3::from(p), rot));
+        // A phase ends when its waypoint is reached, or after a time limit (IK may not meet a
+        // 5-DoF arm's pose exactly).
+        self.timer += 1;
+        let reached = |p: Vector3<f64>, tol: f64, timer: u32, limit: u32| {
+            (ee - p).norm() < tol || timer >= limit
+        };
+        let next = |me: &mut Self, ph: Phase| {
+            me.phase = ph;
+            me.timer = 0;
+        };
+        let hold = *self.hold.get_or_insert(grasp);
         let (target, grip, speed) = match self.phase {
             Phase::Above => {
                 let p = Vector3::new(grasp.x, grasp.y, c.z + size / 2.0 + APPROACH_M);
-                if (ee - p).norm() < 0.01 {
-                    self.phase = Phase::Down;
+                if reached(p, 0.01, self.timer, 25) {
+                    next(self, Phase::Down);
                 }
                 (pose(p), open, 0.5)
             }
             Phase::Down => {
                 let p = Vector3::new(grasp.x, grasp.y, c.z);
-                if (ee - p).norm() < 0.006 {
-                    self.phase = Phase::Close;
-                    self.timer = 0;
+                if reached(p, 0.005, self.timer, 12) {
+                    self.hold = Some(Vector3::new(ee.x, ee.y, c.z));
+                    next(self, Phase::Close);
                 }
                 (pose(p), open, 0.3)
             }
             Phase::Close => {
-                self.timer += 1;
                 if self.timer >= GRIP_STEPS {
-                    self.phase = Phase::Lift;
+                    next(self, Phase::Lift);
                 }
-                (pose(Vector3::new(grasp.x, grasp.y, c.z)), closed, 0.3)
+                (pose(hold), closed, 0.3)
             }
             Phase::Lift => {
-                let p = Vector3::new(ee.x, ee.y, carry_z);
-                if (ee.z - carry_z).abs() < 0.01 {
-                    self.phase = Phase::Carry;
+                let p = Vector3::new(hold.x, hold.y, carry_z);
+                if reached(p, 0.01, self.timer, 15) {
+                    next(self, Phase::Carry);
                 }
                 (pose(p), closed, 0.3)
             }
             Phase::Carry => {
                 let p = Vector3::new(bowl_c.x, bowl_c.y, carry_z);
-                if (ee - p).norm() < 0.01 {
-                    self.phase = Phase::Lower;
+                if reached(p, 0.01, self.timer, 20) {
+                    next(self, Phase::Lower);
                 }
                 (pose(p), closed, 0.3)
             }
             Phase::Lower => {
                 let p = Vector3::new(bowl_c.x, bowl_c.y, rim + size / 2.0 + 0.01);
-                if (ee - p).norm() < 0.01 {
-                    self.phase = Phase::Release;
-                    self.timer = 0;
+                if reached(p, 0.01, self.timer, 10) {
+                    next(self, Phase::Release);
                 }
                 (pose(p), closed, 0.3)
             }
             Phase::Release | Phase::Done => {
-                self.timer += 1;
                 if self.timer >= GRIP_STEPS {
                     self.phase = Phase::Done;
                 }
