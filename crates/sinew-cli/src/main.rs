@@ -7,6 +7,7 @@
 mod bench;
 mod robot;
 mod sim;
+mod sim_serve;
 mod stop;
 mod topics;
 
@@ -104,6 +105,6 @@ fn main() -> Result<()> {
         Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
         Command::Robot(cmd) => robot::run(cmd),
-        Command::Sim(cmd) => sim::run(cmd, &stop),
+        Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
     }
 }

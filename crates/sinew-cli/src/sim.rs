@@ -16,6 +16,8 @@ pub enum SimCommand {
     Expert(ExpertArgs),
     /// Measure physics steps/s and render frames/s.
     Bench(SimBenchArgs),
+    /// Serve the simulated robot on the bus, on the keys a real robot uses.
+    Serve(crate::sim_serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,10 +86,11 @@ pub fn load_task(name: &str) -> Result<TaskSpec> {
         .with_context(|| format!("loading task {name:?} ({})", path.display()))
 }
 
-pub fn run(cmd: SimCommand, stop: &Stop) -> Result<()> {
+pub fn run(cmd: SimCommand, bus: &sinew_bus::BusConfig, stop: &Stop) -> Result<()> {
     match cmd {
         SimCommand::Expert(a) => expert(a, stop),
         SimCommand::Bench(a) => bench(a),
+        SimCommand::Serve(a) => crate::sim_serve::serve(a, bus, stop),
     }
 }
 
