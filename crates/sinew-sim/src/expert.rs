@@ -180,7 +180,8 @@ impl Expert {
         let closed = world.robot.config.gripper.as_ref().map(|g| g.closed);
         let ee = world.ee_pose()?.translation.vector;
         let hover_z = c.z + half + APPROACH_M;
-        let push_z = half * 0.8;
+        // Push with the TCP level with the cube's centre (the fingertips reach lower).
+        let push_z = half;
         // Done when the cube is well inside the zone: lift away.
         let inner = zone.half_extents[0].min(zone.half_extents[1]) * 0.4;
         if to_goal.norm() < inner.max(0.004) {
@@ -201,38 +202,44 @@ impl Expert {
         let rel = ee - c;
         let along = rel.dot(&dir);
         let lateral = (rel - dir * along).xy().norm();
+        self.timer += 1;
+        let timer = self.timer;
+        let next = |me: &mut Self, ph: Phase| {
+            me.phase = ph;
+            me.timer = 0;
+        };
         let goal_pt = match self.phase {
             Phase::Above => {
                 let p = Vector3::new(behind.x, behind.y, hover_z);
-                if (ee - p).norm() < 0.012 {
-                    self.phase = Phase::Down;
+                if (ee - p).norm() < 0.012 || timer >= 25 {
+                    next(self, Phase::Down);
                 }
                 p
             }
             Phase::Down => {
                 let p = Vector3::new(behind.x, behind.y, push_z);
-                if (ee - p).norm() < 0.008 {
-                    self.phase = Phase::Carry;
+                if (ee - p).norm() < 0.008 || timer >= 10 {
+                    next(self, Phase::Carry);
                 }
                 p
             }
             Phase::Lift => {
                 // Retreat straight up before moving sideways, so as not to sweep the cube.
                 let p = Vector3::new(ee.x, ee.y, hover_z);
-                if ee.z > hover_z - 0.01 {
-                    self.phase = Phase::Above;
+                if ee.z > hover_z - 0.01 || timer >= 10 {
+                    next(self, Phase::Above);
                 }
                 p
             }
             _ => {
-                // Pushing. Off the line, ahead of the cube, or the goal direction turned: retreat.
+                // Pushing. Beside the line, past the cube's centre, or the goal direction
+                // turned: retreat and approach again.
                 let turned = to_goal.normalize().dot(&dir) < 0.94;
-                if lateral > half * 0.8 || along > -half || turned {
-                    self.phase = Phase::Lift;
+                if lateral > half * 0.8 || along > 0.0 || turned {
+                    next(self, Phase::Lift);
                 }
                 // Advance along the line through the cube, never past the goal.
-                let remaining = to_goal.norm();
-                let step = PUSH_STEP_M.min(remaining);
+                let step = PUSH_STEP_M.min(to_goal.norm());
                 let p = c - dir * (half + 0.006) + dir * step;
                 Vector3::new(p.x, p.y, push_z)
             }
