@@ -16,7 +16,7 @@ const APPROACH_M: f64 = 0.03;
 /// Clearance behind the cube's face where a push starts, metres.
 const PUSH_GAP_M: f64 = 0.02;
 /// Distance the pusher advances per control step, metres.
-const PUSH_STEP_M: f64 = 0.012;
+const PUSH_STEP_M: f64 = 0.008;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
 
