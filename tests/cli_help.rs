@@ -25,6 +25,13 @@ fn every_subcommand_has_help() {
         vec!["topics", "pub"],
         vec!["bench"],
         vec!["bench", "bus"],
+        vec!["robot"],
+        vec!["robot", "check"],
+        vec!["robot", "fk"],
+        vec!["sim"],
+        vec!["sim", "expert"],
+        vec!["sim", "serve"],
+        vec!["sim", "bench"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");
@@ -61,4 +68,51 @@ fn bad_arguments_get_clear_errors() {
     ]);
     assert!(!ok);
     assert!(err.contains("1 positions for 2 joint names"), "{err}");
+}
+
+fn robot_dir(name: &str) -> String {
+    format!("{}/../../robots/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn robot_check_prints_the_tree_limits_and_cameras() {
+    for name in ["so101", "panda"] {
+        let (ok, out, err) = run(&["robot", "check", &robot_dir(name)]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("kinematic tree")
+                && out.contains("cameras:")
+                && out.trim_end().ends_with("ok"),
+            "{out}"
+        );
+    }
+    let (ok, _, err) = run(&["robot", "check", "/nonexistent/robot"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/robot"), "{err}");
+}
+
+#[test]
+fn robot_fk_matches_frankas_published_zero_pose() {
+    // Franka's documentation: at q = 0 the flange is at (0.088, 0, 0.926) m, so the hand's TCP
+    // (0.1034 m further along the flange axis, which points down there) is at z = 0.8226 m.
+    let (ok, out, err) = run(&[
+        "robot",
+        "fk",
+        &robot_dir("panda"),
+        "--joints",
+        "0,0,0,0,0,0,0,0",
+    ]);
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let tcp = &doc["links"]["panda_hand_tcp"]["xyz"];
+    let want = [0.088, 0.0, 0.8226];
+    for (i, w) in want.iter().enumerate() {
+        let got = tcp[i].as_f64().expect("number");
+        assert!((got - w).abs() < 1e-4, "axis {i}: {got} vs {w}");
+    }
+    let q = &doc["links"]["panda_hand_tcp"]["quat_xyzw"];
+    assert_eq!(q.as_array().map(Vec::len), Some(4));
+    let (ok, _, err) = run(&["robot", "fk", &robot_dir("panda"), "--joints", "0,0"]);
+    assert!(!ok);
+    assert!(err.contains("expects 8"), "{err}");
 }

@@ -75,6 +75,27 @@ fn a_client_drives_the_simulated_robot_over_the_bus() {
         .data;
     assert!(text.contains("cube"), "{text}");
 
+    // Bad input first: an unknown joint, a NaN (rejected and counted, but each still takes its
+    // control step in lockstep) and a payload that is not a JointTrajectory (counted, ignored).
+    let bad = |names: Vec<String>, v: f64| JointTrajectory {
+        header: Header::new(Time::now(), "base_link"),
+        joint_names: names,
+        points: vec![JointTrajectoryPoint {
+            positions: vec![v],
+            ..Default::default()
+        }],
+    };
+    commands
+        .put(&bad(vec!["elbow_twist".into()], 0.1))
+        .expect("put");
+    states.wait_new(WAIT).expect("a step per command");
+    commands
+        .put(&bad(vec![names[0].clone()], f64::NAN))
+        .expect("put");
+    states.wait_new(WAIT).expect("a step per command");
+    bus.put_raw(&keys.joint_commands(), vec![0, 1, 0, 0, 9, 9])
+        .expect("put");
+
     // Command the shoulder pan to 0.4 rad, one command per observation, until the server
     // finishes its 2 s of simulated time.
     let mut target = first.msg.position.clone();
@@ -110,7 +131,10 @@ fn a_client_drives_the_simulated_robot_over_the_bus() {
         .read_to_string(&mut err)
         .expect("read");
     assert!(status.success(), "{err}");
-    assert!(sent >= 20, "2 s at 10 Hz takes 20 commands, sent {sent}");
+    assert!(
+        sent >= 18,
+        "2 s at 10 Hz takes 20 commands, sent {sent} + 2 bad ones"
+    );
     // Lockstep: simulated time is exactly the number of control steps executed.
     assert_eq!(last.header.stamp.sec, 2, "{:?}", last.header.stamp);
     assert!(
@@ -118,6 +142,8 @@ fn a_client_drives_the_simulated_robot_over_the_bus() {
         "pan reached {}",
         last.position[0]
     );
-    assert!(err.contains("commands applied 20"), "{err}");
+    assert!(err.contains("commands applied 18, rejected 2"), "{err}");
+    assert!(err.contains("malformed 1"), "{err}");
+    assert!(err.contains("unknown joint \"elbow_twist\""), "{err}");
     bus.close();
 }

@@ -199,7 +199,24 @@ impl SimWorld {
             rigid_body_blueprint: RigidBodyBuilder::dynamic().can_sleep(false),
             ..Default::default()
         };
-        let urdf_robot = UrdfRobot::from_robot(&robot.urdf, opts, &robot.dir);
+        // rapier3d-urdf joins mesh file names to a folder and knows no package:// URIs: hand it
+        // the paths sinew-robot resolved.
+        let mut urdf = robot.urdf.clone();
+        for link in &mut urdf.links {
+            let geoms = link
+                .visual
+                .iter_mut()
+                .map(|v| &mut v.geometry)
+                .chain(link.collision.iter_mut().map(|c| &mut c.geometry));
+            for g in geoms {
+                if let urdf_rs::Geometry::Mesh { filename, .. } = g {
+                    if let Some(m) = robot.meshes.iter().find(|m| &m.filename == filename) {
+                        *filename = m.path.to_string_lossy().into_owned();
+                    }
+                }
+            }
+        }
+        let urdf_robot = UrdfRobot::from_robot(&urdf, opts, &robot.dir);
         let link_names: Vec<String> = urdf_robot
             .links
             .iter()
