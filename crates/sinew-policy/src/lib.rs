@@ -1,8 +1,10 @@
 //! Sinew's policy engine. So far: the OpenVLA-compatible bin action tokenizer and the
-//! normalisation statistics of OpenVLA and LeRobot. The `Policy` trait, FAST, and the candle
+//! normalisation statistics of OpenVLA and LeRobot, and FAST's DCT quantiser. The `Policy` trait,
+//! FAST's BPE, and the candle
 //! models (OpenVLA, sinew-tiny) are the rest of the policy-engine issue.
 
 pub mod bins;
+pub mod fast;
 pub mod normalize;
 
 use std::path::PathBuf;
