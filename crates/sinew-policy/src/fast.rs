@@ -123,8 +123,8 @@ impl FastQuantizer {
                 *c = q.get(i * d + j).map_or(0.0, |v| *v as f64 / self.scale);
             }
             dct3_ortho(&mut planner, &mut col);
-            for (i, c) in col.iter().enumerate() {
-                out[i][j] = *c;
+            for (row, c) in out.iter_mut().zip(&col) {
+                row[j] = *c;
             }
         }
         Some(out)

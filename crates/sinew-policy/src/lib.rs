@@ -1,7 +1,7 @@
-//! Sinew's policy engine. So far: the OpenVLA-compatible bin action tokenizer and the
-//! normalisation statistics of OpenVLA and LeRobot, and FAST's DCT quantiser. The `Policy` trait,
-//! FAST's BPE, and the candle
-//! models (OpenVLA, sinew-tiny) are the rest of the policy-engine issue.
+//! Sinew's policy engine. So far: the OpenVLA-compatible bin action tokenizer, FAST's DCT
+//! quantiser, and the normalisation statistics of OpenVLA and LeRobot. The `Policy` trait,
+//! FAST's BPE and the candle models (OpenVLA, sinew-tiny) are the rest of the policy-engine
+//! issue.
 
 pub mod bins;
 pub mod fast;
