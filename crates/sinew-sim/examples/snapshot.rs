@@ -1,4 +1,5 @@
-//! Saves every camera of an episode as PPM: `cargo run --example snapshot -- ROBOT_DIR TASK SEED OUT_DIR`.
+//! Saves every camera of an episode as PPM after STEPS control steps of the scripted expert:
+//! `cargo run --example snapshot -- ROBOT_DIR TASK SEED OUT_DIR [STEPS]`.
 use std::io::Write;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
@@ -8,7 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &a[2],
     ))?;
     let ep = task.sample(&r.config.name, a[3].parse()?)?;
-    let w = sinew_sim::SimWorld::new(r.clone(), Some(&ep), None)?;
+    let mut w = sinew_sim::SimWorld::new(r.clone(), Some(&ep), None)?;
+    let steps: u32 = a.get(5).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let mut expert = sinew_sim::expert::Expert::new(task.success);
+    for _ in 0..steps {
+        let cmd = expert.act(&w, 1.0 / task.control_rate_hz)?;
+        w.command(&cmd)?;
+        w.advance(1.0 / task.control_rate_hz);
+    }
     for c in &r.config.cameras {
         let f = w.render_camera(&c.name)?;
         let mut out = std::fs::File::create(format!("{}/{}.ppm", a[4], c.name))?;
