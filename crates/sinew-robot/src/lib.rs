@@ -189,7 +189,7 @@ impl RobotDescription {
                     let readable = matches!(ext.as_str(), "stl" | "obj" | "dae");
                     if !readable {
                         warnings.push(format!(
-                            "link {:?}: mesh {filename:?} is in a format Sinew cannot read; its bounding box is used",
+                            "link {:?}: mesh {filename:?} is in a format Sinew cannot read; the simulator uses the link's equivalent-inertia bounding box instead",
                             link.name
                         ));
                     }

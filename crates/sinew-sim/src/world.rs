@@ -199,23 +199,7 @@ impl SimWorld {
             rigid_body_blueprint: RigidBodyBuilder::dynamic().can_sleep(false),
             ..Default::default()
         };
-        // rapier3d-urdf joins mesh file names to a folder and knows no package:// URIs: hand it
-        // the paths sinew-robot resolved.
-        let mut urdf = robot.urdf.clone();
-        for link in &mut urdf.links {
-            let geoms = link
-                .visual
-                .iter_mut()
-                .map(|v| &mut v.geometry)
-                .chain(link.collision.iter_mut().map(|c| &mut c.geometry));
-            for g in geoms {
-                if let urdf_rs::Geometry::Mesh { filename, .. } = g {
-                    if let Some(m) = robot.meshes.iter().find(|m| &m.filename == filename) {
-                        *filename = m.path.to_string_lossy().into_owned();
-                    }
-                }
-            }
-        }
+        let urdf = urdf_for_rapier(&robot);
         let urdf_robot = UrdfRobot::from_robot(&urdf, opts, &robot.dir);
         let link_names: Vec<String> = urdf_robot
             .links
@@ -630,4 +614,66 @@ impl SimWorld {
 /// Convenience: `to_pose` for callers converting nalgebra poses into rapier ones.
 pub fn pose_from_iso(iso: &Isometry3<f64>) -> Pose {
     to_pose(iso)
+}
+
+/// The box with a link's mass and principal inertia (a solid cuboid), edge lengths in metres;
+/// `None` when the inertial data do not describe one.
+fn equivalent_inertia_box(inertial: &urdf_rs::Inertial) -> Option<[f64; 3]> {
+    let m = inertial.mass.value;
+    let i = &inertial.inertia;
+    if m.is_nan() || m <= 0.0 {
+        return None;
+    }
+    // I_xx = m (b^2 + c^2) / 12 and so on: solve for the squared edges.
+    let a2 = 6.0 * (i.iyy + i.izz - i.ixx) / m;
+    let b2 = 6.0 * (i.ixx + i.izz - i.iyy) / m;
+    let c2 = 6.0 * (i.ixx + i.iyy - i.izz) / m;
+    let e = [a2, b2, c2];
+    e.iter()
+        .all(|v| v.is_finite() && *v > 0.0)
+        .then(|| e.map(f64::sqrt))
+}
+
+/// The URDF as rapier3d-urdf should see it: mesh paths resolved (it joins file names to a
+/// folder and knows no `package://` URIs), and meshes in formats that cannot be read replaced
+/// by their link's equivalent-inertia box (or a 2 cm cube), with a warning.
+fn urdf_for_rapier(robot: &RobotDescription) -> urdf_rs::Robot {
+    let mut urdf = robot.urdf.clone();
+    for link in &mut urdf.links {
+        let fallback = equivalent_inertia_box(&link.inertial);
+        let inertial_origin = link.inertial.origin.clone();
+        let name = link.name.clone();
+        let fix = |g: &mut urdf_rs::Geometry, origin: &mut urdf_rs::Pose| {
+            let urdf_rs::Geometry::Mesh { filename, .. } = g else {
+                return;
+            };
+            let Some(m) = robot.meshes.iter().find(|m| &m.filename == filename) else {
+                return;
+            };
+            if m.readable {
+                *filename = m.path.to_string_lossy().into_owned();
+                return;
+            }
+            let size = fallback.unwrap_or([0.02; 3]);
+            tracing::warn!(
+                link = %name,
+                mesh = %m.filename,
+                "mesh format not readable: simulated as a {:.3} x {:.3} x {:.3} m box",
+                size[0], size[1], size[2]
+            );
+            if fallback.is_some() {
+                *origin = inertial_origin.clone();
+            }
+            *g = urdf_rs::Geometry::Box {
+                size: urdf_rs::Vec3(size),
+            };
+        };
+        for v in &mut link.visual {
+            fix(&mut v.geometry, &mut v.origin);
+        }
+        for c in &mut link.collision {
+            fix(&mut c.geometry, &mut c.origin);
+        }
+    }
+    urdf
 }

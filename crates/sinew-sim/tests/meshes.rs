@@ -112,3 +112,51 @@ fn stl_and_obj_meshes_become_mesh_colliders() {
     let (q, _) = world.joint_state();
     assert!(q[0].is_finite());
 }
+
+#[test]
+fn an_unreadable_mesh_format_becomes_its_links_inertia_box() {
+    let dir = std::env::temp_dir().join(format!("sinew-sim-ply-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("part.ply"), "ply\nformat ascii 1.0\nend_header\n").expect("ply");
+    // A solid 0.1 x 0.2 x 0.3 m box of 6 kg: I = m (b^2 + c^2) / 12 ...
+    let (m, a, b, c) = (6.0f64, 0.1f64, 0.2f64, 0.3f64);
+    let (ixx, iyy, izz) = (
+        m * (b * b + c * c) / 12.0,
+        m * (a * a + c * c) / 12.0,
+        m * (a * a + b * b) / 12.0,
+    );
+    let urdf = format!(
+        r#"<robot name="ply"><link name="base"/>
+  <link name="body"><inertial><origin xyz="0 0 0.2"/><mass value="{m}"/><inertia ixx="{ixx}" iyy="{iyy}" izz="{izz}" ixy="0" ixz="0" iyz="0"/></inertial>
+    <collision><geometry><mesh filename="part.ply"/></geometry></collision></link>
+  <joint name="yaw" type="revolute"><parent link="base"/><child link="body"/><axis xyz="0 0 1"/>
+    <limit lower="-1" upper="1" velocity="1" effort="100"/></joint></robot>"#
+    );
+    std::fs::write(dir.join("robot.urdf"), urdf).expect("urdf");
+    let robot = RobotDescription::load(&dir.join("robot.urdf")).expect("loads with a warning");
+    assert!(
+        robot
+            .warnings
+            .iter()
+            .any(|w| w.contains("part.ply") && w.contains("bounding box")),
+        "{:?}",
+        robot.warnings
+    );
+    let world = SimWorld::new(robot, None, Some(&[0.0])).expect("simulates");
+    let boxes: Vec<[f32; 3]> = world
+        .physics
+        .colliders
+        .iter()
+        .filter_map(|(_, co)| {
+            co.shape()
+                .as_cuboid()
+                .map(|cb| [cb.half_extents.x, cb.half_extents.y, cb.half_extents.z])
+        })
+        .filter(|h| h[0] < 0.5) // not the table
+        .collect();
+    assert_eq!(boxes.len(), 1, "{boxes:?}");
+    for (got, want) in boxes[0].iter().zip([a, b, c]) {
+        assert!((*got as f64 - want / 2.0).abs() < 1e-4, "{boxes:?}");
+    }
+}
