@@ -160,3 +160,54 @@ fn an_unreadable_mesh_format_becomes_its_links_inertia_box() {
         assert!((*got as f64 - want / 2.0).abs() < 1e-4, "{boxes:?}");
     }
 }
+
+/// A minimal COLLADA 1.4 document with one triangle mesh: a box with half extents `h`.
+fn box_dae(h: f32) -> String {
+    let mut pos = String::new();
+    for i in 0..8 {
+        let p = |b: usize| if i & b == 0 { -h } else { h };
+        pos += &format!("{} {} {} ", p(1), p(2), p(4));
+    }
+    let tris = "0 2 1 1 2 3 4 5 6 5 7 6 0 1 4 1 5 4 2 6 3 3 6 7 0 4 2 2 4 6 1 3 5 3 7 5";
+    format!(
+        r##"<?xml version="1.0" encoding="utf-8"?>
+<COLLADA xmlns="http://www.collada.org/2005/11/COLLADASchema" version="1.4.1">
+  <asset><unit name="meter" meter="1"/><up_axis>Z_UP</up_axis></asset>
+  <library_geometries>
+    <geometry id="box" name="box"><mesh>
+      <source id="box-pos"><float_array id="box-pos-array" count="24">{pos}</float_array>
+        <technique_common><accessor source="#box-pos-array" count="8" stride="3">
+          <param name="X" type="float"/><param name="Y" type="float"/><param name="Z" type="float"/>
+        </accessor></technique_common></source>
+      <vertices id="box-vtx"><input semantic="POSITION" source="#box-pos"/></vertices>
+      <triangles count="12"><input semantic="VERTEX" source="#box-vtx" offset="0"/><p>{tris}</p></triangles>
+    </mesh></geometry>
+  </library_geometries>
+  <library_visual_scenes><visual_scene id="scene"><node id="n"><instance_geometry url="#box"/></node></visual_scene></library_visual_scenes>
+  <scene><instance_visual_scene url="#scene"/></scene>
+</COLLADA>"##
+    )
+}
+
+#[test]
+fn dae_meshes_become_mesh_colliders() {
+    let dir = std::env::temp_dir().join(format!("sinew-sim-dae-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("part.dae"), box_dae(0.03)).expect("dae");
+    let urdf = r#"<robot name="dae"><link name="base"/>
+  <link name="body"><inertial><mass value="0.5"/><inertia ixx="0.001" iyy="0.001" izz="0.001" ixy="0" ixz="0" iyz="0"/></inertial>
+    <collision><geometry><mesh filename="part.dae"/></geometry></collision></link>
+  <joint name="yaw" type="revolute"><parent link="base"/><child link="body"/><axis xyz="0 0 1"/>
+    <limit lower="-1" upper="1" velocity="1" effort="10"/></joint></robot>"#;
+    std::fs::write(dir.join("robot.urdf"), urdf).expect("urdf");
+    let robot = RobotDescription::load(&dir.join("robot.urdf")).expect("loads");
+    assert!(robot.warnings.is_empty(), "{:?}", robot.warnings);
+    let world = SimWorld::new(robot, None, Some(&[0.0])).expect("simulates");
+    let trimesh = world
+        .physics
+        .colliders
+        .iter()
+        .find_map(|(_, c)| c.shape().as_trimesh().map(|m| m.vertices().len()));
+    assert!(trimesh.is_some_and(|n| n >= 8), "{trimesh:?}");
+}
