@@ -441,15 +441,23 @@ impl<M: Message> Publisher<M> {
                 if msg.write_cdr_into(&mut buf[..]) {
                     self.inner.put(buf).wait()
                 } else {
-                    self.inner.put(msg.to_cdr()).wait()
+                    self.inner.put(encode_sized(msg, len)).wait()
                 }
             }
-            None => self.inner.put(msg.to_cdr()).wait(),
+            None => self.inner.put(encode_sized(msg, len)).wait(),
         };
         res.map_err(|e| zerr("put", &self.key, e))?;
         self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Encodes `msg` into a vector of its already known encoded length (`Message::to_cdr` would
+/// measure it a second time).
+fn encode_sized<M: Message>(msg: &M, len: usize) -> Vec<u8> {
+    let mut w = sinew_msgs::cdr::Writer::new(Vec::with_capacity(len));
+    msg.write_fields(&mut w);
+    w.finish()
 }
 
 /// A decoded message with its receive time.
