@@ -1,33 +1,20 @@
-//! Sinew's policy engine. So far: the OpenVLA-compatible bin action tokenizer, FAST's DCT
-//! quantiser, and the normalisation statistics of OpenVLA and LeRobot. The `Policy` trait,
-//! FAST's BPE and the candle models (OpenVLA, sinew-tiny) are the rest of the policy-engine
-//! issue.
+//! Sinew's policy engine: action tokenizers (OpenVLA bins, FAST), normalisation statistics,
+//! checkpoint loading, and VLA models in candle (OpenVLA, sinew-tiny) behind the
+//! [`sinew_core::Policy`] trait. CPU by default; the `cuda` feature adds candle's CUDA backend.
 
 pub mod bins;
+pub mod device;
 pub mod fast;
+pub mod models;
 pub mod normalize;
-
-use std::path::PathBuf;
+pub mod preprocess;
+pub mod weights;
 
 pub use bins::BinTokenizer;
 pub use normalize::Normalizer;
+pub use sinew_core::PolicyError;
 
-/// Errors of the policy engine.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// A file could not be read.
-    #[error("{0}: {1}")]
-    Io(PathBuf, std::io::Error),
-    /// A file has the wrong content.
-    #[error("{0}: {1}")]
-    Parse(PathBuf, String),
-    /// A configuration value is invalid.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// Lengths that do not match.
-    #[error("shape: {0}")]
-    Shape(String),
-    /// NaN or infinity where a number is needed.
-    #[error("{0}")]
-    NonFinite(String),
+/// A candle error as a policy error.
+pub(crate) fn model_err(e: candle_core::Error) -> PolicyError {
+    PolicyError::Model(e.to_string())
 }

@@ -127,8 +127,27 @@ pub fn openvla_action_stats(
     unnorm_key: Option<&str>,
 ) -> Result<Normalizer, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Io(path.to_owned(), e))?;
-    let all: BTreeMap<String, OpenVlaEntry> = serde_json::from_str(&text)
+    let all: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| PolicyError::Parse(path.to_owned(), e.to_string()))?;
+    openvla_action_stats_from_value(&all, path, unnorm_key)
+}
+
+/// The keys (dataset names) of OpenVLA statistics.
+pub fn openvla_stats_keys(all: &serde_json::Value) -> Vec<String> {
+    all.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// As [`openvla_action_stats`], from statistics already parsed (for example the `norm_stats` of
+/// an OpenVLA `config.json`); `path` names their origin in errors.
+pub fn openvla_action_stats_from_value(
+    all: &serde_json::Value,
+    path: &Path,
+    unnorm_key: Option<&str>,
+) -> Result<Normalizer, PolicyError> {
+    let all: BTreeMap<String, OpenVlaEntry> = serde_json::from_value(all.clone())
+        .map_err(|e| PolicyError::Parse(path.to_owned(), format!("statistics: {e}")))?;
     let key = match unnorm_key {
         Some(k) => k.to_owned(),
         None if all.len() == 1 => all.keys().next().cloned().unwrap_or_default(),

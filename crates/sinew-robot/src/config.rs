@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+pub use sinew_core::ActionKind;
 
 use crate::RobotError;
 
@@ -107,17 +108,6 @@ pub struct CameraConfig {
 }
 
 /// How actions map to joint targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// Absolute joint positions (arm joints and gripper).
-    JointPosition,
-    /// Joint position deltas from the current state.
-    JointDelta,
-    /// End-effector deltas in the base frame: xyz (m), rpy (rad), gripper.
-    EeDelta,
-}
-
 /// The action space section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

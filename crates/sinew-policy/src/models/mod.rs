@@ -1,0 +1,5 @@
+//! The models, shaped like candle-transformers: a serde `Config`, `new(cfg, vb)` with the
+//! checkpoint's tensor names, `forward`.
+
+pub mod openvla;
+pub mod timm_vit;

@@ -1,0 +1,71 @@
+//! Camera frames to model inputs: encoding conversion, resizing and per-channel normalisation.
+
+use candle_core::{Device, Tensor};
+use image::{imageops::FilterType, RgbImage};
+use sinew_core::Image;
+
+use crate::PolicyError;
+
+/// A camera frame as packed RGB, whatever its wire encoding (`rgb8`, `bgr8`, `rgba8`, `bgra8`,
+/// `mono8`). `what` names the frame in errors (the camera).
+pub fn to_rgb(img: &Image, what: &str) -> Result<RgbImage, PolicyError> {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let step = img.step as usize;
+    let bpp = match img.encoding.as_str() {
+        "rgb8" | "bgr8" => 3,
+        "rgba8" | "bgra8" => 4,
+        "mono8" | "8UC1" => 1,
+        other => {
+            return Err(PolicyError::Observation(format!(
+                "camera `{what}`: encoding `{other}` is not supported (rgb8, bgr8, rgba8, bgra8, mono8 are)"
+            )))
+        }
+    };
+    if w == 0 || h == 0 || step < w * bpp || img.data.len() < step * h {
+        return Err(PolicyError::Observation(format!(
+            "camera `{what}`: {w}x{h} {} image with step {step} and {} data bytes is inconsistent",
+            img.encoding,
+            img.data.len()
+        )));
+    }
+    let bgr = img.encoding.starts_with("bgr");
+    let mut out = Vec::with_capacity(w * h * 3);
+    for row in img.data.chunks_exact(step).take(h) {
+        for px in row[..w * bpp].chunks_exact(bpp) {
+            match bpp {
+                1 => out.extend_from_slice(&[px[0], px[0], px[0]]),
+                _ if bgr => out.extend_from_slice(&[px[2], px[1], px[0]]),
+                _ => out.extend_from_slice(&px[..3]),
+            }
+        }
+    }
+    RgbImage::from_raw(w as u32, h as u32, out)
+        .ok_or_else(|| PolicyError::Observation(format!("camera `{what}`: image buffer size")))
+}
+
+/// Resizes to `(width, height)` with a bicubic (Catmull-Rom) filter that averages when
+/// shrinking; a frame already at that size is returned unchanged.
+pub fn resize(img: RgbImage, width: u32, height: u32) -> RgbImage {
+    if img.width() == width && img.height() == height {
+        img
+    } else {
+        image::imageops::resize(&img, width, height, FilterType::CatmullRom)
+    }
+}
+
+/// `(1, 3, H, W)` f32 tensor of `(x / 255 - mean) / std` per channel.
+pub fn normalize(
+    img: &RgbImage,
+    mean: [f32; 3],
+    std: [f32; 3],
+    device: &Device,
+) -> Result<Tensor, PolicyError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut planes = vec![0f32; 3 * w * h];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            planes[c * w * h + i] = (px.0[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    Tensor::from_vec(planes, (1, 3, h, w), device).map_err(|e| PolicyError::Model(e.to_string()))
+}
