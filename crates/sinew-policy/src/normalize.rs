@@ -204,6 +204,8 @@ struct LeRobotFeature {
     std: Option<serde_json::Value>,
     q01: Option<serde_json::Value>,
     q99: Option<serde_json::Value>,
+    min: Option<serde_json::Value>,
+    max: Option<serde_json::Value>,
 }
 
 fn flat(v: &serde_json::Value, out: &mut Vec<f64>) -> bool {
@@ -221,6 +223,8 @@ pub enum LeRobotMode {
     MeanStd,
     /// `q01`/`q99`.
     Quantile,
+    /// `min`/`max` (the quantile formula over the full range, so nothing seen is clipped).
+    MinMax,
 }
 
 /// A normaliser for `feature` (e.g. `action`, `observation.state`) from LeRobot's `stats.json`;
@@ -253,6 +257,7 @@ pub fn lerobot_stats(
     let (a, b) = match mode {
         LeRobotMode::MeanStd => (get("mean", &f.mean)?, get("std", &f.std)?),
         LeRobotMode::Quantile => (get("q01", &f.q01)?, get("q99", &f.q99)?),
+        LeRobotMode::MinMax => (get("min", &f.min)?, get("max", &f.max)?),
     };
     let n = a.len();
     let mask = mask.unwrap_or_else(|| vec![true; n]);
@@ -269,7 +274,7 @@ pub fn lerobot_stats(
             std: b,
             mask,
         },
-        LeRobotMode::Quantile => Normalizer::Quantile {
+        LeRobotMode::Quantile | LeRobotMode::MinMax => Normalizer::Quantile {
             q01: a,
             q99: b,
             mask,

@@ -2,4 +2,5 @@
 //! checkpoint's tensor names, `forward`.
 
 pub mod openvla;
+pub mod sinew_tiny;
 pub mod timm_vit;

@@ -1,0 +1,708 @@
+//! `sinew-tiny`: a small VLA built to run in real time on a CPU.
+//!
+//! Tokens, in order: the image patches of each camera (a strided CNN, one token per 16x16
+//! pixels, with learned position and camera embeddings), the instruction's word tokens, one
+//! proprioception token (normalised joint positions), then `chunk_length` learned action
+//! queries. A pre-norm transformer runs over them with a prefix-LM mask (the prefix attends
+//! within itself, the action queries attend to everything, padded words are masked), and a
+//! head turns each action query into the logits of `action_dim` bin tokens. All tokens of a
+//! chunk are decoded in one forward pass (parallel decoding, as OpenVLA-OFT does), which is
+//! what keeps a chunk within a few milliseconds on two cores.
+//!
+//! Tensor names (`vision.conv.N`, `blocks.N.attn.qkv`, `head`, ...) are the ones `sinew train`
+//! writes to `model.safetensors`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{
+    conv2d, embedding, layer_norm, linear, Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear,
+    VarBuilder, VarMap,
+};
+use serde::{Deserialize, Serialize};
+use sinew_core::{ActionChunk, ActionKind, Observation, Policy, PolicyError, PolicySpec, Timings};
+
+use crate::bins::BinTokenizer;
+use crate::normalize::{lerobot_stats, LeRobotMode, Normalizer};
+use crate::weights::{Checkpoint, RecordingBackend};
+use crate::{model_err, preprocess};
+
+fn d_text_len() -> usize {
+    16
+}
+
+/// The architecture and the interface of a sinew-tiny policy (`config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Always `sinew-tiny`.
+    pub model_type: String,
+    /// Cameras read, in order (robot.toml names).
+    pub cameras: Vec<String>,
+    /// Square input side (px), a multiple of 16.
+    pub image_size: usize,
+    /// CNN channels per stride-2 stage (4 stages: side / 16 tokens per axis).
+    pub cnn_channels: Vec<usize>,
+    /// Transformer width.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// MLP width.
+    pub mlp_dim: usize,
+    /// Word vocabulary size (rows of the text embedding).
+    pub text_vocab_size: usize,
+    /// Longest instruction in words (longer ones are cut, with a warning).
+    #[serde(default = "d_text_len")]
+    pub max_text_len: usize,
+    /// Joint-state dimensions read.
+    pub state_dim: usize,
+    /// Dimensions per action.
+    pub action_dim: usize,
+    /// Steps per chunk.
+    pub chunk_length: usize,
+    /// Bin tokens per action dimension (edges of the bin tokenizer).
+    pub n_bins: usize,
+    /// Action space of the un-normalised actions.
+    pub action_kind: ActionKind,
+    /// Rate the actions are meant for (Hz).
+    pub control_rate_hz: f64,
+    /// Robot the policy was trained for (informational).
+    #[serde(default)]
+    pub robot: Option<String>,
+}
+
+impl Config {
+    /// A small default: two 96 px cameras, width 128, 4 blocks, chunks of 10, 256 bins.
+    pub fn small(
+        cameras: Vec<String>,
+        state_dim: usize,
+        action_dim: usize,
+        text_vocab_size: usize,
+    ) -> Self {
+        Self {
+            model_type: "sinew-tiny".into(),
+            cameras,
+            image_size: 96,
+            cnn_channels: vec![32, 64, 96, 128],
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            mlp_dim: 512,
+            text_vocab_size,
+            max_text_len: 16,
+            state_dim,
+            action_dim,
+            chunk_length: 10,
+            n_bins: 256,
+            action_kind: ActionKind::JointPosition,
+            control_rate_hz: 10.0,
+            robot: None,
+        }
+    }
+
+    /// Checks that the numbers fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_type != "sinew-tiny" {
+            return Err(format!(
+                "model_type `{}` is not sinew-tiny",
+                self.model_type
+            ));
+        }
+        if self.cameras.is_empty() {
+            return Err("cameras: at least one camera is needed".into());
+        }
+        if self.image_size == 0 || self.image_size % 16 != 0 {
+            return Err(format!(
+                "image_size {} is not a positive multiple of 16",
+                self.image_size
+            ));
+        }
+        if self.cnn_channels.len() != 4 || self.cnn_channels.contains(&0) {
+            return Err("cnn_channels: four positive stage widths are needed".into());
+        }
+        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            return Err(format!(
+                "d_model {} is not a multiple of n_heads {}",
+                self.d_model, self.n_heads
+            ));
+        }
+        for (name, v) in [
+            ("n_layers", self.n_layers),
+            ("mlp_dim", self.mlp_dim),
+            ("text_vocab_size", self.text_vocab_size),
+            ("max_text_len", self.max_text_len),
+            ("action_dim", self.action_dim),
+            ("chunk_length", self.chunk_length),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.n_bins < 2 {
+            return Err("n_bins must be at least 2".into());
+        }
+        if !(self.control_rate_hz.is_finite() && self.control_rate_hz > 0.0) {
+            return Err("control_rate_hz must be a positive number".into());
+        }
+        Ok(())
+    }
+
+    /// Image tokens per camera.
+    pub fn patches_per_camera(&self) -> usize {
+        (self.image_size / 16).pow(2)
+    }
+
+    /// Tokens before the action queries.
+    pub fn prefix_len(&self) -> usize {
+        self.cameras.len() * self.patches_per_camera()
+            + self.max_text_len
+            + usize::from(self.state_dim > 0)
+    }
+
+    /// All tokens.
+    pub fn seq_len(&self) -> usize {
+        self.prefix_len() + self.chunk_length
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cnn {
+    convs: Vec<Conv2d>,
+    proj: Linear,
+}
+
+impl Cnn {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let mut convs = Vec::new();
+        let mut c_in = 3;
+        for (i, c) in cfg.cnn_channels.iter().enumerate() {
+            let conv_cfg = Conv2dConfig {
+                stride: 2,
+                padding: 1,
+                ..Default::default()
+            };
+            convs.push(conv2d(c_in, *c, 3, conv_cfg, vb.pp(format!("conv.{i}")))?);
+            c_in = *c;
+        }
+        let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
+        Ok(Self { convs, proj })
+    }
+
+    /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        for conv in &self.convs {
+            x = conv.forward(&x)?.gelu_erf()?;
+        }
+        let x = x.flatten_from(2)?.transpose(1, 2)?;
+        self.proj.forward(&x)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    ln1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    n_heads: usize,
+}
+
+impl Block {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let d = cfg.d_model;
+        Ok(Self {
+            ln1: layer_norm(d, 1e-5, vb.pp("ln1"))?,
+            qkv: linear(d, 3 * d, vb.pp("attn.qkv"))?,
+            proj: linear(d, d, vb.pp("attn.proj"))?,
+            ln2: layer_norm(d, 1e-5, vb.pp("ln2"))?,
+            fc1: linear(d, cfg.mlp_dim, vb.pp("mlp.fc1"))?,
+            fc2: linear(cfg.mlp_dim, d, vb.pp("mlp.fc2"))?,
+            n_heads: cfg.n_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, n, c) = x.dims3()?;
+        let hd = c / self.n_heads;
+        let qkv = self
+            .qkv
+            .forward(&self.ln1.forward(x)?)?
+            .reshape((b, n, 3, self.n_heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let x = (x + self.proj.forward(&y)?)?;
+        let h = self
+            .fc2
+            .forward(&self.fc1.forward(&self.ln2.forward(&x)?)?.gelu_erf()?)?;
+        x + h
+    }
+}
+
+/// The sinew-tiny network.
+#[derive(Debug, Clone)]
+pub struct SinewTiny {
+    cfg: Config,
+    cnn: Cnn,
+    vision_pos: Tensor,
+    text_embed: Embedding,
+    text_pos: Tensor,
+    state_proj: Option<Linear>,
+    queries: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    head: Linear,
+}
+
+/// One batch of model inputs.
+#[derive(Debug, Clone)]
+pub struct TinyInputs {
+    /// `(B, n_cameras, 3, S, S)` f32 images scaled to [-1, 1].
+    pub images: Tensor,
+    /// `(B, max_text_len)` u32 word ids (padding: 0).
+    pub text_ids: Tensor,
+    /// `(B, max_text_len)` f32: 1 for words, 0 for padding.
+    pub text_mask: Tensor,
+    /// `(B, state_dim)` f32 normalised joint state.
+    pub state: Tensor,
+}
+
+impl SinewTiny {
+    /// Builds the network from `vb`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        cfg.validate().map_err(candle_core::Error::msg)?;
+        let d = cfg.d_model;
+        let n_vis = cfg.cameras.len() * cfg.patches_per_camera();
+        let init = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let state_proj = if cfg.state_dim > 0 {
+            Some(linear(cfg.state_dim, d, vb.pp("state.proj"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            cnn: Cnn::new(cfg, vb.pp("vision"))?,
+            vision_pos: vb.get_with_hints((1, n_vis, d), "vision.pos", init)?,
+            text_embed: embedding(cfg.text_vocab_size, d, vb.pp("text.embed"))?,
+            text_pos: vb.get_with_hints((1, cfg.max_text_len, d), "text.pos", init)?,
+            state_proj,
+            queries: vb.get_with_hints((1, cfg.chunk_length, d), "action.queries", init)?,
+            blocks: (0..cfg.n_layers)
+                .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            ln_f: layer_norm(d, 1e-5, vb.pp("ln_f"))?,
+            head: linear(d, cfg.action_dim * cfg.n_bins, vb.pp("head"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The additive attention mask `(B, 1, N, N)`: prefix-LM structure plus padded words.
+    fn mask(&self, text_mask: &Tensor, device: &Device) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let (n, p) = (cfg.seq_len(), cfg.prefix_len());
+        let mut m = vec![0f32; n * n];
+        for i in 0..p {
+            for j in p..n {
+                m[i * n + j] = f32::NEG_INFINITY;
+            }
+        }
+        let structure = Tensor::from_vec(m, (1, 1, n, n), device)?;
+        // Key padding: text positions with mask 0 get -inf for every query.
+        let b = text_mask.dim(0)?;
+        let n_vis = cfg.cameras.len() * cfg.patches_per_camera();
+        let pad = ((text_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?; // 0 or -1e9
+        let left = Tensor::zeros((b, n_vis), DType::F32, device)?;
+        let right = Tensor::zeros((b, n - n_vis - cfg.max_text_len), DType::F32, device)?;
+        let keys = Tensor::cat(&[&left, &pad, &right], 1)?.reshape((b, 1, 1, n))?;
+        structure.broadcast_add(&keys)
+    }
+
+    /// Logits `(B, chunk_length, action_dim, n_bins)`.
+    pub fn forward(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let dev = x.images.device();
+        let (b, n_cam, _, s, _) = x.images.dims5()?;
+        if n_cam != cfg.cameras.len() || s != cfg.image_size {
+            candle_core::bail!(
+                "images: expected {} cameras of {}px, got {n_cam} of {s}px",
+                cfg.cameras.len(),
+                cfg.image_size
+            );
+        }
+        let flat = x.images.reshape((b * n_cam, 3, s, s))?;
+        let vis = self
+            .cnn
+            .forward(&flat)?
+            .reshape((b, n_cam * cfg.patches_per_camera(), cfg.d_model))?
+            .broadcast_add(&self.vision_pos)?;
+        let text = self
+            .text_embed
+            .forward(&x.text_ids)?
+            .broadcast_add(&self.text_pos)?;
+        let mut parts = vec![vis, text];
+        if let Some(sp) = &self.state_proj {
+            parts.push(sp.forward(&x.state)?.unsqueeze(1)?);
+        }
+        parts.push(self.queries.expand((b, cfg.chunk_length, cfg.d_model))?);
+        let mut h = Tensor::cat(&parts, 1)?;
+        let mask = self.mask(&x.text_mask, dev)?;
+        for block in &self.blocks {
+            h = block.forward(&h, &mask)?;
+        }
+        let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
+        let logits = self.head.forward(&self.ln_f.forward(&q)?)?;
+        logits.reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))
+    }
+
+    /// Greedy bin tokens `(B, T, D)` (u32) of `logits`.
+    pub fn greedy(logits: &Tensor) -> candle_core::Result<Tensor> {
+        logits.argmax(D::Minus1)
+    }
+}
+
+/// The word tokenizer of sinew-tiny instructions: lower case, split on whitespace and
+/// punctuation, one id per word seen in training, `[PAD]` = 0, `[UNK]` = 1. Saved as a Hugging
+/// Face `tokenizer.json` (WordLevel).
+pub fn build_text_tokenizer<S: AsRef<str>>(
+    instructions: &[S],
+) -> Result<tokenizers::Tokenizer, PolicyError> {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::normalizers::Lowercase;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    let mut words: Vec<String> = Vec::new();
+    for s in instructions {
+        for w in s
+            .as_ref()
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            if !words.iter().any(|x| x == w) {
+                words.push(w.to_owned());
+            }
+        }
+    }
+    words.sort();
+    let mut vocab = std::collections::HashMap::new();
+    vocab.insert("[PAD]".to_owned(), 0u32);
+    vocab.insert("[UNK]".to_owned(), 1u32);
+    for (i, w) in words.into_iter().enumerate() {
+        vocab.insert(w, i as u32 + 2);
+    }
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| PolicyError::Config(format!("word vocabulary: {e}")))?;
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_normalizer(Some(Lowercase));
+    tok.with_pre_tokenizer(Some(Whitespace {}));
+    Ok(tok)
+}
+
+/// The sinew-tiny policy folder: `config.json`, `model.safetensors`, `stats.json` (LeRobot
+/// layout, min/max of `observation.state` and `action`) and `tokenizer.json` (words).
+pub struct SinewTinyPolicy {
+    model: SinewTiny,
+    tokenizer: tokenizers::Tokenizer,
+    state_norm: Option<Normalizer>,
+    action_norm: Normalizer,
+    bins: BinTokenizer,
+    spec: PolicySpec,
+    device: Device,
+    dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SinewTinyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinewTinyPolicy")
+            .field("dir", &self.dir)
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+/// The tensors `cfg` needs, with their shapes.
+pub fn required_tensors(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>, PolicyError> {
+    let (vb, rec) = RecordingBackend::var_builder(DType::F32);
+    SinewTiny::new(cfg, vb).map_err(model_err)?;
+    Ok(rec.requested())
+}
+
+/// Reads and validates `dir/config.json` of a sinew-tiny policy.
+pub fn load_config(dir: &Path) -> Result<Config, PolicyError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io(path.clone(), e))?;
+    let cfg: Config =
+        serde_json::from_str(&text).map_err(|e| PolicyError::Parse(path.clone(), e.to_string()))?;
+    cfg.validate().map_err(|m| PolicyError::Parse(path, m))?;
+    Ok(cfg)
+}
+
+impl SinewTinyPolicy {
+    /// Wraps a model built elsewhere (training) with its tokenizer and statistics.
+    pub fn from_parts(
+        model: SinewTiny,
+        tokenizer: tokenizers::Tokenizer,
+        state_norm: Option<Normalizer>,
+        action_norm: Normalizer,
+        device: &Device,
+    ) -> Result<Self, PolicyError> {
+        let cfg = model.config().clone();
+        if action_norm.dim() != cfg.action_dim {
+            return Err(PolicyError::Shape(format!(
+                "action statistics have {} dimensions, the model {}",
+                action_norm.dim(),
+                cfg.action_dim
+            )));
+        }
+        if let Some(n) = &state_norm {
+            if n.dim() != cfg.state_dim {
+                return Err(PolicyError::Shape(format!(
+                    "state statistics have {} dimensions, the model {}",
+                    n.dim(),
+                    cfg.state_dim
+                )));
+            }
+        }
+        let bins = BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?;
+        let spec = PolicySpec {
+            architecture: "sinew-tiny".into(),
+            cameras: cfg.cameras.clone(),
+            image_size: (cfg.image_size as u32, cfg.image_size as u32),
+            uses_state: cfg.state_dim > 0,
+            state_dim: cfg.state_dim,
+            action_kind: cfg.action_kind,
+            action_dim: cfg.action_dim,
+            chunk_length: cfg.chunk_length,
+            control_rate_hz: cfg.control_rate_hz,
+            action_tokenizer: "bins".into(),
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            state_norm,
+            action_norm,
+            bins,
+            spec,
+            device: device.clone(),
+            dir: None,
+        })
+    }
+
+    /// Loads a policy folder.
+    pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, PolicyError> {
+        let cfg = load_config(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        ckpt.check(&required_tensors(&cfg)?)?;
+        let vb = ckpt.var_builder(dtype, device)?;
+        let model = SinewTiny::new(&cfg, vb)
+            .map_err(|e| PolicyError::Weights(format!("{}: {e}", dir.display())))?;
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+            .map_err(|e| PolicyError::Parse(tok_path.clone(), e.to_string()))?;
+        if tokenizer.get_vocab_size(true) > cfg.text_vocab_size {
+            return Err(PolicyError::Parse(
+                tok_path,
+                format!(
+                    "{} words, more than text_vocab_size {} in config.json",
+                    tokenizer.get_vocab_size(true),
+                    cfg.text_vocab_size
+                ),
+            ));
+        }
+        let stats = dir.join("stats.json");
+        let action_norm = lerobot_stats(&stats, "action", LeRobotMode::MinMax, None)?;
+        let state_norm = if cfg.state_dim > 0 {
+            Some(lerobot_stats(
+                &stats,
+                "observation.state",
+                LeRobotMode::MinMax,
+                None,
+            )?)
+        } else {
+            None
+        };
+        let mut p = Self::from_parts(model, tokenizer, state_norm, action_norm, device)?;
+        p.dir = Some(dir.to_owned());
+        Ok(p)
+    }
+
+    /// Writes the policy folder: config, weights from `varmap`, statistics and tokenizer.
+    /// `stats` is the LeRobot `stats.json` content (with `action` and `observation.state`).
+    pub fn save_folder(
+        dir: &Path,
+        cfg: &Config,
+        varmap: &VarMap,
+        tokenizer: &tokenizers::Tokenizer,
+        stats: &serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        std::fs::create_dir_all(dir).map_err(|e| PolicyError::Io(dir.to_owned(), e))?;
+        let write = |name: &str, text: String| -> Result<(), PolicyError> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| PolicyError::Io(p, e))
+        };
+        write(
+            "config.json",
+            serde_json::to_string_pretty(cfg).map_err(|e| PolicyError::Config(e.to_string()))?,
+        )?;
+        write(
+            "stats.json",
+            serde_json::to_string_pretty(stats).map_err(|e| PolicyError::Config(e.to_string()))?,
+        )?;
+        let tok = dir.join("tokenizer.json");
+        tokenizer
+            .save(&tok, true)
+            .map_err(|e| PolicyError::Parse(tok, e.to_string()))?;
+        // Write to a temporary name first so a crash never leaves a half-written checkpoint.
+        let w = dir.join("model.safetensors");
+        let tmp = dir.join("model.safetensors.partial");
+        varmap
+            .save(&tmp)
+            .map_err(|e| PolicyError::Weights(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &w).map_err(|e| PolicyError::Io(w, e))
+    }
+
+    /// The network.
+    pub fn model(&self) -> &SinewTiny {
+        &self.model
+    }
+
+    /// Word ids (padded to `max_text_len`), mask, and whether the instruction was cut.
+    pub fn text_ids(&self, instruction: &str) -> Result<(Vec<u32>, Vec<f32>, bool), PolicyError> {
+        let n = self.model.cfg.max_text_len;
+        let enc = self
+            .tokenizer
+            .encode(instruction, false)
+            .map_err(|e| PolicyError::Model(format!("tokenizer: {e}")))?;
+        let mut ids: Vec<u32> = enc.get_ids().to_vec();
+        let cut = ids.len() > n;
+        ids.truncate(n);
+        let mut mask = vec![1f32; ids.len()];
+        ids.resize(n, 0);
+        mask.resize(n, 0.0);
+        Ok((ids, mask, cut))
+    }
+
+    /// Model inputs for one observation.
+    pub fn inputs(&self, obs: &Observation) -> Result<(TinyInputs, Vec<String>), PolicyError> {
+        let cfg = &self.model.cfg;
+        let s = cfg.image_size as u32;
+        let mut cams = Vec::new();
+        for cam in &cfg.cameras {
+            let img = obs.images.get(cam).ok_or_else(|| {
+                PolicyError::Observation(format!(
+                    "no image from camera `{cam}` (have: {})",
+                    obs.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let rgb = preprocess::resize(preprocess::to_rgb(img, cam)?, s, s);
+            cams.push(preprocess::normalize(
+                &rgb,
+                [0.5; 3],
+                [0.5; 3],
+                &self.device,
+            )?);
+        }
+        let images = Tensor::stack(&cams, 1).map_err(model_err)?; // (1, n_cam, 3, S, S)
+        let mut warnings = Vec::new();
+        let (ids, mask, cut) = self.text_ids(&obs.instruction)?;
+        if cut {
+            warnings.push(format!(
+                "instruction cut to its first {} words",
+                cfg.max_text_len
+            ));
+        }
+        let state = match &self.state_norm {
+            Some(n) => {
+                if obs.joint_positions.len() < cfg.state_dim {
+                    return Err(PolicyError::Observation(format!(
+                        "joint state has {} positions, the policy reads {}",
+                        obs.joint_positions.len(),
+                        cfg.state_dim
+                    )));
+                }
+                let raw = &obs.joint_positions[..cfg.state_dim];
+                if raw.iter().any(|v| !v.is_finite()) {
+                    return Err(PolicyError::NonFinite(
+                        "joint state has NaN or infinity".into(),
+                    ));
+                }
+                n.normalize(raw)?.into_iter().map(|v| v as f32).collect()
+            }
+            None => Vec::new(),
+        };
+        let t = |r: candle_core::Result<Tensor>| r.map_err(model_err);
+        Ok((
+            TinyInputs {
+                images,
+                text_ids: t(Tensor::from_vec(ids, (1, cfg.max_text_len), &self.device))?,
+                text_mask: t(Tensor::from_vec(mask, (1, cfg.max_text_len), &self.device))?,
+                state: t(Tensor::from_vec(state, (1, cfg.state_dim), &self.device))?,
+            },
+            warnings,
+        ))
+    }
+
+    /// Actions `[T][D]` (un-normalised) of bin tokens `[T][D]`.
+    pub fn decode_tokens(&self, tokens: &[Vec<u32>]) -> Result<Vec<Vec<f64>>, PolicyError> {
+        tokens
+            .iter()
+            .map(|row| self.action_norm.unnormalize(&self.bins.decode(row)))
+            .collect()
+    }
+
+    /// The bin tokenizer (tokens are the class indices of the head).
+    pub fn bins(&self) -> &BinTokenizer {
+        &self.bins
+    }
+}
+
+impl Policy for SinewTinyPolicy {
+    fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    fn infer(&mut self, obs: &Observation) -> Result<ActionChunk, PolicyError> {
+        let t0 = Instant::now();
+        let (inputs, warnings) = self.inputs(obs)?;
+        let t1 = Instant::now();
+        let logits = self.model.forward(&inputs).map_err(model_err)?;
+        let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(&logits)
+            .and_then(|t| t.to_vec3())
+            .map_err(model_err)?;
+        let t2 = Instant::now();
+        let rows = tokens.into_iter().next().unwrap_or_default();
+        let actions = self.decode_tokens(&rows)?;
+        let t3 = Instant::now();
+        Ok(ActionChunk {
+            kind: Some(self.spec.action_kind),
+            actions,
+            tokens: rows.into_iter().flatten().collect(),
+            timings: Timings {
+                preprocess_ms: (t1 - t0).as_secs_f64() * 1e3,
+                forward_ms: (t2 - t1).as_secs_f64() * 1e3,
+                decode_ms: (t3 - t2).as_secs_f64() * 1e3,
+            },
+            observation_stamp_s: obs.stamp_s,
+            warnings,
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! sinew-tiny: shapes, masking, save/load round trip, learning on a fixed batch, bad input.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use sinew_core::{Image, Observation, Policy};
+use sinew_policy::models::sinew_tiny::{
+    build_text_tokenizer, Config, SinewTiny, SinewTinyPolicy, TinyInputs,
+};
+
+fn small_config(vocab: usize) -> Config {
+    let mut c = Config::small(vec!["front".into(), "wrist".into()], 6, 6, vocab);
+    c.image_size = 64;
+    c.d_model = 64;
+    c.n_layers = 2;
+    c.mlp_dim = 128;
+    c.max_text_len = 8;
+    c.chunk_length = 4;
+    c.n_bins = 32;
+    c
+}
+
+fn stats() -> serde_json::Value {
+    let f = |lo: f64, hi: f64| serde_json::json!({"min": vec![lo; 6], "max": vec![hi; 6], "mean": vec![0.0; 6], "std": vec![1.0; 6]});
+    serde_json::json!({"action": f(-2.0, 2.0), "observation.state": f(-1.5, 1.5)})
+}
+
+fn image(w: u32, h: u32, seed: u8) -> Image {
+    let data: Vec<u8> = (0..w * h * 3)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    Image {
+        width: w,
+        height: h,
+        encoding: "rgb8".into(),
+        step: 3 * w,
+        data: data.into(),
+        ..Default::default()
+    }
+}
+
+fn observation(instruction: &str, seed: u8) -> Observation {
+    let mut images = BTreeMap::new();
+    images.insert("front".to_owned(), image(64, 64, seed));
+    images.insert("wrist".to_owned(), image(80, 60, seed.wrapping_add(7)));
+    Observation {
+        images,
+        joint_positions: vec![0.1, -0.2, 0.3, 0.0, 0.5, 1.0],
+        instruction: instruction.into(),
+        ..Default::default()
+    }
+}
+
+const INSTRUCTIONS: [&str; 3] = [
+    "put the red cube in the bowl",
+    "push the blue cube to the left zone",
+    "touch the green cube",
+];
+
+fn build() -> (VarMap, Config, tokenizers::Tokenizer, SinewTinyPolicy) {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let cfg = small_config(tok.get_vocab_size(true));
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let model = SinewTiny::new(&cfg, vb).expect("model");
+    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
+        q01: vec![lo; 6],
+        q99: vec![hi; 6],
+        mask: vec![true; 6],
+    };
+    let policy = SinewTinyPolicy::from_parts(
+        model,
+        tok.clone(),
+        Some(norm(-1.5, 1.5)),
+        norm(-2.0, 2.0),
+        &Device::Cpu,
+    )
+    .expect("policy");
+    (vm, cfg, tok, policy)
+}
+
+#[test]
+fn infer_gives_a_chunk_in_range_with_tokens_and_timings() {
+    let (_, cfg, _, mut policy) = build();
+    let chunk = policy
+        .infer(&observation("put the red cube in the bowl", 1))
+        .expect("infer");
+    assert_eq!(chunk.actions.len(), cfg.chunk_length);
+    assert!(chunk
+        .actions
+        .iter()
+        .all(|a| a.len() == 6 && a.iter().all(|v| (-2.0..=2.0).contains(v))));
+    assert_eq!(chunk.tokens.len(), cfg.chunk_length * 6);
+    assert!(chunk.tokens.iter().all(|t| (*t as usize) < cfg.n_bins));
+    assert!(chunk.timings.forward_ms > 0.0);
+    assert!(chunk.warnings.is_empty());
+}
+
+#[test]
+fn padding_words_do_not_change_the_output_and_words_do() {
+    let (_, _, _, policy) = build();
+    let (a, _) = policy
+        .inputs(&observation("touch the green cube", 3))
+        .expect("inputs");
+    // Same words, different ids in the padded positions.
+    let mut ids: Vec<u32> = a
+        .text_ids
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("ids");
+    let n_words = 4;
+    for id in ids.iter_mut().skip(n_words) {
+        *id = 3;
+    }
+    let b = TinyInputs {
+        text_ids: Tensor::from_vec(ids, (1, 8), &Device::Cpu).expect("t"),
+        ..a.clone()
+    };
+    let (la, lb) = (
+        policy.model().forward(&a).expect("a"),
+        policy.model().forward(&b).expect("b"),
+    );
+    let diff: f32 = (la.clone() - lb)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar())
+        .expect("d");
+    assert!(diff < 1e-5, "padding changed the logits by {diff}");
+    let (c, _) = policy
+        .inputs(&observation("touch the red cube", 3))
+        .expect("inputs");
+    let lc = policy.model().forward(&c).expect("c");
+    let diff: f32 = (la - lc)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar())
+        .expect("d");
+    assert!(diff > 1e-4, "a different word must change the logits");
+}
+
+#[test]
+fn save_and_load_round_trip_gives_identical_chunks() {
+    let (vm, cfg, tok, mut policy) = build();
+    let dir = std::env::temp_dir().join(format!("sinew-tiny-policy-{}", std::process::id()));
+    SinewTinyPolicy::save_folder(&dir, &cfg, &vm, &tok, &stats()).expect("save");
+    let mut back = SinewTinyPolicy::load(&dir, &Device::Cpu, DType::F32).expect("load");
+    for (i, instr) in INSTRUCTIONS.iter().enumerate() {
+        let obs = observation(instr, i as u8);
+        let (a, b) = (policy.infer(&obs).expect("a"), back.infer(&obs).expect("b"));
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(a.actions, b.actions);
+    }
+    assert_eq!(back.spec(), policy.spec());
+    // A config that disagrees with the weights is refused with the tensor named.
+    let mut wrong = cfg.clone();
+    wrong.d_model = 96;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&wrong).expect("json"),
+    )
+    .expect("write");
+    let e = SinewTinyPolicy::load(&dir, &Device::Cpu, DType::F32)
+        .map(|_| ())
+        .expect_err("mismatch")
+        .to_string();
+    assert!(e.contains("shape") && e.contains("96"), "{e}");
+}
+
+#[test]
+fn a_fixed_batch_is_learned() {
+    let (vm, cfg, _, policy) = build();
+    let obs: Vec<Observation> = (0..4)
+        .map(|i| observation(INSTRUCTIONS[i % 3], i as u8 * 40))
+        .collect();
+    let inputs: Vec<TinyInputs> = obs
+        .iter()
+        .map(|o| policy.inputs(o).expect("inputs").0)
+        .collect();
+    let cat = |f: &dyn Fn(&TinyInputs) -> Tensor| {
+        Tensor::cat(&inputs.iter().map(f).collect::<Vec<_>>(), 0).expect("cat")
+    };
+    let batch = TinyInputs {
+        images: cat(&|x| x.images.clone()),
+        text_ids: cat(&|x| x.text_ids.clone()),
+        text_mask: cat(&|x| x.text_mask.clone()),
+        state: cat(&|x| x.state.clone()),
+    };
+    let n = 4 * cfg.chunk_length * 6;
+    let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % cfg.n_bins as u32).collect();
+    let targets = Tensor::from_vec(targets, n, &Device::Cpu).expect("targets");
+    let mut opt = AdamW::new(
+        vm.all_vars(),
+        ParamsAdamW {
+            lr: 3e-3,
+            ..Default::default()
+        },
+    )
+    .expect("opt");
+    let loss_of = || {
+        let logits = policy
+            .model()
+            .forward(&batch)
+            .expect("forward")
+            .reshape((n, cfg.n_bins))
+            .expect("reshape");
+        candle_nn::loss::cross_entropy(&logits, &targets).expect("loss")
+    };
+    let first: f32 = loss_of().to_scalar().expect("scalar");
+    for _ in 0..40 {
+        opt.backward_step(&loss_of()).expect("step");
+    }
+    let last: f32 = loss_of().to_scalar().expect("scalar");
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+    let acc = policy
+        .model()
+        .forward(&batch)
+        .and_then(|l| l.argmax(D::Minus1))
+        .and_then(|a| a.flatten_all())
+        .and_then(|a| a.eq(&targets))
+        .and_then(|m| m.to_dtype(DType::F32))
+        .and_then(|m| m.mean_all())
+        .and_then(|m| m.to_scalar::<f32>())
+        .expect("acc");
+    assert!(acc > 0.5, "accuracy {acc}");
+}
+
+#[test]
+fn bad_observations_are_reported() {
+    let (_, _, _, mut policy) = build();
+    let mut obs = observation("touch the green cube", 0);
+    obs.images.remove("wrist");
+    let e = policy.infer(&obs).expect_err("no wrist").to_string();
+    assert!(e.contains("wrist"), "{e}");
+    let mut obs = observation("touch the green cube", 0);
+    obs.joint_positions = vec![0.0; 3];
+    let e = policy.infer(&obs).expect_err("short state").to_string();
+    assert!(e.contains("joint state"), "{e}");
+    let mut obs = observation("touch the green cube", 0);
+    obs.joint_positions[2] = f64::NAN;
+    assert!(policy.infer(&obs).is_err());
+    let long = policy
+        .infer(&observation(
+            "touch the green cube and then the red cube and the blue cube",
+            0,
+        ))
+        .expect("long");
+    assert_eq!(long.warnings.len(), 1, "{:?}", long.warnings);
+}
