@@ -14,6 +14,7 @@
 //! `robot.toml` is the one place where limits live; the URDF supplies geometry and kinematics.
 //! A bare URDF also loads: its movable joints become the variables, with the URDF's limits.
 
+pub mod actions;
 pub mod config;
 pub mod kinematics;
 
@@ -82,6 +83,9 @@ pub enum RobotError {
     /// A link name that is not in the tree.
     #[error("no link named {0:?}")]
     UnknownLink(String),
+    /// An action that does not fit the action space.
+    #[error("action: {0}")]
+    Action(String),
 }
 
 /// A mesh referenced by the URDF.
