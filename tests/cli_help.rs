@@ -32,6 +32,14 @@ fn every_subcommand_has_help() {
         vec!["sim", "expert"],
         vec!["sim", "serve"],
         vec!["sim", "bench"],
+        vec!["bench", "policy"],
+        vec!["policy"],
+        vec!["policy", "info"],
+        vec!["policy", "run"],
+        vec!["tokens"],
+        vec!["tokens", "fit"],
+        vec!["tokens", "encode"],
+        vec!["tokens", "decode"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

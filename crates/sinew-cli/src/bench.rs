@@ -26,6 +26,9 @@ const CONTROL_KEY: &str = "sinew_bench/control";
 pub enum BenchCommand {
     /// Latency and throughput of the bus between two processes on loopback.
     Bus(BusBenchArgs),
+    /// Per-chunk latency and tokens/s of a policy (a folder, or an architecture with random
+    /// weights).
+    Policy(crate::bench_policy::PolicyBenchArgs),
     /// The receiving side of `bench bus` (started by it).
     #[command(hide = true)]
     BusSink,
@@ -66,6 +69,7 @@ pub fn run(cmd: BenchCommand, bus: &BusConfig, bus_args: &BusArgs, stop: &Stop) 
     match cmd {
         BenchCommand::Bus(a) => bench_bus(a, bus_args, stop),
         BenchCommand::BusSink => sink(bus, stop),
+        BenchCommand::Policy(a) => crate::bench_policy::run(a),
     }
 }
 

@@ -5,10 +5,13 @@
 //! (`sinew robot check`, `sinew robot fk`).
 
 mod bench;
+mod bench_policy;
+mod policy;
 mod robot;
 mod sim;
 mod sim_serve;
 mod stop;
+mod tokens;
 mod topics;
 
 use std::path::PathBuf;
@@ -79,6 +82,12 @@ enum Command {
     /// Run the simulator: scripted experts and benchmarks.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Inspect and run policy folders (OpenVLA, sinew-tiny).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Action tokenizers (OpenVLA bins, FAST): fit, encode, decode.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -106,5 +115,7 @@ fn main() -> Result<()> {
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
         Command::Robot(cmd) => robot::run(cmd),
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Tokens(cmd) => tokens::run(cmd),
     }
 }

@@ -5,6 +5,7 @@
 pub mod bins;
 pub mod device;
 pub mod fast;
+pub mod folder;
 pub mod models;
 pub mod normalize;
 pub mod preprocess;

@@ -470,6 +470,39 @@ impl std::fmt::Debug for OpenVlaPolicy {
     }
 }
 
+/// The normalisation statistics of a checkpoint: `norm_stats` of config.json, otherwise
+/// `dataset_statistics.json`.
+pub fn statistics(cfg: &Config, dir: &Path) -> Result<serde_json::Value, PolicyError> {
+    match &cfg.norm_stats {
+        Some(v) => Ok(v.clone()),
+        None => {
+            let p = dir.join("dataset_statistics.json");
+            let text = std::fs::read_to_string(&p).map_err(|e| PolicyError::Io(p.clone(), e))?;
+            serde_json::from_str(&text).map_err(|e| PolicyError::Parse(p, e.to_string()))
+        }
+    }
+}
+
+/// What an OpenVLA checkpoint expects and produces.
+pub fn spec_of(cfg: &Config, image_side: usize, action_dim: usize) -> PolicySpec {
+    PolicySpec {
+        architecture: "openvla".into(),
+        cameras: if cfg.sinew.cameras.is_empty() {
+            vec!["front".to_owned()]
+        } else {
+            cfg.sinew.cameras.clone()
+        },
+        image_size: (image_side as u32, image_side as u32),
+        uses_state: false,
+        state_dim: 0,
+        action_kind: cfg.sinew.action_kind.unwrap_or(ActionKind::EeDelta),
+        action_dim,
+        chunk_length: 1,
+        control_rate_hz: cfg.sinew.control_rate_hz.unwrap_or(5.0),
+        action_tokenizer: "bins".into(),
+    }
+}
+
 /// The tensors `cfg` needs, with their shapes.
 pub fn required_tensors(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>, PolicyError> {
     let (vb, rec) = RecordingBackend::var_builder(DType::F32);
@@ -502,18 +535,11 @@ impl OpenVlaPolicy {
         let key = unnorm_key
             .map(str::to_owned)
             .or(cfg.sinew.unnorm_key.clone());
-        let (stats, origin) = match &cfg.norm_stats {
-            Some(v) => (v.clone(), dir.join("config.json")),
-            None => {
-                let p = dir.join("dataset_statistics.json");
-                let text =
-                    std::fs::read_to_string(&p).map_err(|e| PolicyError::Io(p.clone(), e))?;
-                (
-                    serde_json::from_str(&text)
-                        .map_err(|e| PolicyError::Parse(p.clone(), e.to_string()))?,
-                    p,
-                )
-            }
+        let stats = statistics(&cfg, dir)?;
+        let origin = if cfg.norm_stats.is_some() {
+            dir.join("config.json")
+        } else {
+            dir.join("dataset_statistics.json")
         };
         let unnorm = openvla_action_stats_from_value(&stats, &origin, key.as_deref())?;
 
@@ -558,24 +584,7 @@ impl OpenVlaPolicy {
                 ))
             }
         };
-        let action_dim = unnorm.dim();
-        let cameras = if cfg.sinew.cameras.is_empty() {
-            vec!["front".to_owned()]
-        } else {
-            cfg.sinew.cameras.clone()
-        };
-        let spec = PolicySpec {
-            architecture: "openvla".into(),
-            cameras,
-            image_size: (image_side as u32, image_side as u32),
-            uses_state: false,
-            state_dim: 0,
-            action_kind: cfg.sinew.action_kind.unwrap_or(ActionKind::EeDelta),
-            action_dim,
-            chunk_length: 1,
-            control_rate_hz: cfg.sinew.control_rate_hz.unwrap_or(5.0),
-            action_tokenizer: "bins".into(),
-        };
+        let spec = spec_of(&cfg, image_side, unnorm.dim());
         Ok(Self {
             space_token: tokenizer.token_to_id("▁"),
             model,

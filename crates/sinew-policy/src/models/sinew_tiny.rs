@@ -439,6 +439,22 @@ impl std::fmt::Debug for SinewTinyPolicy {
     }
 }
 
+/// What a sinew-tiny policy expects and produces.
+pub fn spec_of(cfg: &Config) -> PolicySpec {
+    PolicySpec {
+        architecture: "sinew-tiny".into(),
+        cameras: cfg.cameras.clone(),
+        image_size: (cfg.image_size as u32, cfg.image_size as u32),
+        uses_state: cfg.state_dim > 0,
+        state_dim: cfg.state_dim,
+        action_kind: cfg.action_kind,
+        action_dim: cfg.action_dim,
+        chunk_length: cfg.chunk_length,
+        control_rate_hz: cfg.control_rate_hz,
+        action_tokenizer: "bins".into(),
+    }
+}
+
 /// The tensors `cfg` needs, with their shapes.
 pub fn required_tensors(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>, PolicyError> {
     let (vb, rec) = RecordingBackend::var_builder(DType::F32);
@@ -483,18 +499,7 @@ impl SinewTinyPolicy {
             }
         }
         let bins = BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?;
-        let spec = PolicySpec {
-            architecture: "sinew-tiny".into(),
-            cameras: cfg.cameras.clone(),
-            image_size: (cfg.image_size as u32, cfg.image_size as u32),
-            uses_state: cfg.state_dim > 0,
-            state_dim: cfg.state_dim,
-            action_kind: cfg.action_kind,
-            action_dim: cfg.action_dim,
-            chunk_length: cfg.chunk_length,
-            control_rate_hz: cfg.control_rate_hz,
-            action_tokenizer: "bins".into(),
-        };
+        let spec = spec_of(&cfg);
         Ok(Self {
             model,
             tokenizer,

@@ -1,0 +1,164 @@
+//! `sinew policy info|run`: what a policy folder expects and produces, and one inference on
+//! an image file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use sinew_core::{Image, Observation};
+use sinew_policy::device::{parse_device, parse_dtype};
+use sinew_policy::folder::{inspect, load_policy, LoadOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print what a policy folder expects (cameras, image size, state) and produces (action
+    /// space, chunk length, tokenizer), without loading its weights.
+    Info(InfoArgs),
+    /// Run one inference on image files and print the action chunk as JSON.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The policy folder (config.json, *.safetensors, statistics, tokenizer).
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where and how a model runs.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// `auto` (f32 on the CPU, bf16 on CUDA), `f32`, `bf16` or `f16`.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// OpenVLA: the dataset whose statistics un-normalise actions.
+    #[arg(long)]
+    pub unnorm_key: Option<String>,
+    /// OpenVLA: plain greedy decoding exactly as the release (default: only action tokens).
+    #[arg(long)]
+    pub unconstrained: bool,
+}
+
+impl DeviceArgs {
+    pub fn options(&self) -> Result<LoadOptions> {
+        let device = parse_device(&self.device)?;
+        let dtype = parse_dtype(&self.dtype, &device)?;
+        Ok(LoadOptions {
+            device,
+            dtype,
+            unnorm_key: self.unnorm_key.clone(),
+            unconstrained: self.unconstrained,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy folder.
+    dir: PathBuf,
+    /// Camera images as NAME=FILE.png (any format the `image` crate reads: PNG).
+    #[arg(long = "image", value_name = "NAME=FILE", required = true)]
+    images: Vec<String>,
+    /// The instruction.
+    #[arg(long)]
+    instruction: String,
+    /// Joint positions (rad), comma-separated, for policies that read the state.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    state: Vec<f64>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Info(a) => info(a),
+        PolicyCommand::Run(a) => run_once(a),
+    }
+}
+
+fn info(a: InfoArgs) -> Result<()> {
+    let i = inspect(&a.dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+        return Ok(());
+    }
+    let s = &i.spec;
+    println!("policy        {}", i.dir.display());
+    println!("architecture  {}", s.architecture);
+    println!("reads");
+    println!(
+        "  cameras     {} at {}x{} px (resized if different)",
+        s.cameras.join(", "),
+        s.image_size.0,
+        s.image_size.1
+    );
+    if s.uses_state {
+        println!("  state       {} joint positions", s.state_dim);
+    } else {
+        println!("  state       not used");
+    }
+    println!("  instruction yes");
+    println!("produces");
+    println!(
+        "  actions     {} x {} ({}), {} step(s) per chunk at {} Hz",
+        s.chunk_length, s.action_dim, s.action_kind, s.chunk_length, s.control_rate_hz
+    );
+    println!("  tokens      {}", s.action_tokenizer);
+    println!("weights");
+    println!(
+        "  parameters  {} ({:.1} M)",
+        i.parameters,
+        i.parameters as f64 / 1e6
+    );
+    let dtypes: Vec<String> = i.dtypes.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+    println!("  dtypes      {}", dtypes.join(", "));
+    for f in &i.weight_files {
+        println!("  file        {}", f.display());
+    }
+    println!("statistics    {}", i.statistics.join(", "));
+    for (k, v) in &i.details {
+        println!("{k:<13} {v}");
+    }
+    Ok(())
+}
+
+fn load_image(path: &std::path::Path) -> Result<Image> {
+    let img = image::open(path)
+        .with_context(|| format!("reading image {}", path.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    Ok(Image {
+        width: w,
+        height: h,
+        encoding: "rgb8".into(),
+        step: 3 * w,
+        data: img.into_raw().into(),
+        ..Default::default()
+    })
+}
+
+fn run_once(a: RunArgs) -> Result<()> {
+    let mut images = BTreeMap::new();
+    for spec in &a.images {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--image {spec}: expected NAME=FILE, for example front=frame.png");
+        };
+        images.insert(name.to_owned(), load_image(std::path::Path::new(file))?);
+    }
+    let mut policy = load_policy(&a.dir, &a.device.options()?)?;
+    let obs = Observation {
+        images,
+        joint_positions: a.state,
+        instruction: a.instruction,
+        ..Default::default()
+    };
+    let chunk = policy.infer(&obs)?;
+    println!("{}", serde_json::to_string_pretty(&chunk)?);
+    Ok(())
+}
