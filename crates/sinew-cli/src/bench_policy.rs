@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use sinew_core::{Image, Observation, Policy};
+use sinew_core::{Image, Observation, Policy, Timings};
 use sinew_policy::folder::load_policy;
 use sinew_policy::models::{openvla, sinew_tiny};
 
@@ -125,7 +125,7 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
         instruction: "put the red cube in the bowl".into(),
         ..Default::default()
     };
-    let (name, mut infer): (String, Box<dyn FnMut(u32) -> Result<usize>>) = match (
+    let (name, mut infer): (String, Box<dyn FnMut(u32) -> Result<(usize, Timings)>>) = match (
         &a.policy, a.arch,
     ) {
         (Some(dir), _) => {
@@ -141,7 +141,10 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
                     for (k, img) in o.images.iter_mut() {
                         *img = image(a.image_size, i + k.len() as u32);
                     }
-                    Ok(p.infer(&o)?.tokens.len())
+                    {
+                        let c = p.infer(&o)?;
+                        Ok((c.tokens.len(), c.timings))
+                    }
                 }),
             )
         }
@@ -153,7 +156,10 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
                     let mut o = obs.clone();
                     o.images.insert("front".into(), image(a.image_size, i));
                     o.images.insert("wrist".into(), image(a.image_size, i + 1));
-                    Ok(p.infer(&o)?.tokens.len())
+                    {
+                        let c = p.infer(&o)?;
+                        Ok((c.tokens.len(), c.timings))
+                    }
                 }),
             )
         }
@@ -180,8 +186,16 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
                     let px = (Tensor::rand(-1f32, 1f32, (1, 6, 224, 224), &device)?
                         + i as f64 * 1e-3)?
                         .to_dtype(dtype)?;
+                    let t0 = Instant::now();
                     let (tokens, _) = model.generate(&px, &ids, 7, Some((lo, hi)), dtype)?;
-                    Ok(tokens.len())
+                    let forward_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    Ok((
+                        tokens.len(),
+                        Timings {
+                            forward_ms,
+                            ..Default::default()
+                        },
+                    ))
                 }),
             )
         }
@@ -191,9 +205,14 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
     }
     let mut ms = Vec::with_capacity(a.iterations);
     let mut tokens = 0;
+    let mut parts = Timings::default();
     for i in 0..a.iterations {
         let t0 = Instant::now();
-        tokens += infer(i as u32)?;
+        let (n, t) = infer(i as u32)?;
+        tokens += n;
+        parts.preprocess_ms += t.preprocess_ms / a.iterations as f64;
+        parts.forward_ms += t.forward_ms / a.iterations as f64;
+        parts.decode_ms += t.decode_ms / a.iterations as f64;
         ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let total_s: f64 = ms.iter().sum::<f64>() / 1e3;
@@ -211,6 +230,9 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
     out.insert("tokens_per_s", json!(tokens as f64 / total_s));
     out.insert("chunks_per_s", json!(a.iterations as f64 / total_s));
     out.insert("rayon_threads", json!(threads));
+    out.insert("mean_preprocess_ms", json!(parts.preprocess_ms));
+    out.insert("mean_forward_ms", json!(parts.forward_ms));
+    out.insert("mean_decode_ms", json!(parts.decode_ms));
     println!(
         "{name} on {} ({:?}): {} chunks, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} tokens per chunk, {:.0} tokens/s, {:.1} chunks/s",
         a.device.device,
@@ -222,6 +244,10 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
         tokens / a.iterations,
         tokens as f64 / total_s,
         a.iterations as f64 / total_s
+    );
+    println!(
+        "  mean per chunk: preprocess {:.2} ms, forward {:.2} ms, decode {:.2} ms",
+        parts.preprocess_ms, parts.forward_ms, parts.decode_ms
     );
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&out)?)?;

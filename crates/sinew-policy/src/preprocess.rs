@@ -44,12 +44,18 @@ pub fn to_rgb(img: &Image, what: &str) -> Result<RgbImage, PolicyError> {
 }
 
 /// Resizes to `(width, height)` with a bicubic (Catmull-Rom) filter that averages when
-/// shrinking; a frame already at that size is returned unchanged.
+/// shrinking (what OpenVLA's bicubic resize approximates); a frame already at that size is
+/// returned unchanged.
 pub fn resize(img: RgbImage, width: u32, height: u32) -> RgbImage {
+    resize_with(img, width, height, FilterType::CatmullRom)
+}
+
+/// Resizes with a chosen filter (sinew-tiny uses the cheaper `Triangle`, in training too).
+pub fn resize_with(img: RgbImage, width: u32, height: u32, filter: FilterType) -> RgbImage {
     if img.width() == width && img.height() == height {
         img
     } else {
-        image::imageops::resize(&img, width, height, FilterType::CatmullRom)
+        image::imageops::resize(&img, width, height, filter)
     }
 }
 

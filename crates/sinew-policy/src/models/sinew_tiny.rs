@@ -1,6 +1,6 @@
 //! `sinew-tiny`: a small VLA built to run in real time on a CPU.
 //!
-//! Tokens, in order: the image patches of each camera (a strided CNN, one token per 16x16
+//! Tokens, in order: the image patches of each camera (a small strided CNN with ReLUs, one token per 16x16
 //! pixels, with learned position and camera embeddings), the instruction's word tokens, one
 //! proprioception token (normalised joint positions), then `chunk_length` learned action
 //! queries. A pre-norm transformer runs over them with a prefix-LM mask (the prefix attends
@@ -42,7 +42,8 @@ pub struct Config {
     pub cameras: Vec<String>,
     /// Square input side (px), a multiple of 16.
     pub image_size: usize,
-    /// CNN channels per stride-2 stage (4 stages: side / 16 tokens per axis).
+    /// CNN channels per stage: a 4x4 stride-4 stem, then 3x3 stride-2 stages (three stages
+    /// in all, so one token per 16x16 pixels).
     pub cnn_channels: Vec<usize>,
     /// Transformer width.
     pub d_model: usize,
@@ -75,7 +76,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A small default: two 96 px cameras, width 128, 4 blocks, chunks of 10, 256 bins.
+    /// A small default: two 96 px cameras, width 128, 4 blocks with MLPs of 256, chunks of
+    /// 10, 256 bins (about 10 ms per chunk on two cores).
     pub fn small(
         cameras: Vec<String>,
         state_dim: usize,
@@ -86,11 +88,11 @@ impl Config {
             model_type: "sinew-tiny".into(),
             cameras,
             image_size: 96,
-            cnn_channels: vec![32, 64, 96, 128],
+            cnn_channels: vec![32, 64, 128],
             d_model: 128,
             n_layers: 4,
             n_heads: 4,
-            mlp_dim: 512,
+            mlp_dim: 256,
             text_vocab_size,
             max_text_len: 16,
             state_dim,
@@ -120,8 +122,8 @@ impl Config {
                 self.image_size
             ));
         }
-        if self.cnn_channels.len() != 4 || self.cnn_channels.contains(&0) {
-            return Err("cnn_channels: four positive stage widths are needed".into());
+        if self.cnn_channels.len() != 3 || self.cnn_channels.contains(&0) {
+            return Err("cnn_channels: three positive stage widths are needed".into());
         }
         if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
             return Err(format!(
@@ -179,12 +181,27 @@ impl Cnn {
         let mut convs = Vec::new();
         let mut c_in = 3;
         for (i, c) in cfg.cnn_channels.iter().enumerate() {
-            let conv_cfg = Conv2dConfig {
-                stride: 2,
-                padding: 1,
-                ..Default::default()
+            // A 4x4 stride-4 stem, then 3x3 stride-2 stages: 16 px per token.
+            let (k, conv_cfg) = if i == 0 {
+                (
+                    4,
+                    Conv2dConfig {
+                        stride: 4,
+                        padding: 0,
+                        ..Default::default()
+                    },
+                )
+            } else {
+                (
+                    3,
+                    Conv2dConfig {
+                        stride: 2,
+                        padding: 1,
+                        ..Default::default()
+                    },
+                )
             };
-            convs.push(conv2d(c_in, *c, 3, conv_cfg, vb.pp(format!("conv.{i}")))?);
+            convs.push(conv2d(c_in, *c, k, conv_cfg, vb.pp(format!("conv.{i}")))?);
             c_in = *c;
         }
         let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
@@ -195,7 +212,7 @@ impl Cnn {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
         for conv in &self.convs {
-            x = conv.forward(&x)?.gelu_erf()?;
+            x = conv.forward(&x)?.relu()?;
         }
         let x = x.flatten_from(2)?.transpose(1, 2)?;
         self.proj.forward(&x)
@@ -618,7 +635,12 @@ impl SinewTinyPolicy {
                     obs.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-            let rgb = preprocess::resize(preprocess::to_rgb(img, cam)?, s, s);
+            let rgb = preprocess::resize_with(
+                preprocess::to_rgb(img, cam)?,
+                s,
+                s,
+                image::imageops::FilterType::Triangle,
+            );
             cams.push(preprocess::normalize(
                 &rgb,
                 [0.5; 3],
