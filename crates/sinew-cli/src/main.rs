@@ -105,7 +105,7 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn main() -> Result<()> {
+fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let stop = stop::Stop::install()?;
@@ -117,5 +117,13 @@ fn main() -> Result<()> {
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Tokens(cmd) => tokens::run(cmd),
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        // One line with the chain of causes; no backtrace even when RUST_BACKTRACE is set.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }

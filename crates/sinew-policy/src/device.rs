@@ -41,6 +41,11 @@ pub fn parse_dtype(name: &str, device: &Device) -> Result<DType, PolicyError> {
             }
         }
         "f32" => DType::F32,
+        "bf16" if !device.is_cuda() => {
+            return Err(PolicyError::Config(
+                "dtype bf16 is not supported on the CPU (candle's CPU matmul and convolutions lack it); use f32 or f16".into(),
+            ))
+        }
         "bf16" => DType::BF16,
         "f16" => DType::F16,
         other => {
