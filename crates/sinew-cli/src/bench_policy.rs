@@ -17,6 +17,9 @@ use sinew_policy::models::{openvla, sinew_tiny};
 
 use crate::policy::DeviceArgs;
 
+/// One measured inference: tokens emitted and where the time went.
+type InferFn = Box<dyn FnMut(u32) -> Result<(usize, Timings)>>;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Arch {
     /// sinew-tiny at its default size (two 96 px cameras, width 128, 4 blocks, chunks of 10).
@@ -125,9 +128,7 @@ pub fn run(a: PolicyBenchArgs) -> Result<()> {
         instruction: "put the red cube in the bowl".into(),
         ..Default::default()
     };
-    let (name, mut infer): (String, Box<dyn FnMut(u32) -> Result<(usize, Timings)>>) = match (
-        &a.policy, a.arch,
-    ) {
+    let (name, mut infer): (String, InferFn) = match (&a.policy, a.arch) {
         (Some(dir), _) => {
             let mut p = load_policy(dir, &opts)?;
             for cam in &p.spec().cameras {

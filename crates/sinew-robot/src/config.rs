@@ -38,6 +38,60 @@ pub struct RobotConfig {
     pub cameras: Vec<CameraConfig>,
     /// The action space the robot accepts.
     pub action_space: ActionSpaceConfig,
+    /// Deadlines and the workspace box of the runtime's safety layer.
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+/// The `[safety]` section: what the runtime's watchdog and safety filter enforce beyond the
+/// joint limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Hold when the newest joint state is older than this, s.
+    #[serde(default = "d_joint_state_timeout")]
+    pub joint_state_timeout_s: f64,
+    /// Hold when a camera's newest frame is older than this, s.
+    #[serde(default = "d_camera_timeout")]
+    pub camera_timeout_s: f64,
+    /// Hold when an inference runs longer than this, s.
+    #[serde(default = "d_inference_timeout")]
+    pub inference_timeout_s: f64,
+    /// Frames and joint state further apart than this are not combined into one observation, s.
+    #[serde(default = "d_sync_tolerance")]
+    pub sync_tolerance_s: f64,
+    /// Optional end-effector box in the base frame: `[x, y, z]` min corner, m.
+    #[serde(default)]
+    pub workspace_min: Option<[f64; 3]>,
+    /// Optional end-effector box: max corner, m.
+    #[serde(default)]
+    pub workspace_max: Option<[f64; 3]>,
+}
+
+fn d_joint_state_timeout() -> f64 {
+    0.1
+}
+fn d_camera_timeout() -> f64 {
+    0.5
+}
+fn d_inference_timeout() -> f64 {
+    2.0
+}
+fn d_sync_tolerance() -> f64 {
+    0.1
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        Self {
+            joint_state_timeout_s: d_joint_state_timeout(),
+            camera_timeout_s: d_camera_timeout(),
+            inference_timeout_s: d_inference_timeout(),
+            sync_tolerance_s: d_sync_tolerance(),
+            workspace_min: None,
+            workspace_max: None,
+        }
+    }
 }
 
 /// Limits and gains of one actuated joint. Positions in rad (m for prismatic joints).
@@ -157,6 +211,42 @@ impl RobotConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<(), RobotError> {
+        let sf = &self.safety;
+        for (name, v) in [
+            ("safety.joint_state_timeout_s", sf.joint_state_timeout_s),
+            ("safety.camera_timeout_s", sf.camera_timeout_s),
+            ("safety.inference_timeout_s", sf.inference_timeout_s),
+            ("safety.sync_tolerance_s", sf.sync_tolerance_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(field_err(
+                    file,
+                    name.into(),
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+        match (sf.workspace_min, sf.workspace_max) {
+            (Some(lo), Some(hi)) => {
+                if lo.iter().chain(hi.iter()).any(|v| !v.is_finite())
+                    || (0..3).any(|i| lo[i] >= hi[i])
+                {
+                    return Err(field_err(
+                        file,
+                        "safety.workspace_min/max".into(),
+                        "finite, and min below max on every axis",
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(field_err(
+                    file,
+                    "safety.workspace_min/max".into(),
+                    "give both corners or neither",
+                ));
+            }
+        }
         if !(self.command_rate_hz.is_finite() && self.command_rate_hz > 0.0) {
             return Err(field_err(
                 file,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
 
-pub use config::{ActionKind, CameraConfig, GripperConfig, JointConfig, RobotConfig};
+pub use config::{ActionKind, CameraConfig, GripperConfig, JointConfig, RobotConfig, SafetyConfig};
 pub use kinematics::{solve_ik, IkOptions, IkSolution, IkTarget, JointKind, KinematicTree};
 
 /// Errors of robot descriptions and kinematics.
@@ -339,6 +339,7 @@ impl RobotDescription {
             action_space: config::ActionSpaceConfig {
                 kind: ActionKind::JointPosition,
             },
+            safety: config::SafetyConfig::default(),
         })
     }
 

@@ -155,7 +155,7 @@ impl Config {
         cfg.vision_configs()
             .map_err(|m| PolicyError::Parse(path.clone(), m))?;
         let t = &cfg.text_config;
-        if t.num_attention_heads == 0 || t.hidden_size % t.num_attention_heads != 0 {
+        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(PolicyError::Parse(
                 path,
                 "text_config: hidden_size is not a multiple of num_attention_heads".into(),

@@ -116,7 +116,7 @@ impl Config {
         if self.cameras.is_empty() {
             return Err("cameras: at least one camera is needed".into());
         }
-        if self.image_size == 0 || self.image_size % 16 != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(16) {
             return Err(format!(
                 "image_size {} is not a positive multiple of 16",
                 self.image_size
@@ -125,7 +125,7 @@ impl Config {
         if self.cnn_channels.len() != 3 || self.cnn_channels.contains(&0) {
             return Err("cnn_channels: three positive stage widths are needed".into());
         }
-        if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(format!(
                 "d_model {} is not a multiple of n_heads {}",
                 self.d_model, self.n_heads
