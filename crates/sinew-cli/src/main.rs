@@ -9,6 +9,7 @@ mod bench_policy;
 mod policy;
 mod robot;
 mod sim;
+mod sim_run;
 mod sim_serve;
 mod stop;
 mod tokens;

@@ -18,6 +18,8 @@ pub enum SimCommand {
     Bench(SimBenchArgs),
     /// Serve the simulated robot on the bus, on the keys a real robot uses.
     Serve(crate::sim_serve::ServeArgs),
+    /// Drive simulated episodes with a policy through the runtime (lockstep, reproducible).
+    Run(crate::sim_run::SimRunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +66,16 @@ pub fn project_root() -> PathBuf {
         .unwrap_or(cwd)
 }
 
+/// `name` as given when it exists, otherwise under the project's `folder` (robots, policies).
+pub fn project_path(name: &str, folder: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.exists() {
+        p.to_path_buf()
+    } else {
+        project_root().join(folder).join(name)
+    }
+}
+
 pub fn load_robot(name: &str) -> Result<RobotDescription> {
     let p = Path::new(name);
     let path = if p.exists() {
@@ -91,6 +103,7 @@ pub fn run(cmd: SimCommand, bus: &sinew_bus::BusConfig, stop: &Stop) -> Result<(
         SimCommand::Expert(a) => expert(a, stop),
         SimCommand::Bench(a) => bench(a),
         SimCommand::Serve(a) => crate::sim_serve::serve(a, bus, stop),
+        SimCommand::Run(a) => crate::sim_run::sim_run(a, stop),
     }
 }
 

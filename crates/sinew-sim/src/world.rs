@@ -516,6 +516,15 @@ impl SimWorld {
         self.step((dt_s * PHYSICS_HZ).round().max(1.0) as u32);
     }
 
+    /// Advances physics to simulated time `t_s` (rounded to whole physics steps), so a
+    /// controller whose period is not a multiple of the physics step keeps its rate on average.
+    pub fn advance_to(&mut self, t_s: f64) {
+        let target = (t_s * PHYSICS_HZ).round() as u64;
+        if target > self.steps {
+            self.step((target - self.steps) as u32);
+        }
+    }
+
     /// Measured joint positions and velocities, robot.toml order.
     pub fn joint_state(&self) -> (Vec<f64>, Vec<f64>) {
         let mut q = Vec::with_capacity(self.joints.len());

@@ -1,0 +1,377 @@
+//! `sinew sim run`: the runtime drives the simulator in lockstep, episode after episode.
+//!
+//! Each command period the loop reads the simulated sensors, asks the runtime whether to call
+//! the policy (called inline: simulated time stands still while it thinks, so results are
+//! reproducible), sends the runtime's safe command to the simulated robot and advances one
+//! command period. `--policy expert` uses the task's scripted expert as the policy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use sinew_core::{ActionChunk, ActionKind, Image, Observation, Policy};
+use sinew_msgs::Header;
+use sinew_policy::folder::load_policy;
+use sinew_robot::RobotDescription;
+use sinew_runtime::worker::{infer_inline, Outcome};
+use sinew_runtime::{Execution, Interpolation, Merge, Runtime, RuntimeConfig, Sensors};
+use sinew_sim::expert::{success, Expert};
+use sinew_sim::{SimWorld, TaskSpec};
+
+use crate::policy::DeviceArgs;
+use crate::sim::{load_robot, load_task};
+use crate::stop::Stop;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExecutionArg {
+    /// Execute `--steps` entries of each chunk, then infer.
+    Sync,
+    /// Infer when `--threshold` steps remain; merge overlaps with `--merge`.
+    Async,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MergeArg {
+    /// The newest chunk wins.
+    Latest,
+    /// 0.3 old + 0.7 new.
+    Weighted,
+    /// ACT temporal ensembling, exp(-0.01 i).
+    Ensemble,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InterpolationArg {
+    /// Linear between policy steps.
+    Linear,
+    /// Each policy step's target from the start of the step.
+    Hold,
+}
+
+/// How chunks are executed (shared by `sim run` and `run`).
+#[derive(Debug, Clone, Args)]
+pub struct ExecutionArgs {
+    /// Chunk execution.
+    #[arg(long, value_enum, default_value_t = ExecutionArg::Sync)]
+    pub execution: ExecutionArg,
+    /// Sync: chunk entries executed before the next inference (default: half the chunk, at
+    /// least 1).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Async: remaining steps that trigger the next inference (default: half the chunk).
+    #[arg(long)]
+    pub threshold: Option<usize>,
+    /// Async: how overlapping chunks are merged.
+    #[arg(long, value_enum, default_value_t = MergeArg::Latest)]
+    pub merge: MergeArg,
+    /// Policy-rate targets to command-rate commands.
+    #[arg(long, value_enum, default_value_t = InterpolationArg::Linear)]
+    pub interpolation: InterpolationArg,
+}
+
+impl ExecutionArgs {
+    pub fn execution(&self, chunk_length: usize) -> Execution {
+        let half = (chunk_length / 2).max(1);
+        match self.execution {
+            ExecutionArg::Sync => Execution::Sync {
+                steps: self.steps.unwrap_or(half).clamp(1, chunk_length.max(1)),
+            },
+            ExecutionArg::Async => Execution::Async {
+                threshold: self.threshold.unwrap_or(half),
+                merge: match self.merge {
+                    MergeArg::Latest => Merge::LatestOnly,
+                    MergeArg::Weighted => Merge::WeightedAverage { old_weight: 0.3 },
+                    MergeArg::Ensemble => Merge::TemporalEnsemble { m: 0.01 },
+                },
+            },
+        }
+    }
+
+    pub fn interpolation(&self) -> Interpolation {
+        match self.interpolation {
+            InterpolationArg::Linear => Interpolation::Linear,
+            InterpolationArg::Hold => Interpolation::Hold,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimRunArgs {
+    /// Robot name (a folder under robots/) or path.
+    #[arg(long, default_value = "so101")]
+    pub robot: String,
+    /// Task name or file.
+    #[arg(long, default_value = "pick-place")]
+    pub task: String,
+    /// `expert` (the task's scripted expert) or a policy folder.
+    #[arg(long, default_value = "expert")]
+    pub policy: String,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 10)]
+    pub episodes: u64,
+    /// Seed of the first episode (episode i uses seed + i).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub exec: ExecutionArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Write per-episode results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print nothing per episode.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One episode's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpisodeResult {
+    pub seed: u64,
+    pub instruction: String,
+    pub success: bool,
+    /// Policy steps until success or the step limit.
+    pub steps: u64,
+    pub commands: u64,
+    pub inferences: u64,
+    pub mean_inference_ms: f64,
+    pub holds: BTreeMap<String, u64>,
+    pub safety_interventions: u64,
+    pub sim_time_s: f64,
+    pub wall_s: f64,
+}
+
+/// The policy driving an episode.
+pub enum Driver {
+    Expert(Expert),
+    Model(Box<dyn Policy>),
+}
+
+impl Driver {
+    fn rate_hz(&self, task: &TaskSpec) -> f64 {
+        match self {
+            Driver::Expert(_) => task.control_rate_hz,
+            Driver::Model(p) => p.spec().control_rate_hz,
+        }
+    }
+}
+
+fn image_of(world: &SimWorld, camera: &str, stamp_s: f64) -> Result<Image> {
+    let f = world.render_camera(camera)?;
+    Ok(sinew_msgs::Image::rgb8(
+        Header::new(
+            sinew_msgs::Time::from_nanos((stamp_s * 1e9) as i64),
+            format!("{camera}_optical"),
+        ),
+        f.width,
+        f.height,
+        f.rgb,
+    ))
+}
+
+/// Runs one episode; `make_driver` gives the policy for it.
+pub fn run_episode(
+    robot: &RobotDescription,
+    task: &TaskSpec,
+    seed: u64,
+    driver: &mut Driver,
+    exec: &ExecutionArgs,
+) -> Result<EpisodeResult> {
+    let t0 = Instant::now();
+    let ep = task.sample(&robot.config.name, seed)?;
+    let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
+    let (q0, _) = world.joint_state();
+    let policy_rate = driver.rate_hz(task);
+    let (cameras, kind, chunk_len) = match driver {
+        Driver::Expert(_) => (Vec::new(), ActionKind::JointPosition, 1),
+        Driver::Model(p) => {
+            p.reset();
+            let s = p.spec();
+            (s.cameras.clone(), s.action_kind, s.chunk_length)
+        }
+    };
+    for cam in &cameras {
+        if !robot.config.cameras.iter().any(|c| &c.name == cam) {
+            bail!(
+                "the policy reads camera `{cam}`, which robot {} does not have",
+                robot.config.name
+            );
+        }
+    }
+    let mut cfg = RuntimeConfig::new(
+        robot,
+        policy_rate,
+        cameras.clone(),
+        kind,
+        exec.execution(chunk_len),
+    );
+    cfg.interpolation = exec.interpolation();
+    let mut rt = Runtime::new(cfg, robot, &q0).context("starting the runtime")?;
+    let dt = 1.0 / robot.config.command_rate_hz;
+    let mut inferences = 0u64;
+    let mut inference_ms = 0.0;
+    let mut succeeded = false;
+    let mut steps = 0u64;
+    let mut tick = 0u64;
+    loop {
+        let now = world.time_s;
+        let step = rt.step_at(now);
+        if step != steps || now == 0.0 {
+            steps = step;
+            if success(&world, task.success, task.touch_distance_m)? {
+                succeeded = true;
+                break;
+            }
+            if step >= task.step_limit as u64 {
+                break;
+            }
+        }
+        let sensors = Sensors {
+            joint_state_stamp: Some(now),
+            camera_stamps: cameras.iter().map(|c| (c.clone(), Some(now))).collect(),
+        };
+        if let Some(req) = rt.poll(now, &sensors) {
+            rt.inference_started(req.step, now);
+            let (q, _) = world.joint_state();
+            let outcome = match driver {
+                Driver::Expert(e) => {
+                    let t = Instant::now();
+                    let target = e.act(&world, 1.0 / policy_rate)?;
+                    Outcome::Chunk {
+                        step: req.step,
+                        chunk: ActionChunk {
+                            kind: Some(ActionKind::JointPosition),
+                            actions: vec![target],
+                            observation_stamp_s: now,
+                            ..Default::default()
+                        },
+                        wall_ms: t.elapsed().as_secs_f64() * 1e3,
+                        q_observed: q,
+                    }
+                }
+                Driver::Model(p) => {
+                    let mut images = BTreeMap::new();
+                    for cam in &cameras {
+                        images.insert(cam.clone(), image_of(&world, cam, now)?);
+                    }
+                    let obs = Observation {
+                        images,
+                        joint_positions: q,
+                        joint_velocities: Vec::new(),
+                        instruction: ep.instruction.clone(),
+                        stamp_s: now,
+                    };
+                    infer_inline(p.as_mut(), req.step, &obs)
+                }
+            };
+            inferences += 1;
+            match outcome {
+                Outcome::Chunk {
+                    step,
+                    chunk,
+                    wall_ms,
+                    q_observed,
+                } => {
+                    inference_ms += wall_ms;
+                    rt.chunk_ready(now, step, &chunk, &q_observed);
+                }
+                Outcome::Error { error, .. } => {
+                    tracing::warn!("seed {seed}: inference failed: {error}");
+                    rt.inference_failed(error, false);
+                }
+                Outcome::Dead { error } => {
+                    tracing::error!("seed {seed}: {error}; holding");
+                    rt.inference_failed(error, true);
+                }
+            }
+        }
+        let (cmd, _) = rt.command(now);
+        world.command(&cmd)?;
+        tick += 1;
+        world.advance_to(tick as f64 * dt);
+    }
+    let st = rt.stats();
+    let s = st.safety;
+    Ok(EpisodeResult {
+        seed,
+        instruction: ep.instruction,
+        success: succeeded,
+        steps,
+        commands: st.commands,
+        inferences,
+        mean_inference_ms: inference_ms / inferences.max(1) as f64,
+        holds: st.holds,
+        safety_interventions: s.position + s.velocity + s.acceleration + s.non_finite + s.workspace,
+        sim_time_s: world.time_s,
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The driver named by `--policy`.
+pub fn driver(policy: &str, task: &TaskSpec, device: &DeviceArgs) -> Result<Driver> {
+    if policy == "expert" {
+        Ok(Driver::Expert(Expert::new(task.success)))
+    } else {
+        let dir = crate::sim::project_path(policy, "policies");
+        Ok(Driver::Model(
+            load_policy(&dir, &device.options()?)
+                .with_context(|| format!("loading policy {}", dir.display()))?,
+        ))
+    }
+}
+
+pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
+    let robot = load_robot(&a.robot)?;
+    let task = load_task(&a.task)?;
+    let mut driver = driver(&a.policy, &task, &a.device)?;
+    let start = Instant::now();
+    let mut results = Vec::new();
+    for seed in a.seed..a.seed + a.episodes {
+        if stop.requested() {
+            break;
+        }
+        if let Driver::Expert(_) = driver {
+            driver = Driver::Expert(Expert::new(task.success));
+        }
+        let r = run_episode(&robot, &task, seed, &mut driver, &a.exec)?;
+        if !a.quiet {
+            println!(
+                "seed {:>5}  {}  {:>3} steps  {:>3} inferences ({:.1} ms)  {}",
+                r.seed,
+                if r.success { "success" } else { "FAIL   " },
+                r.steps,
+                r.inferences,
+                r.mean_inference_ms,
+                r.instruction
+            );
+        }
+        results.push(r);
+    }
+    let n = results.len().max(1) as f64;
+    let ok = results.iter().filter(|r| r.success).count();
+    let wall = start.elapsed().as_secs_f64();
+    let sim_s: f64 = results.iter().map(|r| r.sim_time_s).sum();
+    let commands: u64 = results.iter().map(|r| r.commands).sum();
+    let inferences: u64 = results.iter().map(|r| r.inferences).sum();
+    println!(
+        "{} on {} with {}: success {ok}/{} = {:.1}%  mean length {:.1} steps  {:.2} episodes/s  {:.1}x real time  commands {:.0} Hz, policy {:.1} Hz (simulated time)",
+        task.name,
+        robot.config.name,
+        a.policy,
+        results.len(),
+        100.0 * ok as f64 / n,
+        results.iter().map(|r| r.steps as f64).sum::<f64>() / n,
+        results.len() as f64 / wall,
+        sim_s / wall,
+        commands as f64 / sim_s.max(1e-9),
+        inferences as f64 / sim_s.max(1e-9)
+    );
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
