@@ -416,7 +416,8 @@ impl Runtime {
     pub fn inference_failed(&mut self, error: String, fatal: bool) {
         self.in_flight = None;
         self.stats.inference_errors += 1;
-        if fatal {
+        if fatal && self.policy_failed.is_none() {
+            // The first cause is the one worth reporting.
             self.policy_failed = Some(error);
         }
     }

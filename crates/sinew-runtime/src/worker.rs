@@ -148,7 +148,11 @@ impl InferenceWorker {
 
     /// Waits for the next result (lockstep harnesses and tests).
     pub fn recv(&mut self) -> Option<Outcome> {
-        self.results.recv().ok()
+        let o = self.results.recv().ok();
+        if matches!(o, Some(Outcome::Dead { .. }) | None) {
+            self.dead = true;
+        }
+        o
     }
 
     /// Whether the policy can no longer be used.
