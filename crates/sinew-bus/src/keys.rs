@@ -73,6 +73,23 @@ impl RobotKeys {
         format!("{}/camera/{camera}/image_raw/compressed", self.namespace)
     }
 
+    /// `std_msgs/String`, the e-stop: `engage` latches a hold, `release` lifts it:
+    /// `<ns>/estop`.
+    pub fn estop(&self) -> String {
+        format!("{}/estop", self.namespace)
+    }
+
+    /// `std_msgs/String`, the runtime's telemetry as JSON (1 Hz): `<ns>/sinew/telemetry`.
+    pub fn telemetry(&self) -> String {
+        format!("{}/sinew/telemetry", self.namespace)
+    }
+
+    /// `trajectory_msgs/JointTrajectory`, the simulator's scripted expert's next target (an
+    /// oracle for testing the loop without a model): `<ns>/sim/expert_action`.
+    pub fn sim_expert_action(&self) -> String {
+        format!("{}/sim/expert_action", self.namespace)
+    }
+
     /// A key expression matching every key of this robot: `<ns>/**`.
     pub fn all(&self) -> String {
         format!("{}/**", self.namespace)
@@ -89,10 +106,12 @@ pub fn kind_for_key(key: &str) -> Option<MessageKind> {
     let last = key.rsplit('/').next()?;
     match last {
         "joint_states" => Some(MessageKind::JointState),
-        "joint_commands" | "joint_trajectory" => Some(MessageKind::JointTrajectory),
+        "joint_commands" | "joint_trajectory" | "expert_action" => {
+            Some(MessageKind::JointTrajectory)
+        }
         "image_raw" | "image_rect" | "image_rect_color" | "image" => Some(MessageKind::Image),
         "compressed" => Some(MessageKind::CompressedImage),
-        "instruction" => Some(MessageKind::String),
+        "instruction" | "estop" | "telemetry" => Some(MessageKind::String),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ mod bench;
 mod bench_policy;
 mod policy;
 mod robot;
+mod run;
 mod sim;
 mod sim_run;
 mod sim_serve;
@@ -83,6 +84,8 @@ enum Command {
     /// Run the simulator: scripted experts and benchmarks.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Run a policy in closed loop on a robot's bus keys (a real robot or `sinew sim serve`).
+    Run(run::RunArgs),
     /// Inspect and run policy folders (OpenVLA, sinew-tiny).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -117,6 +120,7 @@ fn run() -> Result<()> {
         Command::Robot(cmd) => robot::run(cmd),
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Run(a) => run::run(a, &bus, &stop),
         Command::Tokens(cmd) => tokens::run(cmd),
     }
 }

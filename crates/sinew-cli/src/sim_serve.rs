@@ -44,6 +44,35 @@ struct Io {
     joint_states: Publisher<JointState>,
     images: Vec<(String, Publisher<Image>, Option<Publisher<Image>>)>,
     instruction: Publisher<StringMsg>,
+    expert: Publisher<JointTrajectory>,
+}
+
+/// Publishes the scripted expert's next target (the oracle that `sinew run --policy expert`
+/// follows through the bus).
+fn publish_expert(
+    world: &SimWorld,
+    io: &Io,
+    expert: &mut sinew_sim::expert::Expert,
+    dt_s: f64,
+    stamp: Time,
+) -> Result<()> {
+    let q = expert.act(world, dt_s)?;
+    io.expert.put(&JointTrajectory {
+        header: Header::new(stamp, world.robot.config.base_link.clone()),
+        joint_names: world
+            .robot
+            .config
+            .joints
+            .iter()
+            .map(|j| j.name.clone())
+            .collect(),
+        points: vec![sinew_msgs::JointTrajectoryPoint {
+            positions: q,
+            time_from_start: sinew_msgs::Duration::from_nanos((dt_s * 1e9) as i64),
+            ..Default::default()
+        }],
+    })?;
+    Ok(())
 }
 
 /// Counters of what arrived on the command key.
@@ -157,7 +186,9 @@ pub fn serve(a: ServeArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
             })
             .collect::<Result<_>>()?,
         instruction: bus.publisher(&keys.instruction())?,
+        expert: bus.publisher(&keys.sim_expert_action())?,
     };
+    let mut expert = sinew_sim::expert::Expert::new(task.success);
     let commands = bus.subscribe::<JointTrajectory>(&keys.joint_commands(), 64)?;
     let instruction = StringMsg {
         data: ep.instruction.clone(),
@@ -189,6 +220,7 @@ pub fn serve(a: ServeArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
                 Some(m) => {
                     apply(&mut world, &m.msg, &mut stats);
                     world.advance(dt_control);
+                    publish_expert(&world, &io, &mut expert, dt_control, sim_stamp(&world))?;
                     publish_state(&world, &io, sim_stamp(&world))?;
                     publish_cameras(&world, &io, sim_stamp(&world))?;
                     last_pub = Instant::now();
@@ -207,6 +239,7 @@ pub fn serve(a: ServeArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         let state_period = 1.0 / robot.config.command_rate_hz;
         let camera_period = 1.0 / a.camera_hz.max(0.1);
         let (mut next_state, mut next_camera, mut next_instruction) = (0.0f64, 0.0f64, 0.0f64);
+        let mut next_expert = 0.0f64;
         while !stop.requested() && world.time_s < end_sim {
             while let Some(m) = commands.try_recv() {
                 apply(&mut world, &m.msg, &mut stats);
@@ -228,6 +261,10 @@ pub fn serve(a: ServeArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
             if world.time_s >= next_instruction {
                 io.instruction.put(&instruction)?;
                 next_instruction += 1.0;
+            }
+            if world.time_s >= next_expert {
+                publish_expert(&world, &io, &mut expert, dt_control, now)?;
+                next_expert += dt_control;
             }
             check_success(&world, &task, &mut reported_success)?;
             let next = next_state.min(next_camera) - start.elapsed().as_secs_f64();

@@ -249,6 +249,11 @@ impl Runtime {
         self.safety.last_command()
     }
 
+    /// The last command's velocity (rad/s or m/s).
+    pub fn last_velocity(&self) -> &[f64] {
+        self.safety.last_velocity()
+    }
+
     /// Latches the e-stop: the robot holds until [`Runtime::release_estop`].
     pub fn engage_estop(&mut self) {
         self.estop = true;

@@ -11,7 +11,8 @@ use sinew_runtime::worker::{InferenceWorker, Job, Outcome};
 use sinew_runtime::{Execution, HoldReason, Merge, Runtime, RuntimeConfig, Sensors};
 
 fn so101() -> RobotDescription {
-    RobotDescription::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robots/so101")).expect("so101")
+    RobotDescription::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robots/so101"))
+        .expect("so101")
 }
 
 const READY: [f64; 6] = [0.0, 0.248, 0.058, 1.264, 0.0, 1.2];
@@ -37,7 +38,12 @@ fn fresh(now: f64) -> Sensors {
 }
 
 fn within_limits(robot: &RobotDescription, q: &[f64]) -> bool {
-    robot.config.joints.iter().zip(q).all(|(j, v)| v.is_finite() && *v >= j.position_min - 1e-9 && *v <= j.position_max + 1e-9)
+    robot
+        .config
+        .joints
+        .iter()
+        .zip(q)
+        .all(|(j, v)| v.is_finite() && *v >= j.position_min - 1e-9 && *v <= j.position_max + 1e-9)
 }
 
 /// Runs the loop at 100 Hz from `t0` for `n` ticks with sensors given by `sensors(now)`,
@@ -88,7 +94,11 @@ fn stale_camera_then_stale_joint_state_hold_within_one_deadline_and_resume() {
         }
     }
     let held_at = held_at.expect("holds when the camera stops");
-    assert!(held_at - 1.0 <= deadline + 0.011, "held {:.3} s after the last frame", held_at - 1.0);
+    assert!(
+        held_at - 1.0 <= deadline + 0.011,
+        "held {:.3} s after the last frame",
+        held_at - 1.0
+    );
     // Joint states stop too (camera back): hold for that reason within its deadline.
     let js_dead = |now: f64| Sensors {
         joint_state_stamp: Some(2.0),
@@ -99,16 +109,23 @@ fn stale_camera_then_stale_joint_state_hold_within_one_deadline_and_resume() {
         let now = 2.0 + k as f64 * 0.01;
         rt.poll(now, &js_dead(now));
         rt.command(now);
-        if js_held.is_none() && matches!(rt.hold_reason(), Some(HoldReason::JointStateStale { .. })) {
+        if js_held.is_none() && matches!(rt.hold_reason(), Some(HoldReason::JointStateStale { .. }))
+        {
             js_held = Some(now);
         }
     }
     assert!(js_held.expect("holds") - 2.0 <= robot.config.safety.joint_state_timeout_s + 0.011);
     // Data returns: a new chunk is requested and followed.
     target[0] = -0.3;
-    drive(&mut rt, 3.0, 200, fresh, |_| Some(chunk(vec![target.clone()])));
+    drive(&mut rt, 3.0, 200, fresh, |_| {
+        Some(chunk(vec![target.clone()]))
+    });
     assert!(rt.hold_reason().is_none());
-    assert!((rt.last_command()[0] + 0.3).abs() < 1e-3, "follows again: {}", rt.last_command()[0]);
+    assert!(
+        (rt.last_command()[0] + 0.3).abs() < 1e-3,
+        "follows again: {}",
+        rt.last_command()[0]
+    );
     let st = rt.stats();
     assert_eq!(st.holds.get("camera_stale"), Some(&1));
     assert_eq!(st.holds.get("joint_state_stale"), Some(&1));
@@ -150,7 +167,13 @@ fn adversarial_policies_never_push_a_command_out_of_the_limits() {
     };
     for (name, execution) in [
         ("sync", Execution::Sync { steps: 3 }),
-        ("async ensemble", Execution::Async { threshold: 3, merge: Merge::TemporalEnsemble { m: 0.01 } }),
+        (
+            "async ensemble",
+            Execution::Async {
+                threshold: 3,
+                merge: Merge::TemporalEnsemble { m: 0.01 },
+            },
+        ),
     ] {
         let mut rt = runtime(&robot, vec![], execution);
         let cmds = drive(&mut rt, 0.0, 3000, fresh, |step| {
@@ -177,15 +200,25 @@ fn adversarial_policies_never_push_a_command_out_of_the_limits() {
             assert!(within_limits(&robot, q), "{name} step {k}: {q:?}");
             for (i, j) in robot.config.joints.iter().enumerate() {
                 let v = (q[i] - prev[i]) / dt;
-                assert!(v.abs() <= j.velocity_max + 1e-6, "{name} step {k} joint {i}: v {v}");
-                assert!((v - v_prev[i]).abs() <= j.acceleration_max * dt + 1e-6, "{name} step {k} joint {i}: a {}", (v - v_prev[i]) / dt);
+                assert!(
+                    v.abs() <= j.velocity_max + 1e-6,
+                    "{name} step {k} joint {i}: v {v}"
+                );
+                assert!(
+                    (v - v_prev[i]).abs() <= j.acceleration_max * dt + 1e-6,
+                    "{name} step {k} joint {i}: a {}",
+                    (v - v_prev[i]) / dt
+                );
                 v_prev[i] = v;
             }
             prev = q.clone();
         }
         // NaN and infinite actions are refused by the decoder (counted), huge ones clamped.
         let st = rt.stats();
-        assert!(st.undecodable_actions > 0 && st.safety.position > 0, "{st:?}");
+        assert!(
+            st.undecodable_actions > 0 && st.safety.position > 0,
+            "{st:?}"
+        );
     }
 }
 
@@ -214,7 +247,11 @@ impl Policy for Scripted {
     }
 }
 
-fn scripted() -> (Box<dyn Policy>, Arc<Mutex<&'static str>>, crossbeam_channel::Sender<()>) {
+fn scripted() -> (
+    Box<dyn Policy>,
+    Arc<Mutex<&'static str>>,
+    crossbeam_channel::Sender<()>,
+) {
     let (tx, rx) = bounded(1);
     let b = Arc::new(Mutex::new("ok"));
     let spec = PolicySpec {
@@ -229,7 +266,15 @@ fn scripted() -> (Box<dyn Policy>, Arc<Mutex<&'static str>>, crossbeam_channel::
         control_rate_hz: 10.0,
         action_tokenizer: "none".into(),
     };
-    (Box::new(Scripted { spec, behaviour: b.clone(), gate: rx }), b, tx)
+    (
+        Box::new(Scripted {
+            spec,
+            behaviour: b.clone(),
+            gate: rx,
+        }),
+        b,
+        tx,
+    )
 }
 
 /// Runs the loop with the worker thread for `n` ticks of simulated time; waits for each
@@ -238,14 +283,29 @@ fn drive_worker(rt: &mut Runtime, w: &mut InferenceWorker, t0: f64, n: usize, wa
     for k in 0..n {
         let now = t0 + k as f64 * 0.01;
         if let Some(req) = rt.poll(now, &fresh(now)) {
-            let obs = Observation { joint_positions: READY.to_vec(), ..Default::default() };
-            if w.submit(Job { step: req.step, observation: obs }) {
+            let obs = Observation {
+                joint_positions: READY.to_vec(),
+                ..Default::default()
+            };
+            if w.submit(Job {
+                step: req.step,
+                observation: obs,
+            }) {
                 rt.inference_started(req.step, now);
             }
         }
-        let outcome = if wait && rt.inference_in_flight() { w.recv() } else { w.poll() };
+        let outcome = if wait && rt.inference_in_flight() {
+            w.recv()
+        } else {
+            w.poll()
+        };
         match outcome {
-            Some(Outcome::Chunk { step, chunk, q_observed, .. }) => rt.chunk_ready(now, step, &chunk, &q_observed),
+            Some(Outcome::Chunk {
+                step,
+                chunk,
+                q_observed,
+                ..
+            }) => rt.chunk_ready(now, step, &chunk, &q_observed),
             Some(Outcome::Error { error, .. }) => rt.inference_failed(error, false),
             Some(Outcome::Dead { error }) => rt.inference_failed(error, true),
             None => {}
@@ -265,17 +325,25 @@ fn a_panicking_policy_leaves_the_robot_holding_and_the_process_up() {
     assert!(rt.hold_reason().is_none());
     *behaviour.lock().expect("lock") = "error";
     drive_worker(&mut rt, &mut w, 0.5, 30, true);
-    assert!(rt.stats().inference_errors > 0, "errors are counted, the policy stays in use");
+    assert!(
+        rt.stats().inference_errors > 0,
+        "errors are counted, the policy stays in use"
+    );
     *behaviour.lock().expect("lock") = "panic";
     drive_worker(&mut rt, &mut w, 0.8, 50, true);
     match rt.hold_reason() {
-        Some(HoldReason::PolicyFailed { error }) => assert!(error.contains("model exploded"), "{error}"),
+        Some(HoldReason::PolicyFailed { error }) => {
+            assert!(error.contains("model exploded"), "{error}")
+        }
         other => panic!("expected a policy failure hold, got {other:?}"),
     }
     assert!(w.is_dead());
     // The loop keeps commanding a hold.
     drive_worker(&mut rt, &mut w, 1.3, 50, false);
-    assert!(matches!(rt.hold_reason(), Some(HoldReason::PolicyFailed { .. })));
+    assert!(matches!(
+        rt.hold_reason(),
+        Some(HoldReason::PolicyFailed { .. })
+    ));
 }
 
 #[test]
@@ -289,7 +357,11 @@ fn a_stalled_policy_is_held_against_after_its_deadline_and_resumes() {
     let deadline = robot.config.safety.inference_timeout_s;
     let ticks = ((deadline + 0.2) / 0.01) as usize;
     drive_worker(&mut rt, &mut w, 0.2, ticks, false);
-    assert!(matches!(rt.hold_reason(), Some(HoldReason::InferenceStalled { .. })), "{:?}", rt.hold_reason());
+    assert!(
+        matches!(rt.hold_reason(), Some(HoldReason::InferenceStalled { .. })),
+        "{:?}",
+        rt.hold_reason()
+    );
     *behaviour.lock().expect("lock") = "ok";
     gate.send(()).expect("release the stalled call");
     drive_worker(&mut rt, &mut w, 0.2 + deadline + 0.3, 100, true);

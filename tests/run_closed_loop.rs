@@ -1,0 +1,154 @@
+//! End to end through the bus: `sinew sim serve` (real time) and `sinew run --policy expert`
+//! as separate processes close the loop and succeed; meanwhile this test sends malformed
+//! payloads on every key the runtime subscribes to and latches and releases the e-stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use sinew_bus::{Bus, BusConfig};
+use sinew_msgs::StringMsg;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn sinew(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sinew starts")
+}
+
+/// Lines of a child's stderr, as they come.
+fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; returns it and everything seen before it.
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(l) => {
+                seen.push(l.clone());
+                if l.contains(needle) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("no line with {needle:?}; saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
+    let port = free_port().to_string();
+    let mut serve = sinew(&[
+        "sim",
+        "serve",
+        "--task",
+        "reach",
+        "--seed",
+        "3",
+        "--duration",
+        "40",
+        "--hub-port",
+        &port,
+    ]);
+    let serve_rx = lines(serve.stderr.take().expect("stderr"));
+    let mut seen_serve = Vec::new();
+    wait_for(&serve_rx, "keys under", &mut seen_serve);
+    let mut run = sinew(&[
+        "run",
+        "--policy",
+        "expert",
+        "--duration",
+        "12",
+        "--hub-port",
+        &port,
+    ]);
+    let run_rx = lines(run.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+    wait_for(&run_rx, "following the policy", &mut seen);
+
+    // The simulated task succeeds under the runtime's commands.
+    wait_for(&serve_rx, "task succeeded", &mut seen_serve);
+
+    let bus = Bus::open(&BusConfig {
+        hub_port: port.parse().expect("port"),
+        ..BusConfig::default()
+    })
+    .expect("bus");
+    let estop = bus
+        .publisher::<StringMsg>("so101/estop")
+        .expect("publisher");
+    assert!(
+        estop.wait_for_subscribers(WAIT),
+        "the runtime subscribes to the e-stop key"
+    );
+    // Garbage on every key the runtime reads: counted, ignored, the loop goes on.
+    for key in [
+        "so101/joint_states",
+        "so101/instruction",
+        "so101/estop",
+        "so101/sim/expert_action",
+    ] {
+        for _ in 0..3 {
+            bus.put_raw(
+                key,
+                vec![0x00, 0x01, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 1, 2],
+            )
+            .expect("put");
+        }
+    }
+    estop
+        .put(&StringMsg {
+            data: "engage".into(),
+        })
+        .expect("engage");
+    wait_for(&run_rx, "holding: e-stop latched", &mut seen);
+    estop
+        .put(&StringMsg {
+            data: "release".into(),
+        })
+        .expect("release");
+    wait_for(&run_rx, "following the policy", &mut seen);
+
+    let last = wait_for(&run_rx, "run: stopped", &mut seen);
+    let status = run.wait().expect("run exits");
+    assert!(status.success(), "{}", seen.join("\n"));
+    let json = last.split_once("; ").expect("telemetry after '; '").1;
+    let t: serde_json::Value = serde_json::from_str(json).expect("telemetry JSON");
+    assert_eq!(t["estop_events"], 2, "{t}");
+    assert_eq!(
+        t["holds"]["estop"], 2,
+        "latched twice: once on the key, once on stopping: {t}"
+    );
+    for key in ["so101/joint_states", "so101/instruction", "estop"] {
+        assert!(
+            t["subscribers"][key]["malformed"].as_u64().expect("count") >= 3,
+            "{key}: {t}"
+        );
+    }
+    assert!(t["loop_period_p99_ms"].as_f64().expect("p99") < 50.0, "{t}");
+    assert_eq!(t["safety"]["non_finite"], 0);
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
