@@ -198,6 +198,9 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     let mut stopping_since: Option<f64> = None;
     let mut estop_events = 0u64;
     let mut js_cache = Some(first);
+    // An e-stop message that woke the loop before its next tick.
+    let mut woken_by: Option<sinew_bus::Received<StringMsg>> = None;
+    let mut early = false;
     let mut estop_received: Option<Instant> = None;
     let mut estop_latency_ms: Vec<f64> = Vec::new();
     let mut frame_cache: Vec<Option<sinew_bus::Received<sinew_msgs::Image>>> =
@@ -223,7 +226,12 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
                 break;
             }
         }
+        let mut estop_msgs: Vec<sinew_bus::Received<StringMsg>> =
+            woken_by.take().into_iter().collect();
         while let Some(m) = estop.try_recv() {
+            estop_msgs.push(m);
+        }
+        for m in estop_msgs {
             estop_events += 1;
             match m.msg.data.trim() {
                 "engage" | "stop" | "1" | "true" => {
@@ -353,13 +361,21 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
                 data: t.to_string(),
             })?;
         }
-        // Pace to the command rate (deadline-based, so the rate does not drift).
-        next_tick += period;
+        // Pace to the command rate (deadline-based, so the rate does not drift). The wait ends
+        // early when an e-stop message arrives, so the hold goes out at once.
+        if !early {
+            next_tick += period;
+        }
         let now_i = Instant::now();
-        if next_tick > now_i {
-            std::thread::sleep(next_tick - now_i);
-        } else if now_i - next_tick > period * 10 {
+        if now_i > next_tick + period * 10 {
             next_tick = now_i;
+        }
+        early = false;
+        if next_tick > now_i {
+            if let Ok(m) = estop.receiver().recv_deadline(next_tick) {
+                woken_by = Some(m);
+                early = true;
+            }
         }
     }
     worker.shutdown();
