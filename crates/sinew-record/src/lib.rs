@@ -1,0 +1,537 @@
+//! Sinew's recordings: every message on a robot's keys, written as a rosbag2-compatible MCAP
+//! file (profile `ros2`, one channel per topic, `ros2msg` schemas carrying the full message
+//! definitions, `cdr` message encoding, log and publish times), so that `ros2 bag play`,
+//! Foxglove and rerun open it; read back, tolerant of files cut short by a crash.
+//!
+//! - [`McapRecorder`]: the file writer (zstd chunks; each chunk is complete on disk before the
+//!   next starts, so a crash loses at most the chunk being written).
+//! - [`RecorderThread`]: the writer on its own thread behind a bounded channel; what a full
+//!   channel drops is counted, and a write error (disk full) stops the recorder with the reason
+//!   while the caller keeps going.
+//! - [`read_recording`] / [`RecordingInfo`]: messages and per-topic statistics of a file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use mcap::records::MessageHeader;
+use serde::Serialize;
+use sinew_msgs::{Message, MessageKind, MsgDef};
+
+/// Errors of recordings.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A file could not be created, written or read.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The MCAP layer failed.
+    #[error("{0}: {1}")]
+    Mcap(PathBuf, String),
+    /// The recorder stopped earlier (the reason is inside).
+    #[error("recorder stopped: {0}")]
+    Stopped(String),
+}
+
+/// The ROS topic name of a bus key (`so101/joint_states` -> `/so101/joint_states`).
+pub fn topic_of_key(key: &str) -> String {
+    format!("/{}", key.trim_start_matches('/'))
+}
+
+/// The bus key of a ROS topic name.
+pub fn key_of_topic(topic: &str) -> String {
+    topic.trim_start_matches('/').to_owned()
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecordSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Messages written.
+    pub messages: u64,
+    /// Payload bytes written (before compression).
+    pub bytes: u64,
+}
+
+/// An MCAP file being written.
+pub struct McapRecorder {
+    writer: mcap::Writer<BufWriter<File>>,
+    channels: HashMap<String, u16>,
+    sequences: HashMap<u16, u32>,
+    path: PathBuf,
+    summary: RecordSummary,
+}
+
+impl std::fmt::Debug for McapRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McapRecorder")
+            .field("path", &self.path)
+            .field("summary", &self.summary)
+            .finish()
+    }
+}
+
+impl McapRecorder {
+    /// Creates `path` (and its folder). `metadata` goes into a `sinew` metadata record (the
+    /// episode: robot, task, seed, instruction, ...). `chunk_bytes` sets the chunk size (a
+    /// crash loses at most one chunk; default 1 MiB).
+    pub fn create(
+        path: &Path,
+        metadata: &BTreeMap<String, String>,
+        chunk_bytes: Option<u64>,
+    ) -> Result<Self, RecordError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| RecordError::Io(dir.to_owned(), e))?;
+        }
+        let file = File::create(path).map_err(|e| RecordError::Io(path.to_owned(), e))?;
+        let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), e.to_string());
+        let mut writer = mcap::WriteOptions::new()
+            .profile("ros2")
+            .library(concat!("sinew ", env!("CARGO_PKG_VERSION")))
+            .compression(Some(mcap::Compression::Zstd))
+            .chunk_size(Some(chunk_bytes.unwrap_or(1 << 20)))
+            .create(BufWriter::new(file))
+            .map_err(mcap_err)?;
+        if !metadata.is_empty() {
+            writer
+                .write_metadata(&mcap::records::Metadata {
+                    name: "sinew".into(),
+                    metadata: metadata.clone(),
+                })
+                .map_err(mcap_err)?;
+        }
+        Ok(Self {
+            writer,
+            channels: HashMap::new(),
+            sequences: HashMap::new(),
+            summary: RecordSummary {
+                path: path.to_owned(),
+                ..Default::default()
+            },
+            path: path.to_owned(),
+        })
+    }
+
+    fn channel(&mut self, key: &str, def: &MsgDef) -> Result<u16, RecordError> {
+        if let Some(id) = self.channels.get(key) {
+            return Ok(*id);
+        }
+        let mcap_err = |e: mcap::McapError| RecordError::Mcap(self.path.clone(), e.to_string());
+        let schema = self
+            .writer
+            .add_schema(def.name, "ros2msg", def.full_text().as_bytes())
+            .map_err(mcap_err)?;
+        let id = self
+            .writer
+            .add_channel(schema, &topic_of_key(key), "cdr", &BTreeMap::new())
+            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+        self.channels.insert(key.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Writes one CDR payload on `key` with its type's definition.
+    pub fn write_raw(
+        &mut self,
+        key: &str,
+        def: &MsgDef,
+        log_time_ns: u64,
+        publish_time_ns: u64,
+        cdr: &[u8],
+    ) -> Result<(), RecordError> {
+        let channel_id = self.channel(key, def)?;
+        let seq = self.sequences.entry(channel_id).or_insert(0);
+        *seq += 1;
+        let sequence = *seq;
+        self.writer
+            .write_to_known_channel(
+                &MessageHeader {
+                    channel_id,
+                    sequence,
+                    log_time: log_time_ns,
+                    publish_time: publish_time_ns,
+                },
+                cdr,
+            )
+            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+        self.summary.messages += 1;
+        self.summary.bytes += cdr.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a message; its publish time is its header stamp when it has one.
+    pub fn write<M: Message>(
+        &mut self,
+        key: &str,
+        msg: &M,
+        log_time_ns: u64,
+    ) -> Result<(), RecordError> {
+        let publish = msg
+            .stamp()
+            .map_or(log_time_ns, |t| t.as_nanos().max(0) as u64);
+        self.write_raw(key, M::DEF, log_time_ns, publish, &msg.to_cdr())
+    }
+
+    /// Ends the current chunk and flushes it to disk (readable after a crash from here on).
+    pub fn flush(&mut self) -> Result<(), RecordError> {
+        self.writer
+            .flush()
+            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))
+    }
+
+    /// Writes the summary and closes the file.
+    pub fn finish(mut self) -> Result<RecordSummary, RecordError> {
+        self.writer
+            .finish()
+            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+        Ok(self.summary)
+    }
+}
+
+/// One item for the recorder thread.
+#[derive(Debug)]
+pub enum RecordItem {
+    /// A CDR payload on a key.
+    Message {
+        /// Bus key.
+        key: String,
+        /// The message type.
+        kind: MessageKind,
+        /// Receive/log time, ns since the Unix epoch (or simulated time).
+        log_time_ns: u64,
+        /// Publish time (header stamp), ns.
+        publish_time_ns: u64,
+        /// The payload.
+        cdr: bytes::Bytes,
+    },
+    /// Close the current file and start another.
+    NewFile {
+        /// The new file.
+        path: PathBuf,
+        /// Its metadata.
+        metadata: BTreeMap<String, String>,
+    },
+    /// Close the current file (and report its summary).
+    CloseFile,
+}
+
+/// The recorder's state, as reported by [`RecorderThread::close`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecorderReport {
+    /// Files closed, with what they hold.
+    pub files: Vec<RecordSummary>,
+    /// Items the caller could not hand over because the channel was full.
+    pub dropped: u64,
+    /// Why the recorder stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// An [`McapRecorder`] on its own thread.
+#[derive(Debug)]
+pub struct RecorderThread {
+    tx: Option<Sender<RecordItem>>,
+    handle: Option<JoinHandle<RecorderReport>>,
+    dropped: u64,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecorderThread {
+    /// Starts the thread `sinew-recorder` with a channel of `capacity` items.
+    pub fn spawn(capacity: usize) -> std::io::Result<Self> {
+        let (tx, rx) = bounded::<RecordItem>(capacity.max(1));
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stopped.clone();
+        let handle = std::thread::Builder::new()
+            .name("sinew-recorder".into())
+            .spawn(move || {
+                let mut report = RecorderReport::default();
+                let mut current: Option<McapRecorder> = None;
+                let fail = |report: &mut RecorderReport, e: RecordError| {
+                    tracing::error!("recorder stopped: {e}");
+                    report.error = Some(e.to_string());
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                };
+                for item in rx.iter() {
+                    if report.error.is_some() {
+                        continue; // drain, write nothing more
+                    }
+                    match item {
+                        RecordItem::Message {
+                            key,
+                            kind,
+                            log_time_ns,
+                            publish_time_ns,
+                            cdr,
+                        } => {
+                            if let Some(r) = current.as_mut() {
+                                if let Err(e) = r.write_raw(
+                                    &key,
+                                    kind.def(),
+                                    log_time_ns,
+                                    publish_time_ns,
+                                    &cdr,
+                                ) {
+                                    fail(&mut report, e);
+                                    // Close what was written so it stays readable.
+                                    if let Some(r) = current.take() {
+                                        if let Ok(s) = r.finish() {
+                                            report.files.push(s);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        RecordItem::NewFile { path, metadata } => {
+                            if let Some(r) = current.take() {
+                                match r.finish() {
+                                    Ok(s) => report.files.push(s),
+                                    Err(e) => fail(&mut report, e),
+                                }
+                            }
+                            match McapRecorder::create(&path, &metadata, None) {
+                                Ok(r) => current = Some(r),
+                                Err(e) => fail(&mut report, e),
+                            }
+                        }
+                        RecordItem::CloseFile => {
+                            if let Some(r) = current.take() {
+                                match r.finish() {
+                                    Ok(s) => report.files.push(s),
+                                    Err(e) => fail(&mut report, e),
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(r) = current.take() {
+                    match r.finish() {
+                        Ok(s) => report.files.push(s),
+                        Err(e) => fail(&mut report, e),
+                    }
+                }
+                report
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+            dropped: 0,
+            stopped,
+        })
+    }
+
+    /// Hands an item over without waiting; `false` (and counted) when the channel is full or
+    /// the recorder has stopped.
+    pub fn send(&mut self, item: RecordItem) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.try_send(item) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// Hands a file switch over, waiting for room (file boundaries are never dropped).
+    pub fn send_control(&mut self, item: RecordItem) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(item).is_ok())
+    }
+
+    /// Whether the recorder stopped on an error.
+    pub fn has_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Items dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Finishes the open file and ends the thread.
+    pub fn close(mut self) -> RecorderReport {
+        self.tx = None;
+        let mut report = self
+            .handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_else(|| RecorderReport {
+                error: Some("the recorder thread panicked".into()),
+                ..Default::default()
+            });
+        report.dropped = self.dropped;
+        report
+    }
+}
+
+/// One message read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedMessage {
+    /// ROS topic name (`/so101/joint_states`).
+    pub topic: String,
+    /// Schema name (`sensor_msgs/msg/JointState`).
+    pub schema: String,
+    /// Log time, ns.
+    pub log_time_ns: u64,
+    /// Publish time, ns.
+    pub publish_time_ns: u64,
+    /// Sequence number within the channel.
+    pub sequence: u32,
+    /// CDR payload.
+    pub data: bytes::Bytes,
+}
+
+impl RecordedMessage {
+    /// The message decoded (known types only).
+    pub fn decode(&self) -> Option<Result<sinew_msgs::AnyMessage, sinew_msgs::DecodeError>> {
+        MessageKind::from_type_name(&self.schema).map(|k| k.decode(&self.data))
+    }
+}
+
+/// A recording read back.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// Messages in file order.
+    pub messages: Vec<RecordedMessage>,
+    /// The `sinew` metadata record, if any.
+    pub metadata: BTreeMap<String, String>,
+    /// Set when the file ends early (a crash): what went wrong after the last complete part.
+    pub truncated: Option<String>,
+}
+
+/// Reads every message of `path`. A file cut short yields the messages of its complete chunks
+/// and says where it ends in `truncated`; a file that is not MCAP at all is an error.
+pub fn read_recording(path: &Path) -> Result<Recording, RecordError> {
+    let buf = std::fs::read(path).map_err(|e| RecordError::Io(path.to_owned(), e))?;
+    let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), e.to_string());
+    if buf.len() < 8 || &buf[..8] != mcap::MAGIC {
+        return Err(RecordError::Mcap(
+            path.to_owned(),
+            "not an MCAP file (no magic at the start)".into(),
+        ));
+    }
+    let mut messages = Vec::new();
+    let mut truncated = None;
+    let stream =
+        mcap::MessageStream::new_with_options(&buf, mcap::read::Options::IgnoreEndMagic.into())
+            .map_err(mcap_err)?;
+    for m in stream {
+        match m {
+            Ok(m) => messages.push(RecordedMessage {
+                topic: m.channel.topic.clone(),
+                schema: m
+                    .channel
+                    .schema
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                log_time_ns: m.log_time,
+                publish_time_ns: m.publish_time,
+                sequence: m.sequence,
+                data: bytes::Bytes::copy_from_slice(&m.data),
+            }),
+            Err(e) => {
+                truncated = Some(format!("after {} messages: {e}", messages.len()));
+                break;
+            }
+        }
+    }
+    let mut metadata = BTreeMap::new();
+    if let Ok(reader) =
+        mcap::read::LinearReader::new_with_options(&buf, mcap::read::Options::IgnoreEndMagic.into())
+    {
+        for rec in reader {
+            match rec {
+                Ok(mcap::records::Record::Metadata(m)) if m.name == "sinew" => {
+                    metadata = m.metadata
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(Recording {
+        messages,
+        metadata,
+        truncated,
+    })
+}
+
+/// Per-topic statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicInfo {
+    /// ROS topic.
+    pub topic: String,
+    /// Message type.
+    pub schema: String,
+    /// Messages.
+    pub count: u64,
+    /// Mean rate over the topic's own span, Hz.
+    pub rate_hz: f64,
+    /// Payload bytes.
+    pub bytes: u64,
+}
+
+/// What a recording holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingInfo {
+    /// Topics, sorted by name.
+    pub topics: Vec<TopicInfo>,
+    /// Messages in all.
+    pub messages: u64,
+    /// From the first to the last log time, s.
+    pub duration_s: f64,
+    /// The `sinew` metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Set when the file was cut short.
+    pub truncated: Option<String>,
+}
+
+impl Recording {
+    /// Statistics per topic.
+    pub fn info(&self) -> RecordingInfo {
+        let mut by: BTreeMap<&str, (String, u64, u64, u64, u64)> = BTreeMap::new();
+        for m in &self.messages {
+            let e = by
+                .entry(&m.topic)
+                .or_insert_with(|| (m.schema.clone(), 0, u64::MAX, 0, 0));
+            e.1 += 1;
+            e.2 = e.2.min(m.log_time_ns);
+            e.3 = e.3.max(m.log_time_ns);
+            e.4 += m.data.len() as u64;
+        }
+        let first = self
+            .messages
+            .iter()
+            .map(|m| m.log_time_ns)
+            .min()
+            .unwrap_or(0);
+        let last = self
+            .messages
+            .iter()
+            .map(|m| m.log_time_ns)
+            .max()
+            .unwrap_or(0);
+        RecordingInfo {
+            topics: by
+                .into_iter()
+                .map(|(t, (schema, count, lo, hi, bytes))| TopicInfo {
+                    topic: t.to_owned(),
+                    schema,
+                    count,
+                    rate_hz: if count > 1 && hi > lo {
+                        (count - 1) as f64 / ((hi - lo) as f64 * 1e-9)
+                    } else {
+                        0.0
+                    },
+                    bytes,
+                })
+                .collect(),
+            messages: self.messages.len() as u64,
+            duration_s: (last - first) as f64 * 1e-9,
+            metadata: self.metadata.clone(),
+            truncated: self.truncated.clone(),
+        }
+    }
+}
