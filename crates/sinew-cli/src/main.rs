@@ -7,6 +7,7 @@
 mod bench;
 mod bench_policy;
 mod policy;
+mod record;
 mod robot;
 mod run;
 mod sim;
@@ -86,6 +87,10 @@ enum Command {
     Sim(sim::SimCommand),
     /// Run a policy in closed loop on a robot's bus keys (a real robot or `sinew sim serve`).
     Run(run::RunArgs),
+    /// Record a robot's keys to a rosbag2-compatible MCAP file; `record info FILE` inspects one.
+    Record(record::RecordArgs),
+    /// Play a recording back on the bus.
+    Replay(record::ReplayArgs),
     /// Inspect and run policy folders (OpenVLA, sinew-tiny).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -121,6 +126,8 @@ fn run() -> Result<()> {
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Run(a) => run::run(a, &bus, &stop),
+        Command::Record(a) => record::run(a, &bus, &stop),
+        Command::Replay(a) => record::replay(a, &bus, &stop),
         Command::Tokens(cmd) => tokens::run(cmd),
     }
 }

@@ -21,6 +21,10 @@ use sinew_runtime::{Execution, Interpolation, Merge, Runtime, RuntimeConfig, Sen
 use sinew_sim::expert::{success, Expert};
 use sinew_sim::{SimWorld, TaskSpec};
 
+use sinew_bus::keys::RobotKeys;
+use sinew_msgs::{JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time};
+use sinew_record::{RecordItem, RecorderThread};
+
 use crate::policy::DeviceArgs;
 use crate::sim::{load_robot, load_task};
 use crate::stop::Stop;
@@ -125,6 +129,33 @@ pub struct SimRunArgs {
     /// Print nothing per episode.
     #[arg(long)]
     pub quiet: bool,
+    /// Record each episode to DIR/episode_<seed>.mcap (rosbag2 MCAP), with an index in
+    /// DIR/episodes.jsonl (seed, task, instruction, outcome).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+}
+
+/// Writes an episode's messages to the recorder (lockstep: waits for room, drops nothing).
+pub struct EpisodeRecorder<'a> {
+    pub recorder: &'a mut RecorderThread,
+    pub keys: RobotKeys,
+}
+
+impl EpisodeRecorder<'_> {
+    fn put<M: sinew_msgs::Message>(&mut self, key: &str, msg: &M, t_s: f64) {
+        let ns = (t_s * 1e9).round().max(0.0) as u64;
+        let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
+        let kind = sinew_msgs::MessageKind::from_type_name(M::DEF.name);
+        if let Some(kind) = kind {
+            self.recorder.send_control(RecordItem::Message {
+                key: key.to_owned(),
+                kind,
+                log_time_ns: ns,
+                publish_time_ns: publish,
+                cdr: msg.to_cdr().into(),
+            });
+        }
+    }
 }
 
 /// One episode's result.
@@ -179,6 +210,7 @@ pub fn run_episode(
     seed: u64,
     driver: &mut Driver,
     exec: &ExecutionArgs,
+    mut rec: Option<&mut EpisodeRecorder<'_>>,
 ) -> Result<EpisodeResult> {
     let t0 = Instant::now();
     let ep = task.sample(&robot.config.name, seed)?;
@@ -216,9 +248,42 @@ pub fn run_episode(
     let mut succeeded = false;
     let mut steps = 0u64;
     let mut tick = 0u64;
+    let joint_names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let stamp = |t: f64| Time::from_nanos((t * 1e9).round() as i64);
+    if let Some(r) = rec.as_deref_mut() {
+        let k = r.keys.instruction();
+        r.put(
+            &k,
+            &StringMsg {
+                data: ep.instruction.clone(),
+            },
+            0.0,
+        );
+    }
     loop {
         let now = world.time_s;
         let step = rt.step_at(now);
+        if let Some(r) = rec.as_deref_mut() {
+            let (q, qd) = world.joint_state();
+            let k = r.keys.joint_states();
+            r.put(
+                &k,
+                &JointState {
+                    header: Header::new(stamp(now), robot.config.base_link.clone()),
+                    name: joint_names.clone(),
+                    position: q,
+                    velocity: qd,
+                    effort: Vec::new(),
+                },
+                now,
+            );
+            if step != steps || now == 0.0 {
+                for cam in &robot.config.cameras {
+                    let k = r.keys.camera_image(&cam.name);
+                    r.put(&k, &image_of(&world, &cam.name, now)?, now);
+                }
+            }
+        }
         if step != steps || now == 0.0 {
             steps = step;
             if success(&world, task.success, task.touch_distance_m)? {
@@ -276,6 +341,40 @@ pub fn run_episode(
                     q_observed,
                 } => {
                     inference_ms += wall_ms;
+                    if let Some(r) = rec.as_deref_mut() {
+                        // The chunk as the policy gave it (its own action space), one point per step.
+                        let dim = chunk.dim();
+                        let k = format!("{}/sinew/action_chunk", r.keys.namespace());
+                        let names = if chunk.kind == Some(ActionKind::JointPosition)
+                            && dim == joint_names.len()
+                        {
+                            joint_names.clone()
+                        } else {
+                            (0..dim).map(|i| format!("action_{i}")).collect()
+                        };
+                        let points = chunk
+                            .actions
+                            .iter()
+                            .enumerate()
+                            .map(|(i, a)| JointTrajectoryPoint {
+                                positions: a.clone(),
+                                time_from_start: sinew_msgs::Duration::from_nanos(
+                                    (i as f64 / policy_rate * 1e9) as i64,
+                                ),
+                                ..Default::default()
+                            })
+                            .collect();
+                        let frame = chunk.kind.map_or("actions".to_owned(), |k| k.to_string());
+                        r.put(
+                            &k,
+                            &JointTrajectory {
+                                header: Header::new(stamp(now), frame),
+                                joint_names: names,
+                                points,
+                            },
+                            now,
+                        );
+                    }
                     rt.chunk_ready(now, step, &chunk, &q_observed);
                 }
                 Outcome::Error { error, .. } => {
@@ -289,6 +388,21 @@ pub fn run_episode(
             }
         }
         let (cmd, _) = rt.command(now);
+        if let Some(r) = rec.as_deref_mut() {
+            let k = r.keys.joint_commands();
+            r.put(
+                &k,
+                &JointTrajectory {
+                    header: Header::new(stamp(now), robot.config.base_link.clone()),
+                    joint_names: joint_names.clone(),
+                    points: vec![JointTrajectoryPoint {
+                        positions: cmd.clone(),
+                        ..Default::default()
+                    }],
+                },
+                now,
+            );
+        }
         world.command(&cmd)?;
         tick += 1;
         world.advance_to(tick as f64 * dt);
@@ -329,6 +443,14 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
     let mut driver = driver(&a.policy, &task, &a.device)?;
     let start = Instant::now();
     let mut results = Vec::new();
+    let mut recorder = match &a.record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Some(RecorderThread::spawn(4096)?)
+        }
+        None => None,
+    };
+    let keys = RobotKeys::new(&robot.config.namespace)?;
     for seed in a.seed..a.seed + a.episodes {
         if stop.requested() {
             break;
@@ -336,7 +458,48 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         if let Driver::Expert(_) = driver {
             driver = Driver::Expert(Expert::new(task.success));
         }
-        let r = run_episode(&robot, &task, seed, &mut driver, &a.exec)?;
+        let file = a
+            .record
+            .as_ref()
+            .map(|d| d.join(format!("episode_{seed:06}.mcap")));
+        let mut ep_rec = match (&mut recorder, &file) {
+            (Some(r), Some(f)) => {
+                let mut meta = BTreeMap::new();
+                meta.insert("robot".to_owned(), robot.config.name.clone());
+                meta.insert("task".to_owned(), task.name.clone());
+                meta.insert("seed".to_owned(), seed.to_string());
+                meta.insert("policy".to_owned(), a.policy.clone());
+                r.send_control(RecordItem::NewFile {
+                    path: f.clone(),
+                    metadata: meta,
+                });
+                Some(EpisodeRecorder {
+                    recorder: r,
+                    keys: keys.clone(),
+                })
+            }
+            _ => None,
+        };
+        let r = run_episode(&robot, &task, seed, &mut driver, &a.exec, ep_rec.as_mut())?;
+        if let (Some(er), Some(f), Some(dir)) = (ep_rec, &file, &a.record) {
+            er.recorder.send_control(RecordItem::CloseFile);
+            if er.recorder.has_stopped() {
+                bail!("the recorder stopped; see the error above (files written so far stay readable)");
+            }
+            let line = serde_json::json!({
+                "file": f.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "seed": seed, "task": task.name, "robot": robot.config.name, "policy": a.policy,
+                "instruction": r.instruction, "success": r.success, "steps": r.steps,
+            });
+            use std::io::Write;
+            let idx = dir.join("episodes.jsonl");
+            let mut fh = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&idx)
+                .with_context(|| format!("opening {}", idx.display()))?;
+            writeln!(fh, "{line}").with_context(|| format!("writing {}", idx.display()))?;
+        }
         if !a.quiet {
             println!(
                 "seed {:>5}  {}  {:>3} steps  {:>3} inferences ({:.1} ms)  {}",
@@ -372,6 +535,22 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(r) = recorder {
+        let report = r.close();
+        let mb: f64 = report.files.iter().map(|f| f.bytes as f64 / 1e6).sum();
+        eprintln!(
+            "sim run: recorded {} episode file(s), {:.1} MB of messages, to {}",
+            report.files.len(),
+            mb,
+            a.record
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
+        if let Some(e) = report.error {
+            bail!("recording failed: {e}");
+        }
     }
     Ok(())
 }

@@ -351,6 +351,10 @@ impl RecorderThread {
 
     /// Finishes the open file and ends the thread.
     pub fn close(mut self) -> RecorderReport {
+        self.finish_thread()
+    }
+
+    fn finish_thread(&mut self) -> RecorderReport {
         self.tx = None;
         let mut report = self
             .handle
@@ -362,6 +366,18 @@ impl RecorderThread {
             });
         report.dropped = self.dropped;
         report
+    }
+}
+
+impl Drop for RecorderThread {
+    /// A recorder dropped without `close` (an error path) still finishes its file.
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            let report = self.finish_thread();
+            if let Some(e) = report.error {
+                tracing::error!("recorder: {e}");
+            }
+        }
     }
 }
 

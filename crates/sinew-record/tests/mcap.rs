@@ -202,3 +202,31 @@ fn recorder_thread_splits_files_and_reports_a_failure() {
     );
     assert_eq!(read_recording(&b).expect("read").messages.len(), 20);
 }
+
+#[test]
+fn reads_a_recording_written_by_the_python_reference() {
+    // fixtures/gen_mcap_fixture.py: Foxglove's Python mcap + mcap-ros2-support writer.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let rec = read_recording(&dir.join("ros2_python.mcap")).expect("read");
+    let want: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ros2_python.json")).expect("json"))
+            .expect("parse");
+    assert!(rec.truncated.is_none());
+    assert_eq!(rec.messages.len(), want.len());
+    for (m, w) in rec.messages.iter().zip(&want) {
+        assert_eq!(m.topic, w["topic"].as_str().expect("topic"));
+        assert_eq!(m.log_time_ns, w["log_time"].as_u64().expect("t"));
+        match m.decode().expect("known").expect("decodes") {
+            sinew_msgs::AnyMessage::JointState(js) => {
+                let p: Vec<f64> = serde_json::from_value(w["position"].clone()).expect("p");
+                assert_eq!(js.position, p);
+                assert_eq!(js.effort, vec![1.5]);
+                assert_eq!(js.header.stamp.as_nanos() as u64, m.log_time_ns);
+            }
+            sinew_msgs::AnyMessage::String(s) => {
+                assert_eq!(s.data, w["data"].as_str().expect("data"))
+            }
+            other => panic!("unexpected {:?}", other.kind()),
+        }
+    }
+}
