@@ -172,6 +172,9 @@ pub struct ReplayArgs {
     /// Start again at the end.
     #[arg(long = "loop")]
     repeat: bool,
+    /// Before playing, wait up to this many seconds for a subscriber on the recording's keys.
+    #[arg(long, default_value_t = 0.0)]
+    wait_for_subscribers: f64,
 }
 
 pub fn replay(a: ReplayArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
