@@ -349,14 +349,15 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
             .push(tick_start.elapsed().as_secs_f64() * 1e3);
         if now >= next_telemetry {
             next_telemetry += 1.0;
-            let mut t = telemetry_json(
+            let subs = subscriber_stats(&joint_states, &cameras, &instruction_sub, &estop);
+            let t = telemetry_json(
                 &rt,
                 &loop_stats,
                 &hold,
-                &subscriber_stats(&joint_states, &cameras, &instruction_sub, &estop),
+                &subs,
                 estop_events,
+                &estop_latency_ms,
             );
-            t["estop_to_hold_ms"] = json!(estop_latency_ms);
             telemetry.put(&StringMsg {
                 data: t.to_string(),
             })?;
@@ -380,14 +381,15 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     }
     worker.shutdown();
     let hold = rt.hold_reason().map(|h| h.to_string());
-    let mut t = telemetry_json(
+    let subs = subscriber_stats(&joint_states, &cameras, &instruction_sub, &estop);
+    let t = telemetry_json(
         &rt,
         &loop_stats,
         &hold,
-        &subscriber_stats(&joint_states, &cameras, &instruction_sub, &estop),
+        &subs,
         estop_events,
+        &estop_latency_ms,
     );
-    t["estop_to_hold_ms"] = json!(estop_latency_ms);
     telemetry.put(&StringMsg {
         data: t.to_string(),
     })?;
@@ -426,9 +428,11 @@ fn telemetry_json(
     hold: &Option<String>,
     subs: &BTreeMap<String, SubscriberStats>,
     estop_events: u64,
+    estop_to_hold_ms: &[f64],
 ) -> serde_json::Value {
     let st = rt.stats();
     json!({
+        "estop_to_hold_ms": estop_to_hold_ms,
         "loop_period_p50_ms": l.period_ms.quantile(0.5),
         "loop_period_p99_ms": l.period_ms.quantile(0.99),
         "loop_work_p50_ms": l.work_ms.quantile(0.5),

@@ -231,6 +231,27 @@ impl Checkpoint {
     }
 }
 
+/// Builds a model from the checkpoint in `dir` after checking every tensor it reads
+/// (`required`, from [`RecordingBackend`]) against the file headers.
+pub fn load_checked<M>(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+    required: &[(String, Vec<usize>)],
+    build: impl FnOnce(VarBuilder<'static>) -> candle_core::Result<M>,
+) -> Result<M, PolicyError> {
+    let ckpt = Checkpoint::open(dir)?;
+    ckpt.check(required)?;
+    let vb = ckpt.var_builder(dtype, device)?;
+    build(vb).map_err(|e| PolicyError::Weights(format!("{}: {e}", dir.display())))
+}
+
+/// `dir/tokenizer.json`.
+pub fn load_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer, PolicyError> {
+    let path = dir.join("tokenizer.json");
+    tokenizers::Tokenizer::from_file(&path).map_err(|e| PolicyError::Parse(path, e.to_string()))
+}
+
 /// A var-builder backend that records the name and shape of every tensor requested and hands
 /// out zero-stride broadcasts (no memory), so a model can be "built" to list its tensors.
 #[derive(Default)]

@@ -27,7 +27,7 @@ use sinew_core::{ActionChunk, ActionKind, Observation, Policy, PolicyError, Poli
 use super::timm_vit::{TimmVit, VitConfig};
 use crate::bins::BinTokenizer;
 use crate::normalize::{openvla_action_stats_from_value, Normalizer};
-use crate::weights::{Checkpoint, RecordingBackend};
+use crate::weights::{load_checked, load_tokenizer, RecordingBackend};
 use crate::{model_err, preprocess};
 
 fn d_usize<const N: usize>() -> usize {
@@ -520,15 +520,10 @@ impl OpenVlaPolicy {
         unnorm_key: Option<&str>,
     ) -> Result<Self, PolicyError> {
         let cfg = Config::load(dir)?;
-        let ckpt = Checkpoint::open(dir)?;
-        ckpt.check(&required_tensors(&cfg)?)?;
-        let vb = ckpt.var_builder(dtype, device)?;
-        let model = OpenVla::new(&cfg, vb)
-            .map_err(|e| PolicyError::Weights(format!("{}: {e}", dir.display())))?;
-
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
-            .map_err(|e| PolicyError::Parse(tok_path.clone(), e.to_string()))?;
+        let model = load_checked(dir, dtype, device, &required_tensors(&cfg)?, |vb| {
+            OpenVla::new(&cfg, vb)
+        })?;
+        let tokenizer = load_tokenizer(dir)?;
         let vocab = cfg.vocab_size();
         let bins = BinTokenizer::new(vocab as u32, cfg.n_action_bins as u32)?;
 

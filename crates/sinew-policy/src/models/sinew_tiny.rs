@@ -25,7 +25,7 @@ use sinew_core::{ActionChunk, ActionKind, Observation, Policy, PolicyError, Poli
 
 use crate::bins::BinTokenizer;
 use crate::normalize::{lerobot_stats, LeRobotMode, Normalizer};
-use crate::weights::{Checkpoint, RecordingBackend};
+use crate::weights::{load_checked, load_tokenizer, RecordingBackend};
 use crate::{model_err, preprocess};
 
 fn d_text_len() -> usize {
@@ -532,14 +532,11 @@ impl SinewTinyPolicy {
     /// Loads a policy folder.
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Self, PolicyError> {
         let cfg = load_config(dir)?;
-        let ckpt = Checkpoint::open(dir)?;
-        ckpt.check(&required_tensors(&cfg)?)?;
-        let vb = ckpt.var_builder(dtype, device)?;
-        let model = SinewTiny::new(&cfg, vb)
-            .map_err(|e| PolicyError::Weights(format!("{}: {e}", dir.display())))?;
+        let model = load_checked(dir, dtype, device, &required_tensors(&cfg)?, |vb| {
+            SinewTiny::new(&cfg, vb)
+        })?;
+        let tokenizer = load_tokenizer(dir)?;
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
-            .map_err(|e| PolicyError::Parse(tok_path.clone(), e.to_string()))?;
         if tokenizer.get_vocab_size(true) > cfg.text_vocab_size {
             return Err(PolicyError::Parse(
                 tok_path,
