@@ -166,7 +166,6 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     };
     let q_start =
         q_of(&first.msg).context("the joint state does not name every joint of robot.toml")?;
-    let first = first;
     let mut cfg = RuntimeConfig::new(
         &robot,
         spec.control_rate_hz,

@@ -38,7 +38,7 @@ fn image(i: u64) -> Image {
 
 /// Writes a mixed recording; returns (key, type, log time, cdr) of every message in order.
 fn write_sample(
-    path: &PathBuf,
+    path: &std::path::Path,
     n: u64,
     chunk: Option<u64>,
 ) -> Vec<(String, &'static str, u64, Vec<u8>)> {

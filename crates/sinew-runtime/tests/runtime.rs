@@ -195,7 +195,7 @@ fn adversarial_policies_never_push_a_command_out_of_the_limits() {
         });
         let dt = 0.01;
         let mut prev = READY.to_vec();
-        let mut v_prev = vec![0.0; 6];
+        let mut v_prev = [0.0; 6];
         for (k, q) in cmds.iter().enumerate() {
             assert!(within_limits(&robot, q), "{name} step {k}: {q:?}");
             for (i, j) in robot.config.joints.iter().enumerate() {
