@@ -6,6 +6,19 @@ use sinew_core::Image;
 
 use crate::PolicyError;
 
+/// The frame of camera `cam` in an observation, or an error listing the cameras it has.
+pub fn camera_frame<'a>(
+    obs: &'a sinew_core::Observation,
+    cam: &str,
+) -> Result<&'a Image, PolicyError> {
+    obs.images.get(cam).ok_or_else(|| {
+        PolicyError::Observation(format!(
+            "no image from camera `{cam}` (have: {})",
+            obs.images.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
 /// A camera frame as packed RGB, whatever its wire encoding (`rgb8`, `bgr8`, `rgba8`, `bgra8`,
 /// `mono8`). `what` names the frame in errors (the camera).
 pub fn to_rgb(img: &Image, what: &str) -> Result<RgbImage, PolicyError> {

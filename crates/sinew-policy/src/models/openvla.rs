@@ -638,12 +638,7 @@ impl OpenVlaPolicy {
     /// The 6-channel (or 3-channel) pixel tensor for an observation's camera.
     pub fn pixel_values(&self, obs: &Observation) -> Result<Tensor, PolicyError> {
         let cam = &self.spec.cameras[0];
-        let img = obs.images.get(cam).ok_or_else(|| {
-            PolicyError::Observation(format!(
-                "no image from camera `{cam}` (have: {})",
-                obs.images.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
+        let img = preprocess::camera_frame(obs, cam)?;
         let rgb = preprocess::resize(
             preprocess::to_rgb(img, cam)?,
             self.image_side as u32,

@@ -626,12 +626,7 @@ impl SinewTinyPolicy {
         let s = cfg.image_size as u32;
         let mut cams = Vec::new();
         for cam in &cfg.cameras {
-            let img = obs.images.get(cam).ok_or_else(|| {
-                PolicyError::Observation(format!(
-                    "no image from camera `{cam}` (have: {})",
-                    obs.images.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            })?;
+            let img = preprocess::camera_frame(obs, cam)?;
             let rgb = preprocess::resize_with(
                 preprocess::to_rgb(img, cam)?,
                 s,
