@@ -68,6 +68,16 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// From four instants: start, preprocessing done, forward done, decoding done.
+    pub fn from_marks(marks: [std::time::Instant; 4]) -> Self {
+        let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+        Self {
+            preprocess_ms: ms(marks[0], marks[1]),
+            forward_ms: ms(marks[1], marks[2]),
+            decode_ms: ms(marks[2], marks[3]),
+        }
+    }
+
     /// The sum of the three parts.
     pub fn total_ms(&self) -> f64 {
         self.preprocess_ms + self.forward_ms + self.decode_ms

@@ -715,11 +715,7 @@ impl Policy for SinewTinyPolicy {
             kind: Some(self.spec.action_kind),
             actions,
             tokens: rows.into_iter().flatten().collect(),
-            timings: Timings {
-                preprocess_ms: (t1 - t0).as_secs_f64() * 1e3,
-                forward_ms: (t2 - t1).as_secs_f64() * 1e3,
-                decode_ms: (t3 - t2).as_secs_f64() * 1e3,
-            },
+            timings: Timings::from_marks([t0, t1, t2, t3]),
             observation_stamp_s: obs.stamp_s,
             warnings,
         })
