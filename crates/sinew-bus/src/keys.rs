@@ -90,6 +90,25 @@ impl RobotKeys {
         format!("{}/sim/expert_action", self.namespace)
     }
 
+    /// `trajectory_msgs/JointTrajectory`, each predicted action chunk in the policy's action
+    /// space (named by `header.frame_id`), one point per policy step: `<ns>/sinew/action_chunk`.
+    pub fn action_chunk(&self) -> String {
+        format!("{}/sinew/action_chunk", self.namespace)
+    }
+
+    /// `std_msgs/String`, the runtime's events as JSON (`sinew_core::events::Event`: steps,
+    /// inferences with tokens and timings, safety interventions, holds, the outcome):
+    /// `<ns>/sinew/events`.
+    pub fn events(&self) -> String {
+        format!("{}/sinew/events", self.namespace)
+    }
+
+    /// `std_msgs/String`, the simulator's scene as JSON (`sinew_core::events::Scene`):
+    /// `<ns>/sim/scene`.
+    pub fn sim_scene(&self) -> String {
+        format!("{}/sim/scene", self.namespace)
+    }
+
     /// A key expression matching every key of this robot: `<ns>/**`.
     pub fn all(&self) -> String {
         format!("{}/**", self.namespace)
@@ -106,12 +125,12 @@ pub fn kind_for_key(key: &str) -> Option<MessageKind> {
     let last = key.rsplit('/').next()?;
     match last {
         "joint_states" => Some(MessageKind::JointState),
-        "joint_commands" | "joint_trajectory" | "expert_action" => {
+        "joint_commands" | "joint_trajectory" | "expert_action" | "action_chunk" => {
             Some(MessageKind::JointTrajectory)
         }
         "image_raw" | "image_rect" | "image_rect_color" | "image" => Some(MessageKind::Image),
         "compressed" => Some(MessageKind::CompressedImage),
-        "instruction" | "estop" | "telemetry" => Some(MessageKind::String),
+        "instruction" | "estop" | "telemetry" | "events" | "scene" => Some(MessageKind::String),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ mod bench;
 mod bench_policy;
 mod policy;
 mod record;
+mod replay;
 mod robot;
 mod run;
 mod sim;
@@ -16,6 +17,7 @@ mod sim_serve;
 mod stop;
 mod tokens;
 mod topics;
+mod viz;
 
 use std::path::PathBuf;
 
@@ -90,7 +92,7 @@ enum Command {
     /// Record a robot's keys to a rosbag2-compatible MCAP file; `record info FILE` inspects one.
     Record(record::RecordArgs),
     /// Play a recording back on the bus.
-    Replay(record::ReplayArgs),
+    Replay(replay::ReplayArgs),
     /// Inspect and run policy folders (OpenVLA, sinew-tiny).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -127,7 +129,7 @@ fn run() -> Result<()> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Run(a) => run::run(a, &bus, &stop),
         Command::Record(a) => record::run(a, &bus, &stop),
-        Command::Replay(a) => record::replay(a, &bus, &stop),
+        Command::Replay(a) => replay::replay(a, &bus, &stop),
         Command::Tokens(cmd) => tokens::run(cmd),
     }
 }

@@ -1,16 +1,16 @@
 //! `sinew record`: every message on a robot's keys into a rosbag2-compatible MCAP file;
 //! `sinew record info FILE`: what a recording holds. `sinew replay FILE --play`: the messages
-//! back on the bus with their original timing.
+//! back on the bus with their original timing (`replay.rs` has the other replay modes).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use sinew_bus::keys::{kind_for_key, RobotKeys};
 use sinew_bus::{Bus, BusConfig};
-use sinew_record::{key_of_topic, read_recording, McapRecorder};
+use sinew_record::{read_recording, McapRecorder};
 
 use crate::sim::load_robot;
 use crate::stop::Stop;
@@ -156,83 +156,5 @@ fn live(a: LiveArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     if let Some(e) = error {
         bail!("recording stopped: {e} (what was written before stays readable)");
     }
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// The MCAP file.
-    file: PathBuf,
-    /// Publish the recorded messages on the bus with their original timing.
-    #[arg(long)]
-    play: bool,
-    /// Playback speed (2 = twice as fast; 0 = as fast as possible).
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
-    /// Start again at the end.
-    #[arg(long = "loop")]
-    repeat: bool,
-    /// Before playing, wait up to this many seconds for a subscriber on the recording's keys.
-    #[arg(long, default_value_t = 0.0)]
-    wait_for_subscribers: f64,
-}
-
-pub fn replay(a: ReplayArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
-    if !a.play {
-        bail!("say what to do with the recording: --play (more modes are coming: --rrd, --policy --compare)");
-    }
-    if !(a.speed.is_finite() && a.speed >= 0.0) {
-        bail!(
-            "--speed must be 0 (as fast as possible) or positive, got {}",
-            a.speed
-        );
-    }
-    let rec = read_recording(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    if let Some(t) = &rec.truncated {
-        eprintln!(
-            "replay: {} is cut short; playing its complete part ({t})",
-            a.file.display()
-        );
-    }
-    let bus = Bus::open(bus_cfg)?;
-    let first = rec
-        .messages
-        .iter()
-        .map(|m| m.log_time_ns)
-        .min()
-        .unwrap_or(0);
-    let mut loops = 0u64;
-    let t0 = Instant::now();
-    let mut sent = 0u64;
-    'outer: loop {
-        let start = Instant::now();
-        for m in &rec.messages {
-            if stop.requested() {
-                break 'outer;
-            }
-            if a.speed > 0.0 {
-                let due = Duration::from_secs_f64((m.log_time_ns - first) as f64 * 1e-9 / a.speed);
-                let elapsed = start.elapsed();
-                if due > elapsed {
-                    // Pacing to the recording's clock, not synchronisation.
-                    std::thread::sleep(due - elapsed);
-                }
-            }
-            bus.put_raw(&key_of_topic(&m.topic), m.data.to_vec())?;
-            sent += 1;
-        }
-        loops += 1;
-        if !a.repeat {
-            break;
-        }
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "replay: {sent} messages in {wall:.2} s ({loops} pass(es), {:.0} messages/s, {:.1}x the recorded duration of {:.2} s)",
-        sent as f64 / wall.max(1e-9),
-        rec.info().duration_s * loops as f64 / wall.max(1e-9),
-        rec.info().duration_s
-    );
-    bus.close();
     Ok(())
 }

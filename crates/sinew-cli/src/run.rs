@@ -48,6 +48,13 @@ pub struct RunArgs {
     exec: ExecutionArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Record what the loop saw and did to DIR/run_<unix time>.mcap (and .rrd unless
+    /// --no-rrd), indexed in DIR/episodes.jsonl. Recording never blocks the loop: what does
+    /// not fit the recorder's queue is dropped and counted.
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    rerun: crate::viz::RerunArgs,
 }
 
 /// Follows the newest scripted-expert target published by `sinew sim serve`.
@@ -176,6 +183,58 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     cfg.interpolation = a.exec.interpolation();
     let mut rt = Runtime::new(cfg, &robot, &q_start).context("starting the runtime")?;
     let mut worker = InferenceWorker::spawn(policy).context("starting the inference thread")?;
+    // Recording and rerun threads (never waited on by the loop).
+    let unix_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    };
+    let run_name = format!("run_{}", unix_ns() / 1_000_000_000);
+    let mut recorder = match &a.record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let r = sinew_record::RecorderThread::spawn(4096)?;
+            let mut meta = BTreeMap::new();
+            meta.insert("robot".to_owned(), robot.config.name.clone());
+            meta.insert("policy".to_owned(), a.policy.clone());
+            meta.insert(
+                "execution".to_owned(),
+                serde_json::to_string(&a.exec).unwrap_or_default(),
+            );
+            meta.insert("source".to_owned(), "sinew run".to_owned());
+            let mut r = r;
+            r.send_control(sinew_record::RecordItem::NewFile {
+                path: dir.join(format!("{run_name}.mcap")),
+                metadata: meta,
+            });
+            Some(r)
+        }
+        None => None,
+    };
+    let mut viz = a.rerun.spawn(a.record.as_deref())?;
+    if let Some(v) = &mut viz {
+        let sink = match (&a.rerun.rerun_connect, &a.record) {
+            (Some(addr), _) => sinew_viz::Sink::connect(addr),
+            (None, Some(d)) => sinew_viz::Sink::File(d.join(format!("{run_name}.rrd"))),
+            (None, None) => sinew_viz::Sink::File(format!("{run_name}.rrd").into()),
+        };
+        v.send_blocking(sinew_viz::VizItem::Open {
+            robot: Box::new(robot.clone()),
+            name: format!("{} {}", robot.config.name, run_name),
+            sink,
+        });
+    }
+    let streams = crate::viz::stream_map(&keys, &robot);
+    let mut tap = (recorder.is_some() || viz.is_some()).then(|| crate::sim_run::EpisodeRecorder {
+        recorder: recorder.as_mut(),
+        viz: viz.as_mut(),
+        keys: keys.clone(),
+        streams,
+        realtime: true,
+    });
+    let mut last_safety = sinew_runtime::SafetyStats::default();
+    let mut last_step = None;
+    let mut taped_instruction = None;
     eprintln!(
         "run: {} with {} ({}), commands at {} Hz, policy at {} Hz; keys under {}/",
         robot.config.name,
@@ -251,11 +310,37 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         }
         // The newest of each stream (take() counts frames that were overwritten unseen).
         if let Some(m) = joint_states.take() {
+            if let Some(t) = tap.as_mut() {
+                let k = t.keys.joint_states();
+                t.put_ns(&k, &m.msg, unix_ns());
+            }
             js_cache = Some(m);
         }
-        for ((_, l), cache) in cameras.iter().zip(frame_cache.iter_mut()) {
+        for ((name, l), cache) in cameras.iter().zip(frame_cache.iter_mut()) {
             if let Some(m) = l.take() {
+                if let Some(t) = tap.as_mut() {
+                    let k = t.keys.camera_image(name);
+                    t.put_ns(&k, &m.msg, unix_ns());
+                }
                 *cache = Some(m);
+            }
+        }
+        if let Some(t) = tap.as_mut() {
+            if taped_instruction.as_ref() != Some(&instruction) {
+                let k = t.keys.instruction();
+                t.put_ns(
+                    &k,
+                    &StringMsg {
+                        data: instruction.clone(),
+                    },
+                    unix_ns(),
+                );
+                taped_instruction = Some(instruction.clone());
+            }
+            let step = rt.step_at(now);
+            if last_step != Some(step) {
+                t.event_ns(&sinew_core::events::Event::Step { step }, unix_ns());
+                last_step = Some(step);
             }
         }
         let js = js_cache.clone();
@@ -310,6 +395,25 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
                     for w in &chunk.warnings {
                         tracing::warn!("policy: {w}");
                     }
+                    if let Some(t) = tap.as_mut() {
+                        let ns = unix_ns();
+                        t.event_ns(
+                            &sinew_core::events::Event::Inference {
+                                step,
+                                tokens: chunk.tokens.clone(),
+                                timings: chunk.timings,
+                                wall_ms,
+                                warnings: chunk.warnings.clone(),
+                            },
+                            ns,
+                        );
+                        let k = t.keys.action_chunk();
+                        t.put_ns(
+                            &k,
+                            &chunk_message(&chunk, &joint_names, spec.control_rate_hz),
+                            ns,
+                        );
+                    }
                     rt.chunk_ready(secs_since(start, Instant::now()), step, &chunk, &q_observed);
                 }
                 Outcome::Error { error, .. } => {
@@ -323,20 +427,36 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
             }
         }
         let (q_cmd, _) = rt.command(now);
-        commands.put(&JointTrajectory {
+        let cmd_msg = JointTrajectory {
             header: Header::new(Time::now(), robot.config.base_link.clone()),
             joint_names: joint_names.clone(),
             points: vec![JointTrajectoryPoint {
                 positions: q_cmd,
                 ..Default::default()
             }],
-        })?;
+        };
+        commands.put(&cmd_msg)?;
+        if let Some(t) = tap.as_mut() {
+            let ns = unix_ns();
+            let k = t.keys.joint_commands();
+            t.put_ns(&k, &cmd_msg, ns);
+            let kinds = crate::sim_run::safety_delta(&mut last_safety, &rt.stats().safety);
+            if !kinds.is_empty() {
+                t.event_ns(&sinew_core::events::Event::Intervention { kinds }, ns);
+            }
+        }
         if let Some(t) = estop_received.take() {
             // From the e-stop message's arrival to the first hold command on the bus.
             estop_latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let hold = rt.hold_reason().map(|h| h.to_string());
         if hold != last_hold {
+            if let (Some(t), Some(h)) = (tap.as_mut(), &hold) {
+                t.event_ns(
+                    &sinew_core::events::Event::Hold { reason: h.clone() },
+                    unix_ns(),
+                );
+            }
             match &hold {
                 Some(h) => eprintln!("run: t = {now:.2} s: holding: {h}"),
                 None => eprintln!("run: t = {now:.2} s: following the policy"),
@@ -393,8 +513,83 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         data: t.to_string(),
     })?;
     eprintln!("run: stopped, holding the last safe position; {}", t);
+    drop(tap);
+    let mut failed = None;
+    if let Some(r) = recorder {
+        let report = r.close();
+        let mb: f64 = report.files.iter().map(|f| f.bytes as f64 / 1e6).sum();
+        eprintln!(
+            "run: recorded {:.1} MB to {}; {} item(s) dropped by a full queue",
+            mb,
+            a.record
+                .as_ref()
+                .map(|d| d.join(format!("{run_name}.mcap")).display().to_string())
+                .unwrap_or_default(),
+            report.dropped
+        );
+        if let Some(dir) = &a.record {
+            use std::io::Write;
+            let line = json!({
+                "file": format!("{run_name}.mcap"), "robot": robot.config.name,
+                "policy": a.policy, "instruction": instruction, "success": serde_json::Value::Null,
+                "steps": rt.step_at(secs_since(start, Instant::now())),
+            });
+            let idx = dir.join("episodes.jsonl");
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&idx)
+                .and_then(|mut f| writeln!(f, "{line}"))
+                .with_context(|| format!("writing {}", idx.display()))?;
+        }
+        failed = report.error.map(|e| format!("recording stopped: {e}"));
+    }
+    if let Some(v) = viz {
+        let report = v.close();
+        eprintln!(
+            "run: rerun{}; {} item(s) dropped by a full queue",
+            a.rerun.describe(a.record.as_deref()),
+            report.dropped
+        );
+        if let Some(e) = report.error {
+            failed.get_or_insert(format!("rerun logging stopped: {e}"));
+        }
+    }
     bus.close();
+    if let Some(e) = failed {
+        bail!("{e} (the robot was controlled to the end; what was written stays readable)");
+    }
     Ok(())
+}
+
+/// A chunk as `JointTrajectory`: one point per policy step, the action space in
+/// `header.frame_id`, joint names when the actions are joint positions.
+pub fn chunk_message(chunk: &ActionChunk, joint_names: &[String], rate_hz: f64) -> JointTrajectory {
+    let dim = chunk.dim();
+    let names = if chunk.kind == Some(ActionKind::JointPosition) && dim == joint_names.len() {
+        joint_names.to_vec()
+    } else {
+        (0..dim).map(|i| format!("action_{i}")).collect()
+    };
+    JointTrajectory {
+        header: Header::new(
+            Time::from_nanos((chunk.observation_stamp_s * 1e9).round() as i64),
+            chunk.kind.map_or("actions".to_owned(), |k| k.to_string()),
+        ),
+        joint_names: names,
+        points: chunk
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| JointTrajectoryPoint {
+                positions: a.clone(),
+                time_from_start: sinew_msgs::Duration::from_nanos(
+                    (i as f64 / rate_hz * 1e9) as i64,
+                ),
+                ..Default::default()
+            })
+            .collect(),
+    }
 }
 
 fn rt_still(rt: &Runtime) -> bool {

@@ -22,14 +22,18 @@ use sinew_sim::expert::{success, Expert};
 use sinew_sim::{SimWorld, TaskSpec};
 
 use sinew_bus::keys::RobotKeys;
+use sinew_core::events::Event;
 use sinew_msgs::{JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time};
 use sinew_record::{RecordItem, RecorderThread};
+use sinew_runtime::safety::SafetyStats;
+use sinew_viz::{VizItem, VizThread};
 
 use crate::policy::DeviceArgs;
 use crate::sim::{load_robot, load_task};
 use crate::stop::Stop;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExecutionArg {
     /// Execute `--steps` entries of each chunk, then infer.
     Sync,
@@ -37,7 +41,8 @@ pub enum ExecutionArg {
     Async,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MergeArg {
     /// The newest chunk wins.
     Latest,
@@ -47,7 +52,8 @@ pub enum MergeArg {
     Ensemble,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InterpolationArg {
     /// Linear between policy steps.
     Linear,
@@ -55,8 +61,9 @@ pub enum InterpolationArg {
     Hold,
 }
 
-/// How chunks are executed (shared by `sim run` and `run`).
-#[derive(Debug, Clone, Args)]
+/// How chunks are executed (shared by `sim run` and `run`; kept in recordings' metadata so
+/// `replay --compare` runs the same way).
+#[derive(Debug, Clone, Args, Serialize, serde::Deserialize)]
 pub struct ExecutionArgs {
     /// Chunk execution.
     #[arg(long, value_enum, default_value_t = ExecutionArg::Sync)]
@@ -133,28 +140,77 @@ pub struct SimRunArgs {
     /// DIR/episodes.jsonl (seed, task, instruction, outcome).
     #[arg(long)]
     pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub rerun: crate::viz::RerunArgs,
 }
 
-/// Writes an episode's messages to the recorder (lockstep: waits for room, drops nothing).
+/// Where an episode's messages go: the MCAP recorder and/or the rerun thread. Lockstep: both
+/// wait for room, nothing is dropped.
 pub struct EpisodeRecorder<'a> {
-    pub recorder: &'a mut RecorderThread,
+    pub recorder: Option<&'a mut RecorderThread>,
+    pub viz: Option<&'a mut VizThread>,
     pub keys: RobotKeys,
+    pub streams: crate::viz::StreamMap,
+    /// Real-time loops never wait: a full channel drops the item (counted by the thread's
+    /// owner). Lockstep simulation waits, so nothing is lost.
+    pub realtime: bool,
 }
 
 impl EpisodeRecorder<'_> {
-    fn put<M: sinew_msgs::Message>(&mut self, key: &str, msg: &M, t_s: f64) {
-        let ns = (t_s * 1e9).round().max(0.0) as u64;
-        let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
-        let kind = sinew_msgs::MessageKind::from_type_name(M::DEF.name);
-        if let Some(kind) = kind {
-            self.recorder.send_control(RecordItem::Message {
-                key: key.to_owned(),
-                kind,
-                log_time_ns: ns,
-                publish_time_ns: publish,
-                cdr: msg.to_cdr().into(),
-            });
+    pub fn put<M: sinew_msgs::Message + Into<sinew_msgs::AnyMessage>>(
+        &mut self,
+        key: &str,
+        msg: &M,
+        t_s: f64,
+    ) {
+        self.put_ns(key, msg, (t_s * 1e9).round().max(0.0) as u64);
+    }
+
+    /// `put` at a time in nanoseconds (wall-clock times keep their precision).
+    pub fn put_ns<M: sinew_msgs::Message + Into<sinew_msgs::AnyMessage>>(
+        &mut self,
+        key: &str,
+        msg: &M,
+        ns: u64,
+    ) {
+        if let Some(rec) = self.recorder.as_deref_mut() {
+            let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
+            if let Some(kind) = sinew_msgs::MessageKind::from_type_name(M::DEF.name) {
+                let item = RecordItem::Message {
+                    key: key.to_owned(),
+                    kind,
+                    log_time_ns: ns,
+                    publish_time_ns: publish,
+                    cdr: msg.to_cdr().into(),
+                };
+                if self.realtime {
+                    rec.send(item);
+                } else {
+                    rec.send_control(item);
+                }
+            }
         }
+        if let (Some(viz), Some(stream)) = (self.viz.as_deref_mut(), self.streams.get(key)) {
+            let item = VizItem::Message {
+                stream: stream.clone(),
+                time_ns: ns,
+                msg: msg.clone().into(),
+            };
+            if self.realtime {
+                viz.send(item);
+            } else {
+                viz.send_blocking(item);
+            }
+        }
+    }
+
+    pub fn event(&mut self, e: &Event, t_s: f64) {
+        self.event_ns(e, (t_s * 1e9).round().max(0.0) as u64);
+    }
+
+    pub fn event_ns(&mut self, e: &Event, ns: u64) {
+        let k = self.keys.events();
+        self.put_ns(&k, &StringMsg { data: e.to_json() }, ns);
     }
 }
 
@@ -191,16 +247,23 @@ impl Driver {
 }
 
 fn image_of(world: &SimWorld, camera: &str, stamp_s: f64) -> Result<Image> {
+    Ok(frames_of(world, camera, stamp_s, false)?.0)
+}
+
+/// A camera's colour frame, and its depth frame (32FC1, metres) when `depth`.
+fn frames_of(
+    world: &SimWorld,
+    camera: &str,
+    stamp_s: f64,
+    depth: bool,
+) -> Result<(Image, Option<Image>)> {
     let f = world.render_camera(camera)?;
-    Ok(sinew_msgs::Image::rgb8(
-        Header::new(
-            sinew_msgs::Time::from_nanos((stamp_s * 1e9) as i64),
-            format!("{camera}_optical"),
-        ),
-        f.width,
-        f.height,
-        f.rgb,
-    ))
+    let header = Header::new(
+        sinew_msgs::Time::from_nanos((stamp_s * 1e9) as i64),
+        format!("{camera}_optical"),
+    );
+    let d = depth.then(|| Image::depth_32fc1(header.clone(), f.width, f.height, &f.depth));
+    Ok((Image::rgb8(header, f.width, f.height, f.rgb), d))
 }
 
 /// Runs one episode; `make_driver` gives the policy for it.
@@ -250,6 +313,8 @@ pub fn run_episode(
     let mut tick = 0u64;
     let joint_names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
     let stamp = |t: f64| Time::from_nanos((t * 1e9).round() as i64);
+    let mut last_safety = SafetyStats::default();
+    let mut last_holds = BTreeMap::new();
     if let Some(r) = rec.as_deref_mut() {
         let k = r.keys.instruction();
         r.put(
@@ -261,7 +326,9 @@ pub fn run_episode(
         );
     }
     loop {
-        let now = world.time_s;
+        // The runtime's clock is the recorded one (whole nanoseconds), so a replay of the
+        // recording sees exactly the times this loop saw.
+        let now = ((world.time_s * 1e9).round() as u64) as f64 * 1e-9;
         let step = rt.step_at(now);
         if let Some(r) = rec.as_deref_mut() {
             let (q, qd) = world.joint_state();
@@ -278,9 +345,23 @@ pub fn run_episode(
                 now,
             );
             if step != steps || now == 0.0 {
+                r.event(&Event::Step { step }, now);
+                let k = r.keys.sim_scene();
+                r.put(
+                    &k,
+                    &StringMsg {
+                        data: world.scene().to_json(),
+                    },
+                    now,
+                );
                 for cam in &robot.config.cameras {
+                    let (rgb, depth) = frames_of(&world, &cam.name, now, cam.depth)?;
                     let k = r.keys.camera_image(&cam.name);
-                    r.put(&k, &image_of(&world, &cam.name, now)?, now);
+                    r.put(&k, &rgb, now);
+                    if let Some(d) = depth {
+                        let k = r.keys.camera_depth(&cam.name);
+                        r.put(&k, &d, now);
+                    }
                 }
             }
         }
@@ -342,36 +423,21 @@ pub fn run_episode(
                 } => {
                     inference_ms += wall_ms;
                     if let Some(r) = rec.as_deref_mut() {
+                        r.event(
+                            &Event::Inference {
+                                step,
+                                tokens: chunk.tokens.clone(),
+                                timings: chunk.timings,
+                                wall_ms,
+                                warnings: chunk.warnings.clone(),
+                            },
+                            now,
+                        );
                         // The chunk as the policy gave it (its own action space), one point per step.
-                        let dim = chunk.dim();
-                        let k = format!("{}/sinew/action_chunk", r.keys.namespace());
-                        let names = if chunk.kind == Some(ActionKind::JointPosition)
-                            && dim == joint_names.len()
-                        {
-                            joint_names.clone()
-                        } else {
-                            (0..dim).map(|i| format!("action_{i}")).collect()
-                        };
-                        let points = chunk
-                            .actions
-                            .iter()
-                            .enumerate()
-                            .map(|(i, a)| JointTrajectoryPoint {
-                                positions: a.clone(),
-                                time_from_start: sinew_msgs::Duration::from_nanos(
-                                    (i as f64 / policy_rate * 1e9) as i64,
-                                ),
-                                ..Default::default()
-                            })
-                            .collect();
-                        let frame = chunk.kind.map_or("actions".to_owned(), |k| k.to_string());
+                        let k = r.keys.action_chunk();
                         r.put(
                             &k,
-                            &JointTrajectory {
-                                header: Header::new(stamp(now), frame),
-                                joint_names: names,
-                                points,
-                            },
+                            &crate::run::chunk_message(&chunk, &joint_names, policy_rate),
                             now,
                         );
                     }
@@ -389,6 +455,22 @@ pub fn run_episode(
         }
         let (cmd, _) = rt.command(now);
         if let Some(r) = rec.as_deref_mut() {
+            let st = rt.stats();
+            let kinds = safety_delta(&mut last_safety, &st.safety);
+            if !kinds.is_empty() {
+                r.event(&Event::Intervention { kinds }, now);
+            }
+            for (reason, n) in &st.holds {
+                if last_holds.get(reason) != Some(n) {
+                    r.event(
+                        &Event::Hold {
+                            reason: reason.clone(),
+                        },
+                        now,
+                    );
+                }
+            }
+            last_holds = st.holds;
             let k = r.keys.joint_commands();
             r.put(
                 &k,
@@ -407,6 +489,15 @@ pub fn run_episode(
         tick += 1;
         world.advance_to(tick as f64 * dt);
     }
+    if let Some(r) = rec.as_deref_mut() {
+        r.event(
+            &Event::Outcome {
+                success: succeeded,
+                steps,
+            },
+            world.time_s,
+        );
+    }
     let st = rt.stats();
     let s = st.safety;
     Ok(EpisodeResult {
@@ -422,6 +513,24 @@ pub fn run_episode(
         sim_time_s: world.time_s,
         wall_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// New safety interventions since `last`, by kind; updates `last`.
+pub(crate) fn safety_delta(last: &mut SafetyStats, now: &SafetyStats) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (k, a, b) in [
+        ("position", last.position, now.position),
+        ("velocity", last.velocity, now.velocity),
+        ("acceleration", last.acceleration, now.acceleration),
+        ("non_finite", last.non_finite, now.non_finite),
+        ("workspace", last.workspace, now.workspace),
+    ] {
+        if b > a {
+            out.insert(k.to_owned(), b - a);
+        }
+    }
+    *last = *now;
+    out
 }
 
 /// The driver named by `--policy`.
@@ -450,7 +559,9 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         }
         None => None,
     };
+    let mut viz = a.rerun.spawn(a.record.as_deref())?;
     let keys = RobotKeys::new(&robot.config.namespace)?;
+    let streams = crate::viz::stream_map(&keys, &robot);
     for seed in a.seed..a.seed + a.episodes {
         if stop.requested() {
             break;
@@ -462,28 +573,48 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
             .record
             .as_ref()
             .map(|d| d.join(format!("episode_{seed:06}.mcap")));
-        let mut ep_rec = match (&mut recorder, &file) {
-            (Some(r), Some(f)) => {
-                let mut meta = BTreeMap::new();
-                meta.insert("robot".to_owned(), robot.config.name.clone());
-                meta.insert("task".to_owned(), task.name.clone());
-                meta.insert("seed".to_owned(), seed.to_string());
-                meta.insert("policy".to_owned(), a.policy.clone());
-                r.send_control(RecordItem::NewFile {
-                    path: f.clone(),
-                    metadata: meta,
-                });
-                Some(EpisodeRecorder {
-                    recorder: r,
-                    keys: keys.clone(),
-                })
-            }
-            _ => None,
-        };
+        if let (Some(r), Some(f)) = (&mut recorder, &file) {
+            let mut meta = BTreeMap::new();
+            meta.insert("robot".to_owned(), robot.config.name.clone());
+            meta.insert("task".to_owned(), task.name.clone());
+            meta.insert("seed".to_owned(), seed.to_string());
+            meta.insert("policy".to_owned(), a.policy.clone());
+            meta.insert(
+                "execution".to_owned(),
+                serde_json::to_string(&a.exec).unwrap_or_default(),
+            );
+            r.send_control(RecordItem::NewFile {
+                path: f.clone(),
+                metadata: meta,
+            });
+        }
+        if let Some(v) = &mut viz {
+            v.send_blocking(VizItem::Open {
+                robot: Box::new(robot.clone()),
+                name: format!("{} {} seed {seed}", robot.config.name, task.name),
+                sink: a.rerun.sink(a.record.as_deref(), seed),
+            });
+        }
+        let mut ep_rec = (recorder.is_some() || viz.is_some()).then(|| EpisodeRecorder {
+            recorder: recorder.as_mut(),
+            viz: viz.as_mut(),
+            keys: keys.clone(),
+            streams: streams.clone(),
+            realtime: false,
+        });
         let r = run_episode(&robot, &task, seed, &mut driver, &a.exec, ep_rec.as_mut())?;
-        if let (Some(er), Some(f), Some(dir)) = (ep_rec, &file, &a.record) {
-            er.recorder.send_control(RecordItem::CloseFile);
-            if er.recorder.has_stopped() {
+        drop(ep_rec);
+        if let Some(v) = &mut viz {
+            v.send_blocking(VizItem::Close);
+            if v.has_stopped() {
+                bail!(
+                    "rerun logging stopped; see the error above (what was logged stays readable)"
+                );
+            }
+        }
+        if let (Some(rec), Some(f), Some(dir)) = (&mut recorder, &file, &a.record) {
+            rec.send_control(RecordItem::CloseFile);
+            if rec.has_stopped() {
                 bail!("the recorder stopped; see the error above (files written so far stay readable)");
             }
             let line = serde_json::json!({
@@ -550,6 +681,23 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         );
         if let Some(e) = report.error {
             bail!("recording failed: {e}");
+        }
+    }
+    if let Some(v) = viz {
+        let report = v.close();
+        let skipped: u64 = report.streams.iter().map(|(_, s)| s.skipped).sum();
+        eprintln!(
+            "sim run: rerun: {} episode stream(s){}{}",
+            report.streams.len(),
+            if skipped > 0 {
+                format!(", {skipped} message(s) not shown")
+            } else {
+                String::new()
+            },
+            a.rerun.describe(a.record.as_deref())
+        );
+        if let Some(e) = report.error {
+            bail!("rerun logging failed: {e}");
         }
     }
     Ok(())

@@ -5,6 +5,8 @@
 //! types of `sinew-msgs` (camera frames are kept as `sensor_msgs/Image` so that a frame received
 //! from the bus reaches a policy without a copy).
 
+pub mod events;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -115,6 +115,19 @@ pub enum AnyMessage {
     JointTrajectory(JointTrajectory),
 }
 
+macro_rules! any_from {
+    ($($t:ident => $v:ident),*) => {$(
+        impl From<$t> for AnyMessage {
+            fn from(m: $t) -> Self {
+                AnyMessage::$v(m)
+            }
+        }
+    )*};
+}
+
+any_from!(StringMsg => String, Image => Image, CompressedImage => CompressedImage,
+    JointState => JointState, JointTrajectory => JointTrajectory);
+
 impl AnyMessage {
     /// The message's kind.
     pub fn kind(&self) -> MessageKind {

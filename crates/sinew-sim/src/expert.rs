@@ -8,8 +8,54 @@
 use nalgebra::{Isometry3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
 use sinew_robot::{IkOptions, IkTarget};
 
-use crate::task::SuccessKind;
+use sinew_robot::RobotDescription;
+
+use crate::task::{Episode, SuccessKind};
 use crate::{SimError, SimWorld};
+
+/// What an expert reads: the measured joints, the last joint targets, the target object's pose
+/// and the episode (zones, bowl). Built from a live [`SimWorld`], or from a recording (the scene
+/// and joint topics) so that a recorded episode can be replayed through the expert.
+#[derive(Debug, Clone)]
+pub struct ExpertView<'a> {
+    /// The robot.
+    pub robot: &'a RobotDescription,
+    /// The episode.
+    pub episode: Option<&'a Episode>,
+    /// Measured joint positions (robot.toml order).
+    pub q: Vec<f64>,
+    /// The joint targets last commanded.
+    pub targets: Vec<f64>,
+    /// `world_from_object` of the target object (object 0).
+    pub target_pose: Option<Isometry3<f64>>,
+    /// Edge length of the target object, metres.
+    pub target_size: f64,
+}
+
+impl<'a> ExpertView<'a> {
+    /// The view of a live world.
+    pub fn of_world(world: &'a SimWorld) -> Self {
+        let (q, _) = world.joint_state();
+        Self {
+            robot: &world.robot,
+            episode: world.episode.as_ref(),
+            q,
+            targets: world.targets().to_vec(),
+            target_pose: world.object_pose(0),
+            target_size: world.objects.first().map_or(0.0, |o| o.size),
+        }
+    }
+
+    fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
+        self.robot
+            .ee_pose(&self.q)
+            .map_err(|e| SimError::Robot(e.to_string()))
+    }
+
+    fn targets(&self) -> &[f64] {
+        &self.targets
+    }
+}
 
 /// Height above the target cube's top of approach waypoints, metres.
 const APPROACH_M: f64 = 0.03;
@@ -89,6 +135,11 @@ impl Expert {
 
     /// Joint targets for the next control step.
     pub fn act(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        self.act_on(&ExpertView::of_world(world), dt_s)
+    }
+
+    /// Joint targets for the next control step, from a view of the world.
+    pub fn act_on(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
         match self.kind {
             SuccessKind::Touch => self.act_reach(world, dt_s),
             SuccessKind::InZone => self.act_push(world, dt_s),
@@ -96,18 +147,16 @@ impl Expert {
         }
     }
 
-    fn cube(&self, world: &SimWorld) -> Result<(Isometry3<f64>, f64), SimError> {
-        let pose = world
-            .object_pose(0)
-            .ok_or_else(|| err("no target object"))?;
-        Ok((pose, world.objects[0].size))
+    fn cube(&self, world: &ExpertView<'_>) -> Result<(Isometry3<f64>, f64), SimError> {
+        let pose = world.target_pose.ok_or_else(|| err("no target object"))?;
+        Ok((pose, world.target_size))
     }
 
     /// Solves IK for `target` and returns joint targets rate-limited from the current ones,
     /// with the gripper at `gripper` (None: unchanged).
     fn move_to(
         &mut self,
-        world: &SimWorld,
+        world: &ExpertView<'_>,
         target: IkTarget,
         gripper: Option<f64>,
         dt_s: f64,
@@ -141,7 +190,7 @@ impl Expert {
         Ok(out)
     }
 
-    fn down_target(world: &SimWorld, p: Vector3<f64>) -> IkTarget {
+    fn down_target(world: &ExpertView<'_>, p: Vector3<f64>) -> IkTarget {
         IkTarget::PositionAxis {
             position: p,
             axis_in_link: world.robot.approach_axis(),
@@ -149,7 +198,7 @@ impl Expert {
         }
     }
 
-    fn act_reach(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
+    fn act_reach(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
         let (cube, size) = self.cube(world)?;
         let top = cube.translation.vector + Vector3::new(0.0, 0.0, size / 2.0);
         let ee = world.ee_pose()?.translation.vector;
@@ -166,8 +215,8 @@ impl Expert {
         self.move_to(world, Self::down_target(world, goal), None, dt_s, 0.5)
     }
 
-    fn act_push(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
-        let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+    fn act_push(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        let ep = world.episode.ok_or_else(|| err("no episode"))?;
         let zone = ep
             .goal_zone
             .and_then(|z| ep.zones.get(z))
@@ -247,8 +296,8 @@ impl Expert {
         self.move_to(world, Self::down_target(world, goal_pt), closed, dt_s, 0.5)
     }
 
-    fn act_pick(&mut self, world: &SimWorld, dt_s: f64) -> Result<Vec<f64>, SimError> {
-        let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
+    fn act_pick(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
+        let ep = world.episode.ok_or_else(|| err("no episode"))?;
         let (bowl_xy, bowl) = ep.bowl.ok_or_else(|| err("no bowl"))?;
         let (cube, size) = self.cube(world)?;
         let c = cube.translation.vector;

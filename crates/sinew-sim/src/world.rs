@@ -609,6 +609,82 @@ impl SimWorld {
         render::render(&posed, world_from_camera, k)
     }
 
+    /// Everything but the robot as boxes with their current poses and colours: the table, the
+    /// objects, the bowl walls and the zone markings (for recording and visualisation).
+    pub fn scene(&self) -> sinew_core::events::Scene {
+        use sinew_core::events::{Scene, SceneItem, Shape};
+        let robot_bodies: Vec<RigidBodyHandle> = self.link_bodies.values().copied().collect();
+        let pack = |iso: &Isometry3<f64>| {
+            let t = iso.translation.vector;
+            let q = iso.rotation.coords;
+            [t.x, t.y, t.z, q.x, q.y, q.z, q.w]
+        };
+        let mut items = Vec::new();
+        let mut bowl_parts = 0;
+        for (h, m) in &self.meshes {
+            let Some(co) = self.physics.colliders.get(*h) else {
+                continue;
+            };
+            let parent = co.parent();
+            if parent.is_some_and(|p| robot_bodies.contains(&p)) {
+                continue;
+            }
+            let Some(c) = co.shape().as_cuboid() else {
+                continue;
+            };
+            let he = c.half_extents;
+            let object = self.objects.iter().position(|o| Some(o.body) == parent);
+            let movable = parent
+                .and_then(|p| self.physics.bodies.get(p))
+                .is_some_and(|b| b.is_dynamic());
+            let name = match object {
+                Some(i) => self.objects[i].name.clone(),
+                None if movable => format!("object_{}", items.len()),
+                None if he.x >= 0.5 => "table".to_owned(),
+                None => {
+                    bowl_parts += 1;
+                    format!("bowl/part_{}", bowl_parts - 1)
+                }
+            };
+            items.push(SceneItem {
+                name,
+                shape: Shape::Box {
+                    half_extents_m: [he.x as f64, he.y as f64, he.z as f64],
+                },
+                rgb: m.color,
+                // Objects: the body's pose, exactly what the experts read.
+                world_from_item: pack(
+                    &object
+                        .and_then(|i| self.object_pose(i))
+                        .unwrap_or_else(|| from_pose(co.position())),
+                ),
+                movable,
+            });
+        }
+        if let Some(ep) = &self.episode {
+            for z in &ep.zones {
+                items.push(SceneItem {
+                    name: format!("zone_{}", z.name),
+                    shape: Shape::Box {
+                        half_extents_m: [z.half_extents[0], z.half_extents[1], 0.0005],
+                    },
+                    rgb: color_rgb(&z.color).unwrap_or([0.5, 0.5, 0.5]),
+                    world_from_item: [
+                        z.center[0],
+                        z.center[1],
+                        TABLE_TOP_Z as f64 + 0.0005,
+                        0.0,
+                        0.0,
+                        0.0,
+                        1.0,
+                    ],
+                    movable: false,
+                });
+            }
+        }
+        Scene { items }
+    }
+
     /// Index into the render meshes of each object's collider, for segmentation checks.
     pub fn object_mesh_index(&self, i: usize) -> Option<u32> {
         let body = self.objects.get(i)?.body;
