@@ -75,6 +75,8 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
     let serve_rx = lines(serve.stderr.take().expect("stderr"));
     let mut seen_serve = Vec::new();
     wait_for(&serve_rx, "keys under", &mut seen_serve);
+    let rec_dir = std::env::temp_dir().join(format!("sinew-run-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rec_dir);
     let mut run = sinew(&[
         "run",
         "--policy",
@@ -83,6 +85,8 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
         "12",
         "--hub-port",
         &port,
+        "--record",
+        rec_dir.to_str().expect("utf8"),
     ]);
     let run_rx = lines(run.stderr.take().expect("stderr"));
     let mut seen = Vec::new();
@@ -149,6 +153,28 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
     }
     assert!(t["loop_period_p99_ms"].as_f64().expect("p99") < 50.0, "{t}");
     assert_eq!(t["safety"]["non_finite"], 0);
+
+    // The run was recorded (MCAP and rerun) without holding the loop up.
+    let recorded = wait_for(&run_rx, "run: recorded", &mut seen);
+    assert!(recorded.contains("dropped"), "{recorded}");
+    let mcap = std::fs::read_dir(&rec_dir)
+        .expect("record dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "mcap"))
+        .expect("an mcap file");
+    let rec = sinew_record::read_recording(&mcap).expect("mcap reads");
+    let count = |topic: &str| rec.messages.iter().filter(|m| m.topic == topic).count() as u64;
+    let commands = count("/so101/joint_commands");
+    assert!(
+        commands as f64 > 0.8 * t["commands"].as_f64().expect("commands"),
+        "{commands} {t}"
+    );
+    assert!(count("/so101/joint_states") > 100);
+    assert!(count("/so101/sinew/events") > 10);
+    let rrd = mcap.with_extension("rrd");
+    let view = sinew_viz::read_rrd(&rrd).expect("rrd reads");
+    assert!(view.rows("joints/shoulder_pan/commanded") > 100);
+    assert!(view.rows("world/robot/gripper") > 100);
     let _ = serve.kill();
     let _ = serve.wait();
 }

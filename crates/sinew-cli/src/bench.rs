@@ -29,6 +29,8 @@ pub enum BenchCommand {
     /// Per-chunk latency and tokens/s of a policy (a folder, or an architecture with random
     /// weights).
     Policy(crate::bench_policy::PolicyBenchArgs),
+    /// Recorder and rerun throughput, the control loop's cost of recording, replay speed.
+    Record(crate::bench_record::RecordBenchArgs),
     /// The receiving side of `bench bus` (started by it).
     #[command(hide = true)]
     BusSink,
@@ -70,6 +72,7 @@ pub fn run(cmd: BenchCommand, bus: &BusConfig, bus_args: &BusArgs, stop: &Stop) 
         BenchCommand::Bus(a) => bench_bus(a, bus_args, stop),
         BenchCommand::BusSink => sink(bus, stop),
         BenchCommand::Policy(a) => crate::bench_policy::run(a),
+        BenchCommand::Record(a) => crate::bench_record::run(a),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_policy;
+mod bench_record;
 mod policy;
 mod record;
 mod replay;
