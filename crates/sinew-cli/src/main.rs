@@ -7,6 +7,7 @@
 mod bench;
 mod bench_policy;
 mod bench_record;
+mod dataset;
 mod policy;
 mod record;
 mod replay;
@@ -97,6 +98,9 @@ enum Command {
     /// Inspect and run policy folders (OpenVLA, sinew-tiny).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// LeRobotDataset v3.0: record demonstrations, inspect datasets.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
     /// Action tokenizers (OpenVLA bins, FAST): fit, encode, decode.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -132,6 +136,7 @@ fn run() -> Result<()> {
         Command::Record(a) => record::run(a, &bus, &stop),
         Command::Replay(a) => replay::replay(a, &bus, &stop),
         Command::Tokens(cmd) => tokens::run(cmd),
+        Command::Dataset(cmd) => dataset::run(cmd, &stop),
     }
 }
 

@@ -232,3 +232,49 @@ fn large_datasets_roll_over_to_new_data_files() {
     assert_eq!(frames.len(), 12);
     assert_eq!(frames[9].action[0], 2.0);
 }
+
+#[test]
+fn lerobot_reads_what_sinew_wrote() {
+    // fixtures/so101_reach_push: written by `sinew dataset record` (real simulator frames);
+    // fixtures/lerobot_read.json: what LeRobot 0.4.4's LeRobotDataset read from it
+    // (fixtures/read_with_lerobot.py).
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.join("lerobot_read.json")).expect("fixture"),
+    )
+    .expect("json");
+    let ds = Dataset::open(&f.join("so101_reach_push")).expect("open");
+    let frames = ds.read_frames().expect("frames");
+    assert_eq!(reference["num_frames"], frames.len());
+    assert_eq!(reference["num_episodes"], ds.episodes.len());
+    assert_eq!(reference["fps"], ds.info.fps);
+    let tasks: Vec<String> = serde_json::from_value(reference["tasks"].clone()).expect("tasks");
+    assert_eq!(tasks, ds.tasks);
+    for (r, f) in reference["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .zip(&frames)
+    {
+        assert_eq!(r["index"], f.index);
+        assert_eq!(r["episode_index"], f.episode_index);
+        assert_eq!(r["frame_index"], f.frame_index);
+        assert_eq!(r["task"], ds.tasks[f.task_index as usize]);
+        let close = |a: &serde_json::Value, b: &[f32]| {
+            let a: Vec<f64> = serde_json::from_value(a.clone()).expect("floats");
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (*x - *y as f64).abs() < 1e-6)
+        };
+        assert!(close(&r["state"], &f.state), "frame {}", f.index);
+        assert!(close(&r["action"], &f.action), "frame {}", f.index);
+        for (ci, cam) in ds.cameras.iter().enumerate() {
+            let sum: u64 = f
+                .image(ci)
+                .expect("png")
+                .data
+                .iter()
+                .map(|v| *v as u64)
+                .sum();
+            assert_eq!(r["pixel_sums"][cam], sum, "frame {} camera {cam}", f.index);
+        }
+    }
+}
