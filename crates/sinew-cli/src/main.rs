@@ -8,6 +8,7 @@ mod bench;
 mod bench_policy;
 mod bench_record;
 mod dataset;
+mod eval;
 mod policy;
 mod record;
 mod replay;
@@ -19,6 +20,7 @@ mod sim_serve;
 mod stop;
 mod tokens;
 mod topics;
+mod train;
 mod viz;
 
 use std::path::PathBuf;
@@ -101,6 +103,10 @@ enum Command {
     /// LeRobotDataset v3.0: record demonstrations, inspect datasets.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Evaluate a policy in closed loop in the simulator (success per task and instruction).
+    Eval(eval::EvalArgs),
+    /// Train sinew-tiny by behaviour cloning on a LeRobotDataset.
+    Train(train::TrainArgs),
     /// Action tokenizers (OpenVLA bins, FAST): fit, encode, decode.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -137,6 +143,8 @@ fn run() -> Result<()> {
         Command::Replay(a) => replay::replay(a, &bus, &stop),
         Command::Tokens(cmd) => tokens::run(cmd),
         Command::Dataset(cmd) => dataset::run(cmd, &stop),
+        Command::Train(a) => train::run(a, &stop),
+        Command::Eval(a) => eval::run(a, &stop),
     }
 }
 

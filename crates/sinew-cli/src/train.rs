@@ -1,0 +1,137 @@
+//! `sinew train`: behaviour cloning of sinew-tiny on a LeRobotDataset v3.0, writing a complete
+//! policy folder; resumes from `OUT/checkpoint/` when it exists.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sinew_train::{TrainConfig, Trainer};
+
+use crate::policy::DeviceArgs;
+use crate::stop::Stop;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The dataset folder (LeRobotDataset v3.0).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Training configuration (TOML; omitted fields keep their defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The policy folder to write (and its checkpoint/ to resume from).
+    #[arg(long)]
+    out: PathBuf,
+    /// Override the configuration's step count.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Start over even if OUT holds a checkpoint.
+    #[arg(long)]
+    restart: bool,
+    /// Validation frames evaluated each time (evenly spread over the held-out episodes).
+    #[arg(long, default_value_t = 512)]
+    val_frames: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => TrainConfig::load(p)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(s) = a.steps {
+        cfg.steps = s;
+    }
+    let device = sinew_policy::device::parse_device(&a.device.device)?;
+    let t0 = Instant::now();
+    let mut trainer = Trainer::new(&a.dataset, cfg.clone(), &device)
+        .with_context(|| format!("preparing {}", a.dataset.display()))?;
+    let (n_train, n_val) = trainer.split();
+    eprintln!(
+        "train: sinew-tiny, {} parameters; {n_train} training and {n_val} validation frames from {} (loaded in {:.1} s)",
+        trainer.parameters(),
+        a.dataset.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    if Trainer::has_checkpoint(&a.out) && !a.restart {
+        trainer
+            .resume(&a.out)
+            .with_context(|| format!("resuming from {}/checkpoint", a.out.display()))?;
+        eprintln!("train: resuming at step {}", trainer.step());
+    }
+    let bar = indicatif::ProgressBar::new(cfg.steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step());
+    let start_step = trainer.step();
+    let t_loop = Instant::now();
+    let mut recent = Vec::new();
+    let mut last_val = None;
+    while trainer.step() < cfg.steps {
+        if stop.requested() {
+            bar.abandon_with_message("interrupted: checkpoint written");
+            trainer.save(&a.out)?;
+            eprintln!(
+                "train: stopped at step {}; run the same command to resume",
+                trainer.step()
+            );
+            return Ok(());
+        }
+        let r = trainer.train_step()?;
+        if !r.loss.is_finite() {
+            anyhow::bail!(
+                "the loss became {} at step {}; lower lr in the configuration",
+                r.loss,
+                r.step
+            );
+        }
+        recent.push(r.loss);
+        let step = r.step;
+        let val_now = step % cfg.val_every == 0 || step == cfg.steps;
+        if val_now {
+            last_val = trainer.validate(a.val_frames)?;
+        }
+        if step % 10 == 0 || val_now {
+            let mean = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
+            bar.set_message(format!(
+                "loss {mean:.3}  lr {:.1e}{}",
+                r.lr,
+                last_val.map_or(String::new(), |v| format!(
+                    "  val {:.3} acc {:.2}",
+                    v.loss, v.accuracy
+                ))
+            ));
+        }
+        bar.set_position(step);
+        if val_now {
+            let mean = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
+            trainer.note(mean, last_val.map(|v| v.loss));
+            recent.clear();
+        }
+        if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+            trainer.save(&a.out)?;
+        }
+    }
+    bar.finish();
+    let wall = t_loop.elapsed().as_secs_f64();
+    let done = trainer.step() - start_step;
+    let v = trainer.validate(usize::MAX)?;
+    println!(
+        "train: {} steps in {:.1} min ({:.2} steps/s, {:.0} frames/s); final validation {}; policy in {}",
+        done,
+        wall / 60.0,
+        done as f64 / wall.max(1e-9),
+        done as f64 * cfg.batch_size as f64 / wall.max(1e-9),
+        v.map_or("-".into(), |v| format!(
+            "loss {:.3}, bin accuracy {:.3}, first-action error {:.4}",
+            v.loss, v.accuracy, v.first_action_mae
+        )),
+        a.out.display()
+    );
+    Ok(())
+}

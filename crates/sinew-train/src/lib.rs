@@ -1,0 +1,709 @@
+//! Behaviour cloning of sinew-tiny on a LeRobotDataset v3.0, with candle on the CPU (or GPU).
+//!
+//! Each sample is one frame: both cameras (augmented: random shifts of a few pixels, brightness
+//! and contrast jitter), the instruction as words, the normalised joint state, and as targets the
+//! next `chunk_length` actions of the episode (the last one repeated past the episode's end),
+//! min/max-normalised to [-1, 1] and cut into `n_bins` bins. The loss is the cross-entropy of
+//! the bin head. Episodes are split into training and validation sets by a seeded shuffle.
+//!
+//! The optimiser is AdamW written here (candle-nn's keeps its moments private, and resuming
+//! needs them): linear warm-up, then cosine decay to `min_lr`. A checkpoint is the weights, the
+//! optimiser moments, the step and the random generator's state, written atomically; a run
+//! resumed from it continues exactly as the uninterrupted run would have.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use sinew_core::ActionKind;
+use sinew_data::{Dataset, Frame};
+use sinew_policy::models::sinew_tiny::{
+    build_text_tokenizer, Config, SinewTiny, SinewTinyPolicy, TinyInputs,
+};
+use sinew_policy::normalize::{lerobot_stats, LeRobotMode};
+use sinew_policy::{BinTokenizer, Normalizer};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset.
+    #[error(transparent)]
+    Data(#[from] sinew_data::DataError),
+    /// The model or its folder.
+    #[error(transparent)]
+    Policy(#[from] sinew_core::PolicyError),
+    /// candle.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A file.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The configuration or a checkpoint.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Camera augmentations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Augment {
+    /// Largest shift, pixels (edges replicated).
+    pub shift_px: u32,
+    /// Brightness offset range, in [-1, 1] image units: uniform in ±brightness.
+    pub brightness: f32,
+    /// Contrast factor range: uniform in 1 ± contrast.
+    pub contrast: f32,
+    /// Per-channel gain range (colour balance): uniform in 1 ± color.
+    pub color: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self {
+            shift_px: 4,
+            brightness: 0.1,
+            contrast: 0.15,
+            color: 0.05,
+        }
+    }
+}
+
+/// Training configuration (`--config FILE`, TOML; every field has a default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Frames per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Fraction of episodes held out for validation (at least one when there are two or more).
+    pub val_fraction: f64,
+    /// Validate every this many steps.
+    pub val_every: u64,
+    /// Checkpoint every this many steps.
+    pub checkpoint_every: u64,
+    /// Seed of the split, the sampling and the augmentations.
+    pub seed: u64,
+    /// Augmentations.
+    pub augment: Augment,
+    /// Model width.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Attention heads.
+    pub n_heads: usize,
+    /// MLP width.
+    pub mlp_dim: usize,
+    /// Actions per chunk.
+    pub chunk_length: usize,
+    /// Bins per action dimension.
+    pub n_bins: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 4000,
+            batch_size: 32,
+            lr: 1e-3,
+            min_lr: 2e-5,
+            warmup_steps: 200,
+            weight_decay: 0.01,
+            val_fraction: 0.05,
+            val_every: 250,
+            checkpoint_every: 250,
+            seed: 0,
+            augment: Augment::default(),
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            mlp_dim: 256,
+            chunk_length: 10,
+            n_bins: 256,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Io(path.to_owned(), e))?;
+        toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The learning rate at `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+        let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// SplitMix64: small, seedable, and its whole state is one number (saved in checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn sym(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// What a checkpoint holds besides the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Steps done.
+    pub step: u64,
+    /// The generator after those steps.
+    pub rng: Rng,
+    /// The configuration it was trained with.
+    pub config: TrainConfig,
+    /// The dataset it was trained on.
+    pub dataset: PathBuf,
+    /// Loss history: (step, training loss, validation loss or NaN).
+    pub history: Vec<(u64, f32, f32)>,
+}
+
+/// One step's report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Step just done (1-based).
+    pub step: u64,
+    /// Training loss of the batch.
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// Validation result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// Mean cross-entropy.
+    pub loss: f32,
+    /// Bin accuracy.
+    pub accuracy: f32,
+    /// Mean absolute error of the first action of the chunk, in the normalised [-1, 1] units.
+    pub first_action_mae: f32,
+}
+
+struct Sample {
+    /// Decoded RGB per camera.
+    images: Vec<Vec<u8>>,
+    text: usize,
+    state: Vec<f32>,
+    /// Target bins `[T * D]`.
+    targets: Vec<u32>,
+}
+
+/// A training run.
+pub struct Trainer {
+    cfg: TrainConfig,
+    model_cfg: Config,
+    device: Device,
+    varmap: VarMap,
+    model: SinewTiny,
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    samples: Vec<Sample>,
+    train: Vec<usize>,
+    val: Vec<usize>,
+    texts: Vec<(Vec<u32>, Vec<f32>)>,
+    tokenizer: tokenizers::Tokenizer,
+    stats: serde_json::Value,
+    state: TrainState,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("step", &self.state.step)
+            .finish()
+    }
+}
+
+fn normalizer(stats_path: &Path, feature: &str) -> Result<Normalizer, TrainError> {
+    Ok(lerobot_stats(
+        stats_path,
+        feature,
+        LeRobotMode::MinMax,
+        None,
+    )?)
+}
+
+impl Trainer {
+    /// Prepares a run on `dataset` (decoding every frame once). `image_size` must be the
+    /// dataset's image side.
+    pub fn new(dataset: &Path, cfg: TrainConfig, device: &Device) -> Result<Self, TrainError> {
+        let ds = Dataset::open(dataset)?;
+        let frames = ds.read_frames()?;
+        let sizes = ds.check_images(&frames)?;
+        let side = sizes.first().map_or(0, |s| s.0);
+        if sizes.iter().any(|s| s.0 != side || s.1 != side) || side % 16 != 0 || side == 0 {
+            return Err(TrainError::Config(format!(
+                "sinew-tiny needs square images with a side that is a multiple of 16; the dataset's are {sizes:?}"
+            )));
+        }
+        let state_dim = ds
+            .info
+            .feature(sinew_data::STATE)
+            .map_or(0, |f| f.shape.iter().product());
+        let action_dim = ds
+            .info
+            .feature(sinew_data::ACTION)
+            .map_or(0, |f| f.shape.iter().product());
+        let tokenizer = build_text_tokenizer(&ds.tasks)?;
+        let mut model_cfg = Config::small(
+            ds.cameras.clone(),
+            state_dim,
+            action_dim,
+            tokenizer.get_vocab_size(true),
+        );
+        model_cfg.image_size = side as usize;
+        model_cfg.d_model = cfg.d_model;
+        model_cfg.n_layers = cfg.n_layers;
+        model_cfg.n_heads = cfg.n_heads;
+        model_cfg.mlp_dim = cfg.mlp_dim;
+        model_cfg.chunk_length = cfg.chunk_length;
+        model_cfg.n_bins = cfg.n_bins;
+        model_cfg.action_kind = ActionKind::JointPosition;
+        model_cfg.control_rate_hz = ds.info.fps as f64;
+        model_cfg.robot = ds.info.robot_type.clone();
+        model_cfg.validate().map_err(TrainError::Config)?;
+
+        let stats_path = dataset.join("meta/stats.json");
+        let state_norm = normalizer(&stats_path, sinew_data::STATE)?;
+        let action_norm = normalizer(&stats_path, sinew_data::ACTION)?;
+        let all_stats: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&stats_path)
+                .map_err(|e| TrainError::Io(stats_path.clone(), e))?,
+        )
+        .map_err(|e| TrainError::Config(format!("{}: {e}", stats_path.display())))?;
+        let stats = serde_json::json!({
+            sinew_data::STATE: all_stats[sinew_data::STATE],
+            sinew_data::ACTION: all_stats[sinew_data::ACTION],
+        });
+        let bins = BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?;
+
+        // Text of each task, once.
+        let policy_tok = &tokenizer;
+        let mut texts = Vec::new();
+        for t in &ds.tasks {
+            let enc = policy_tok
+                .encode(t.as_str(), false)
+                .map_err(|e| TrainError::Config(format!("tokenizer: {e}")))?;
+            let mut ids = enc.get_ids().to_vec();
+            ids.truncate(model_cfg.max_text_len);
+            let mut mask = vec![1f32; ids.len()];
+            ids.resize(model_cfg.max_text_len, 0);
+            mask.resize(model_cfg.max_text_len, 0.0);
+            texts.push((ids, mask));
+        }
+
+        // Samples: decoded images, normalised state, target bins of the next T actions.
+        let t_len = cfg.chunk_length;
+        let mut samples = Vec::with_capacity(frames.len());
+        for e in &ds.episodes {
+            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
+            let actions: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|f| {
+                    action_norm.normalize(&f.action.iter().map(|v| *v as f64).collect::<Vec<_>>())
+                })
+                .collect::<Result<_, _>>()?;
+            for (k, f) in rows.iter().enumerate() {
+                let mut targets = Vec::with_capacity(t_len * action_dim);
+                for t in 0..t_len {
+                    let a = &actions[(k + t).min(actions.len() - 1)];
+                    targets.extend(bins.encode(a)?);
+                }
+                samples.push(Sample {
+                    images: decode(f, ds.cameras.len())?,
+                    text: f.task_index as usize,
+                    state: state_norm
+                        .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect(),
+                    targets,
+                });
+            }
+        }
+
+        // Episode split.
+        let mut rng = Rng(cfg.seed ^ 0x5EED_0F_5EED);
+        let mut order: Vec<usize> = (0..ds.episodes.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i + 1);
+            order.swap(i, j);
+        }
+        let n_val = if order.len() >= 2 {
+            ((order.len() as f64 * cfg.val_fraction).round() as usize).max(1)
+        } else {
+            0
+        };
+        let val_eps: Vec<usize> = order[..n_val].to_vec();
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for e in &ds.episodes {
+            let idx = e.dataset_from_index as usize..e.dataset_to_index as usize;
+            if val_eps.contains(&(e.episode_index as usize)) {
+                val.extend(idx);
+            } else {
+                train.extend(idx);
+            }
+        }
+        if train.is_empty() {
+            return Err(TrainError::Config("no training frames".into()));
+        }
+
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = SinewTiny::new(&model_cfg, vb)?;
+        let mut vars: Vec<(String, Var)> = match varmap.data().lock() {
+            Ok(d) => d.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return Err(TrainError::Config("variable map poisoned".into())),
+        };
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().zeros_like())
+            .collect::<Result<Vec<_>, _>>()?;
+        let v = m.clone();
+        Ok(Self {
+            state: TrainState {
+                step: 0,
+                rng: Rng(cfg.seed),
+                config: cfg.clone(),
+                dataset: dataset.to_owned(),
+                history: Vec::new(),
+            },
+            cfg,
+            model_cfg,
+            device: device.clone(),
+            varmap,
+            model,
+            vars,
+            m,
+            v,
+            samples,
+            train,
+            val,
+            texts,
+            tokenizer,
+            stats,
+        })
+    }
+
+    /// The model configuration.
+    pub fn model_config(&self) -> &Config {
+        &self.model_cfg
+    }
+
+    /// Steps done.
+    pub fn step(&self) -> u64 {
+        self.state.step
+    }
+
+    /// Training and validation frames.
+    pub fn split(&self) -> (usize, usize) {
+        (self.train.len(), self.val.len())
+    }
+
+    /// Parameters.
+    pub fn parameters(&self) -> usize {
+        self.vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum()
+    }
+
+    /// Loss history so far.
+    pub fn history(&self) -> &[(u64, f32, f32)] {
+        &self.state.history
+    }
+
+    fn batch(
+        &self,
+        idx: &[usize],
+        rng: Option<&mut Rng>,
+    ) -> Result<(TinyInputs, Tensor), TrainError> {
+        let cfg = &self.model_cfg;
+        let s = cfg.image_size;
+        let n_cam = cfg.cameras.len();
+        let b = idx.len();
+        let mut images = vec![0f32; b * n_cam * 3 * s * s];
+        let mut ids = Vec::with_capacity(b * cfg.max_text_len);
+        let mut mask = Vec::with_capacity(b * cfg.max_text_len);
+        let mut state = Vec::with_capacity(b * cfg.state_dim);
+        let mut targets = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
+        let mut rng = rng;
+        for (bi, &i) in idx.iter().enumerate() {
+            let smp = &self.samples[i];
+            for (c, rgb) in smp.images.iter().enumerate() {
+                let out =
+                    &mut images[((bi * n_cam + c) * 3 * s * s)..((bi * n_cam + c + 1) * 3 * s * s)];
+                match rng.as_deref_mut() {
+                    Some(r) => augment(rgb, s, &self.cfg.augment, r, out),
+                    None => augment(
+                        rgb,
+                        s,
+                        &Augment {
+                            shift_px: 0,
+                            brightness: 0.0,
+                            contrast: 0.0,
+                            color: 0.0,
+                        },
+                        &mut Rng(0),
+                        out,
+                    ),
+                }
+            }
+            let (ti, tm) = &self.texts[smp.text];
+            ids.extend_from_slice(ti);
+            mask.extend_from_slice(tm);
+            state.extend_from_slice(&smp.state);
+            targets.extend_from_slice(&smp.targets);
+        }
+        let d = &self.device;
+        let n = targets.len();
+        Ok((
+            TinyInputs {
+                images: Tensor::from_vec(images, (b, n_cam, 3, s, s), d)?,
+                text_ids: Tensor::from_vec(ids, (b, cfg.max_text_len), d)?,
+                text_mask: Tensor::from_vec(mask, (b, cfg.max_text_len), d)?,
+                state: Tensor::from_vec(state, (b, cfg.state_dim), d)?,
+            },
+            Tensor::from_vec(targets, n, d)?,
+        ))
+    }
+
+    fn loss(&self, x: &TinyInputs, targets: &Tensor) -> Result<(Tensor, Tensor), TrainError> {
+        let logits = self.model.forward(x)?;
+        let flat = logits.reshape((targets.dim(0)?, self.model_cfg.n_bins))?;
+        Ok((candle_nn::loss::cross_entropy(&flat, targets)?, flat))
+    }
+
+    /// One optimiser step on a random batch.
+    pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
+        let mut rng = self.state.rng;
+        let idx: Vec<usize> = (0..self.cfg.batch_size)
+            .map(|_| self.train[rng.below(self.train.len())])
+            .collect();
+        let (x, targets) = self.batch(&idx, Some(&mut rng))?;
+        self.state.rng = rng;
+        let (loss, _) = self.loss(&x, &targets)?;
+        let grads = loss.backward()?;
+        let lr = self.cfg.lr_at(self.state.step);
+        let t = (self.state.step + 1) as i32;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for (k, (_, var)) in self.vars.iter().enumerate() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let m = ((&self.m[k] * b1)? + (g * (1.0 - b1))?)?;
+            let v = ((&self.v[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + eps)?)?;
+            let w = var.as_tensor();
+            let next = ((w * (1.0 - lr * self.cfg.weight_decay))? - (update * lr)?)?;
+            var.set(&next)?;
+            self.m[k] = m;
+            self.v[k] = v;
+        }
+        self.state.step += 1;
+        let loss: f32 = loss.to_scalar()?;
+        Ok(StepReport {
+            step: self.state.step,
+            loss,
+            lr,
+        })
+    }
+
+    /// Loss, bin accuracy and first-action error on the validation frames (no augmentation),
+    /// at most `max_frames` of them (evenly spread).
+    pub fn validate(&self, max_frames: usize) -> Result<Option<Validation>, TrainError> {
+        if self.val.is_empty() {
+            return Ok(None);
+        }
+        let stride = (self.val.len() / max_frames.max(1)).max(1);
+        let chosen: Vec<usize> = self.val.iter().step_by(stride).copied().collect();
+        let (mut loss_sum, mut acc_sum, mut mae_sum, mut n) = (0f64, 0f64, 0f64, 0usize);
+        let d = self.model_cfg.action_dim;
+        let nb = self.model_cfg.n_bins as f32;
+        for chunk in chosen.chunks(self.cfg.batch_size.max(1)) {
+            let (x, targets) = self.batch(chunk, None)?;
+            let (loss, flat) = self.loss(&x, &targets)?;
+            let pred = flat.argmax(candle_core::D::Minus1)?;
+            let acc: f32 = pred
+                .eq(&targets)?
+                .to_dtype(DType::F32)?
+                .mean_all()?
+                .to_scalar()?;
+            let p: Vec<u32> = pred.to_vec1()?;
+            let t: Vec<u32> = targets.to_vec1()?;
+            let per = self.model_cfg.chunk_length * d;
+            let mut mae = 0f32;
+            for b in 0..chunk.len() {
+                for k in 0..d {
+                    mae += (p[b * per + k] as f32 - t[b * per + k] as f32).abs() * 2.0 / nb;
+                }
+            }
+            loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            acc_sum += acc as f64 * chunk.len() as f64;
+            mae_sum += (mae / d as f32) as f64;
+            n += chunk.len();
+        }
+        Ok(Some(Validation {
+            loss: (loss_sum / n as f64) as f32,
+            accuracy: (acc_sum / n as f64) as f32,
+            first_action_mae: (mae_sum / n as f64) as f32,
+        }))
+    }
+
+    /// Records a history point.
+    pub fn note(&mut self, loss: f32, val: Option<f32>) {
+        self.state
+            .history
+            .push((self.state.step, loss, val.unwrap_or(f32::NAN)));
+    }
+
+    /// Writes the policy folder `out` (config, weights, stats, tokenizer) and the checkpoint
+    /// `out/checkpoint/` (optimiser moments, step, generator, history). Each file is written to
+    /// a temporary name and renamed, so an interruption leaves the previous checkpoint whole.
+    pub fn save(&self, out: &Path) -> Result<(), TrainError> {
+        SinewTinyPolicy::save_folder(
+            out,
+            &self.model_cfg,
+            &self.varmap,
+            &self.tokenizer,
+            &self.stats,
+        )?;
+        let ck = out.join("checkpoint");
+        std::fs::create_dir_all(&ck).map_err(|e| TrainError::Io(ck.clone(), e))?;
+        let mut moments: HashMap<String, Tensor> = HashMap::new();
+        for (k, (name, _)) in self.vars.iter().enumerate() {
+            moments.insert(format!("m.{name}"), self.m[k].clone());
+            moments.insert(format!("v.{name}"), self.v[k].clone());
+        }
+        let tmp = ck.join("optimizer.safetensors.partial");
+        candle_core::safetensors::save(&moments, &tmp)?;
+        let fin = ck.join("optimizer.safetensors");
+        std::fs::rename(&tmp, &fin).map_err(|e| TrainError::Io(fin, e))?;
+        // The weights the optimiser state belongs to (the policy folder's copy may be newer
+        // if a later save is interrupted between files).
+        let wt = ck.join("model.safetensors.partial");
+        self.varmap.save(&wt)?;
+        let wf = ck.join("model.safetensors");
+        std::fs::rename(&wt, &wf).map_err(|e| TrainError::Io(wf, e))?;
+        let st = ck.join("state.json.partial");
+        let text = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        std::fs::write(&st, text).map_err(|e| TrainError::Io(st.clone(), e))?;
+        let sf = ck.join("state.json");
+        std::fs::rename(&st, &sf).map_err(|e| TrainError::Io(sf, e))?;
+        Ok(())
+    }
+
+    /// Continues from `out/checkpoint/`: weights, moments, step, generator and history. The
+    /// configuration must be the one the checkpoint was written with.
+    pub fn resume(&mut self, out: &Path) -> Result<(), TrainError> {
+        let ck = out.join("checkpoint");
+        let sf = ck.join("state.json");
+        let text = std::fs::read_to_string(&sf).map_err(|e| TrainError::Io(sf.clone(), e))?;
+        let state: TrainState = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", sf.display())))?;
+        if state.config != self.cfg {
+            return Err(TrainError::Config(format!(
+                "{}: the checkpoint was trained with another configuration; resume with the same --config (or start a new --out)",
+                sf.display()
+            )));
+        }
+        self.varmap.load(ck.join("model.safetensors"))?;
+        let moments =
+            candle_core::safetensors::load(ck.join("optimizer.safetensors"), &self.device)?;
+        for (k, (name, _)) in self.vars.iter().enumerate() {
+            let get = |p: &str| {
+                moments.get(&format!("{p}.{name}")).cloned().ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "{}: no {p}.{name}",
+                        ck.join("optimizer.safetensors").display()
+                    ))
+                })
+            };
+            self.m[k] = get("m")?;
+            self.v[k] = get("v")?;
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// Whether `out` holds a checkpoint to resume.
+    pub fn has_checkpoint(out: &Path) -> bool {
+        out.join("checkpoint/state.json").is_file()
+    }
+}
+
+fn decode(f: &Frame, n: usize) -> Result<Vec<Vec<u8>>, TrainError> {
+    (0..n).map(|i| Ok(f.image(i)?.data)).collect()
+}
+
+/// RGB bytes (S x S) to normalised CHW floats in [-1, 1] with a random shift, brightness,
+/// contrast and colour gain.
+fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
+    let shift = a.shift_px as i64;
+    let (dx, dy) = if shift > 0 {
+        (
+            rng.below(2 * shift as usize + 1) as i64 - shift,
+            rng.below(2 * shift as usize + 1) as i64 - shift,
+        )
+    } else {
+        (0, 0)
+    };
+    let bright = a.brightness * rng.sym();
+    let contrast = 1.0 + a.contrast * rng.sym();
+    let gain = [
+        1.0 + a.color * rng.sym(),
+        1.0 + a.color * rng.sym(),
+        1.0 + a.color * rng.sym(),
+    ];
+    let si = s as i64;
+    for y in 0..s {
+        let sy = (y as i64 + dy).clamp(0, si - 1) as usize;
+        for x in 0..s {
+            let sx = (x as i64 + dx).clamp(0, si - 1) as usize;
+            let p = (sy * s + sx) * 3;
+            for c in 0..3 {
+                let v = rgb[p + c] as f32 / 127.5 - 1.0;
+                out[c * s * s + y * s + x] = ((v * gain[c]) * contrast + bright).clamp(-1.0, 1.0);
+            }
+        }
+    }
+}
