@@ -384,7 +384,7 @@ impl Trainer {
             return Err(TrainError::Config("no training frames".into()));
         }
 
-        let varmap = VarMap::new();
+        let varmap = seeded_varmap(&model_cfg, cfg.seed ^ 0x1A17_1A17, device)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = SinewTiny::new(&model_cfg, vb)?;
         let mut vars: Vec<(String, Var)> = match varmap.data().lock() {
@@ -669,6 +669,138 @@ impl Trainer {
     pub fn has_checkpoint(out: &Path) -> bool {
         out.join("checkpoint/state.json").is_file()
     }
+}
+
+/// Initial weights drawn from our seeded generator with candle's initialisers (candle's own
+/// CPU generator cannot be seeded), so a run is reproducible from its seed.
+struct SeededInit {
+    rng: std::sync::Mutex<Rng>,
+}
+
+impl SeededInit {
+    fn uniform(&self, n: usize, lo: f64, up: f64) -> Vec<f32> {
+        let mut r = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (0..n)
+            .map(|_| (lo + (up - lo) * ((r.next_u64() >> 11) as f64 / (1u64 << 53) as f64)) as f32)
+            .collect()
+    }
+
+    fn normal(&self, n: usize, mean: f64, std: f64) -> Vec<f32> {
+        let mut r = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = Vec::with_capacity(n + 1);
+        while v.len() < n {
+            // Box-Muller.
+            let u1 = ((r.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let u2 = (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let rad = (-2.0 * u1.ln()).sqrt();
+            let th = 2.0 * std::f64::consts::PI * u2;
+            v.push((mean + std * rad * th.cos()) as f32);
+            v.push((mean + std * rad * th.sin()) as f32);
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for SeededInit {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        use candle_nn::init::NormalOrUniform;
+        let n = s.elem_count();
+        let vals = match h {
+            candle_nn::Init::Const(c) => vec![c as f32; n],
+            candle_nn::Init::Randn { mean, stdev } => self.normal(n, mean, stdev),
+            candle_nn::Init::Uniform { lo, up } => self.uniform(n, lo, up),
+            candle_nn::Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let std = non_linearity.gain() / (fan.for_shape(&s) as f64).sqrt();
+                match dist {
+                    NormalOrUniform::Uniform => {
+                        let b = 3f64.sqrt() * std;
+                        self.uniform(n, -b, b)
+                    }
+                    NormalOrUniform::Normal => self.normal(n, 0.0, std),
+                }
+            }
+        };
+        let _ = name;
+        Tensor::from_vec(vals, s, dev)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: no shape given")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// A VarMap holding `cfg`'s variables initialised from `seed`.
+fn seeded_varmap(cfg: &Config, seed: u64, device: &Device) -> Result<VarMap, TrainError> {
+    // Build once against the seeded backend, collecting the names it asks for in order...
+    let init = SeededInit {
+        rng: std::sync::Mutex::new(Rng(seed)),
+    };
+    let recorder = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Tensor)>::new()));
+    struct Collect<'a> {
+        init: &'a SeededInit,
+        out: std::sync::Arc<std::sync::Mutex<Vec<(String, Tensor)>>>,
+    }
+    impl candle_nn::var_builder::SimpleBackend for Collect<'_> {
+        fn get(
+            &self,
+            s: candle_core::Shape,
+            name: &str,
+            h: candle_nn::Init,
+            dtype: DType,
+            dev: &Device,
+        ) -> candle_core::Result<Tensor> {
+            let t = self.init.get(s, name, h, dtype, dev)?;
+            self.out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name.to_owned(), t.clone()));
+            Ok(t)
+        }
+        fn get_unchecked(&self, name: &str, d: DType, dev: &Device) -> candle_core::Result<Tensor> {
+            self.init.get_unchecked(name, d, dev)
+        }
+        fn contains_tensor(&self, _: &str) -> bool {
+            true
+        }
+    }
+    let vb = VarBuilder::from_backend(
+        Box::new(Collect {
+            init: &init,
+            out: recorder.clone(),
+        }),
+        DType::F32,
+        device.clone(),
+    );
+    SinewTiny::new(cfg, vb)?;
+    // ... then put them in a VarMap as variables.
+    let varmap = VarMap::new();
+    {
+        let made = recorder.lock().unwrap_or_else(|e| e.into_inner());
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Config("variable map poisoned".into()))?;
+        for (name, t) in made.iter() {
+            data.insert(name.clone(), Var::from_tensor(t)?);
+        }
+    }
+    Ok(varmap)
 }
 
 fn decode(f: &Frame, n: usize) -> Result<Vec<Vec<u8>>, TrainError> {
