@@ -1,0 +1,164 @@
+//! Demonstrations to a LeRobot dataset, a tiny training run, the trained folder in closed loop,
+//! and the evaluation table.
+
+use std::path::Path;
+use std::process::Command;
+
+fn sinew(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("sinew runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+#[test]
+fn record_train_run_and_evaluate() {
+    let base = std::env::temp_dir().join(format!("sinew-dte-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("dir");
+    let ds = base.join("ds");
+    let (ok, out, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+        "--out",
+        s(&ds),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 episodes"), "{out}");
+    let (ok, out, err) = sinew(&["dataset", "info", s(&ds), "--json"]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(info["episodes"], 2);
+    assert_eq!(info["codebase_version"], "v3.0");
+    assert_eq!(info["cameras"], serde_json::json!(["front", "wrist"]));
+    assert_eq!(info["image_sizes"], serde_json::json!([[32, 32], [32, 32]]));
+
+    // A second record into the same folder is refused, naming it.
+    let (ok, _, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--out",
+        s(&ds),
+    ]);
+    assert!(!ok && err.contains("already"), "{err}");
+
+    let cfg = base.join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "steps = 6\nbatch_size = 4\nwarmup_steps = 2\nval_every = 3\ncheckpoint_every = 3\n\
+         d_model = 32\nn_layers = 1\nn_heads = 2\nmlp_dim = 64\nchunk_length = 4\nn_bins = 32\n",
+    )
+    .expect("config");
+    let pol = base.join("policy");
+    let (ok, out, err) = sinew(&[
+        "train",
+        "--dataset",
+        s(&ds),
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&pol),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("6 steps"), "{out}");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "stats.json",
+        "tokenizer.json",
+        "checkpoint/state.json",
+    ] {
+        assert!(pol.join(f).is_file(), "{f}");
+    }
+    // Running it again resumes at the end: nothing to do.
+    let (ok, _, err) = sinew(&[
+        "train",
+        "--dataset",
+        s(&ds),
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&pol),
+    ]);
+    assert!(ok && err.contains("resuming at step 6"), "{err}");
+    // A bad configuration key is an error naming the file.
+    std::fs::write(base.join("bad.toml"), "stepz = 3\n").expect("bad");
+    let (ok, _, err) = sinew(&[
+        "train",
+        "--dataset",
+        s(&ds),
+        "--config",
+        s(&base.join("bad.toml")),
+        "--out",
+        s(&base.join("p2")),
+    ]);
+    assert!(
+        !ok && err.contains("bad.toml") && err.contains("stepz"),
+        "{err}"
+    );
+
+    // The folder is a policy the runtime runs in the simulator.
+    let (ok, out, err) = sinew(&[
+        "sim",
+        "run",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--seed",
+        "500",
+        "--policy",
+        s(&pol),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("reach on so101"), "{out}");
+
+    // Evaluating the expert gives its known success rate (reach: every episode).
+    let ev = base.join("eval");
+    let (ok, out, err) = sinew(&[
+        "eval",
+        "--policy",
+        "expert",
+        "--tasks",
+        "reach",
+        "--episodes",
+        "4",
+        "--jobs",
+        "2",
+        "--out",
+        s(&ev),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| reach | 4 | 100.0% |"), "{out}");
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ev.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    assert_eq!(e["aggregated"]["pc_success"], 100.0);
+    assert!(e["aggregated"]["eval_s"].as_f64().expect("eval_s") > 0.0);
+    assert_eq!(e["per_task"][0]["task"], "reach");
+    assert_eq!(e["per_task"][0]["n_episodes"], 4);
+    assert_eq!(e["per_episode"].as_array().expect("rows").len(), 4);
+    // Seeds are disjoint from the dataset's by default.
+    assert!(e["per_episode"][0]["seed"].as_u64().expect("seed") >= 1_000_000);
+    assert!(ev.join("eval.md").is_file());
+}
