@@ -19,7 +19,7 @@ pub enum SimCommand {
     /// Serve the simulated robot on the bus, on the keys a real robot uses.
     Serve(crate::sim_serve::ServeArgs),
     /// Drive simulated episodes with a policy through the runtime (lockstep, reproducible).
-    Run(crate::sim_run::SimRunArgs),
+    Run(Box<crate::sim_run::SimRunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -103,7 +103,7 @@ pub fn run(cmd: SimCommand, bus: &sinew_bus::BusConfig, stop: &Stop) -> Result<(
         SimCommand::Expert(a) => expert(a, stop),
         SimCommand::Bench(a) => bench(a),
         SimCommand::Serve(a) => crate::sim_serve::serve(a, bus, stop),
-        SimCommand::Run(a) => crate::sim_run::sim_run(a, stop),
+        SimCommand::Run(a) => crate::sim_run::sim_run(*a, stop),
     }
 }
 

@@ -489,7 +489,7 @@ pub fn run_episode(
         tick += 1;
         world.advance_to(tick as f64 * dt);
     }
-    if let Some(r) = rec.as_deref_mut() {
+    if let Some(r) = rec {
         r.event(
             &Event::Outcome {
                 success: succeeded,

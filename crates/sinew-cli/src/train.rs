@@ -110,6 +110,21 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
         bar.set_position(step);
         if val_now {
             let mean = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
+            if bar.is_hidden() {
+                // Not a terminal (a log file): a plain line per validation instead of the bar.
+                let done = step - start_step;
+                let rate = done as f64 / t_loop.elapsed().as_secs_f64().max(1e-9);
+                eprintln!(
+                    "train: step {step}/{}  loss {mean:.4}  lr {:.2e}  {}  {rate:.2} steps/s  ETA {:.0} min",
+                    cfg.steps,
+                    r.lr,
+                    last_val.map_or("no validation".into(), |v| format!(
+                        "val loss {:.4} acc {:.3} first-action error {:.4}",
+                        v.loss, v.accuracy, v.first_action_mae
+                    )),
+                    (cfg.steps - step) as f64 / rate.max(1e-9) / 60.0
+                );
+            }
             trainer.note(mean, last_val.map(|v| v.loss));
             recent.clear();
         }

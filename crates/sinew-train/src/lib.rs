@@ -359,7 +359,7 @@ impl Trainer {
         }
 
         // Episode split.
-        let mut rng = Rng(cfg.seed ^ 0x5EED_0F_5EED);
+        let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_5EED);
         let mut order: Vec<usize> = (0..ds.episodes.len()).collect();
         for i in (1..order.len()).rev() {
             let j = rng.below(i + 1);
