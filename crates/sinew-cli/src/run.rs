@@ -546,9 +546,13 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     }
     if let Some(v) = viz {
         let report = v.close();
+        let target = match (&a.rerun.rerun_connect, &a.record) {
+            (Some(addr), _) => format!("the viewer at {addr}"),
+            (None, Some(d)) => d.join(format!("{run_name}.rrd")).display().to_string(),
+            (None, None) => format!("{run_name}.rrd"),
+        };
         eprintln!(
-            "run: rerun{}; {} item(s) dropped by a full queue",
-            a.rerun.describe(a.record.as_deref()),
+            "run: rerun to {target}; {} item(s) dropped by a full queue",
             report.dropped
         );
         if let Some(e) = report.error {

@@ -529,8 +529,10 @@ impl Trainer {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let m = ((&self.m[k] * b1)? + (g * (1.0 - b1))?)?;
-            let v = ((&self.v[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            // Detached: the moments must not keep the step's graph (and every earlier one) alive.
+            let g = g.detach();
+            let m = ((&self.m[k] * b1)? + (&g * (1.0 - b1))?)?.detach();
+            let v = ((&self.v[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
             let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + eps)?)?;
             let w = var.as_tensor();
             let next = ((w * (1.0 - lr * self.cfg.weight_decay))? - (update * lr)?)?;
