@@ -177,7 +177,7 @@ fn demo(
     let mut tick = 0u64;
     let mut steps = 0u64;
     loop {
-        let now = ((world.time_s * 1e9).round() as u64) as f64 * 1e-9;
+        let now = ((world.time_s * 1e9).round() as u64) as f64 / 1e9;
         let step = rt.step_at(now);
         if step != steps || now == 0.0 {
             steps = step;

@@ -314,7 +314,7 @@ fn compare(rec: &Recording, a: &ReplayArgs, policy: &str) -> Result<()> {
         let Some(recorded) = commands.get(t_ns) else {
             continue; // the episode ended at this joint state: no command followed it
         };
-        let now = *t_ns as f64 * 1e-9;
+        let now = *t_ns as f64 / 1e9;
         let step = rt.step_at(now);
         let sensors = Sensors {
             joint_state_stamp: Some(now),

@@ -328,7 +328,7 @@ pub fn run_episode(
     loop {
         // The runtime's clock is the recorded one (whole nanoseconds), so a replay of the
         // recording sees exactly the times this loop saw.
-        let now = ((world.time_s * 1e9).round() as u64) as f64 * 1e-9;
+        let now = ((world.time_s * 1e9).round() as u64) as f64 / 1e9;
         let step = rt.step_at(now);
         if let Some(r) = rec.as_deref_mut() {
             let (q, qd) = world.joint_state();

@@ -135,7 +135,11 @@ impl ChunkScheduler {
     pub fn wants_chunk(&self, now: u64) -> bool {
         match self.execution {
             Execution::Sync { .. } => self.remaining(now) == 0,
-            Execution::Async { threshold, .. } => self.remaining(now) <= threshold,
+            // At most one chunk per policy step: a chunk predicted from this step's
+            // observation is not asked for again within the step.
+            Execution::Async { threshold, .. } => {
+                self.remaining(now) <= threshold && self.chunks.back().is_none_or(|c| c.start < now)
+            }
         }
     }
 

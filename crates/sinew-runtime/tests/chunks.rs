@@ -63,3 +63,17 @@ fn merging_overlapping_chunks() {
     let want = (1.0 * 0.0 + (-m).exp() * 10.0) / (1.0 + (-m).exp());
     assert!((b - want).abs() < 1e-12);
 }
+
+#[test]
+fn async_asks_at_most_once_per_policy_step() {
+    // Chunks of one step with a threshold of one: without the rule, the chunk predicted from
+    // step 3 would be asked for again on every command tick of step 3.
+    let mut s = ChunkScheduler::new(Execution::Async {
+        threshold: 1,
+        merge: Merge::LatestOnly,
+    });
+    assert!(s.wants_chunk(0), "nothing yet");
+    s.insert(3, chunk(0.0, 1), 3);
+    assert!(!s.wants_chunk(3), "already predicted from step 3");
+    assert!(s.wants_chunk(4), "the next step asks again");
+}
