@@ -35,6 +35,20 @@ pub enum RecordError {
     Stopped(String),
 }
 
+/// An error with its causes ("I/O error from writing: No space left on device (os error 28)").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s = format!("{s}: {t}");
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// The ROS topic name of a bus key (`so101/joint_states` -> `/so101/joint_states`).
 pub fn topic_of_key(key: &str) -> String {
     format!("/{}", key.trim_start_matches('/'))
@@ -87,7 +101,7 @@ impl McapRecorder {
             std::fs::create_dir_all(dir).map_err(|e| RecordError::Io(dir.to_owned(), e))?;
         }
         let file = File::create(path).map_err(|e| RecordError::Io(path.to_owned(), e))?;
-        let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), e.to_string());
+        let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), chain(&e));
         let mut writer = mcap::WriteOptions::new()
             .profile("ros2")
             .library(concat!("sinew ", env!("CARGO_PKG_VERSION")))
@@ -119,7 +133,7 @@ impl McapRecorder {
         if let Some(id) = self.channels.get(key) {
             return Ok(*id);
         }
-        let mcap_err = |e: mcap::McapError| RecordError::Mcap(self.path.clone(), e.to_string());
+        let mcap_err = |e: mcap::McapError| RecordError::Mcap(self.path.clone(), chain(&e));
         let schema = self
             .writer
             .add_schema(def.name, "ros2msg", def.full_text().as_bytes())
@@ -127,7 +141,7 @@ impl McapRecorder {
         let id = self
             .writer
             .add_channel(schema, &topic_of_key(key), "cdr", &BTreeMap::new())
-            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+            .map_err(|e| RecordError::Mcap(self.path.clone(), chain(&e)))?;
         self.channels.insert(key.to_owned(), id);
         Ok(id)
     }
@@ -155,7 +169,7 @@ impl McapRecorder {
                 },
                 cdr,
             )
-            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+            .map_err(|e| RecordError::Mcap(self.path.clone(), chain(&e)))?;
         self.summary.messages += 1;
         self.summary.bytes += cdr.len() as u64;
         Ok(())
@@ -178,14 +192,14 @@ impl McapRecorder {
     pub fn flush(&mut self) -> Result<(), RecordError> {
         self.writer
             .flush()
-            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))
+            .map_err(|e| RecordError::Mcap(self.path.clone(), chain(&e)))
     }
 
     /// Writes the summary and closes the file.
     pub fn finish(mut self) -> Result<RecordSummary, RecordError> {
         self.writer
             .finish()
-            .map_err(|e| RecordError::Mcap(self.path.clone(), e.to_string()))?;
+            .map_err(|e| RecordError::Mcap(self.path.clone(), chain(&e)))?;
         Ok(self.summary)
     }
 }
@@ -250,7 +264,7 @@ impl RecorderThread {
                 let mut current: Option<McapRecorder> = None;
                 let fail = |report: &mut RecorderReport, e: RecordError| {
                     tracing::error!("recorder stopped: {e}");
-                    report.error = Some(e.to_string());
+                    report.error = Some(chain(&e));
                     flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 };
                 for item in rx.iter() {
@@ -420,7 +434,7 @@ pub struct Recording {
 /// and says where it ends in `truncated`; a file that is not MCAP at all is an error.
 pub fn read_recording(path: &Path) -> Result<Recording, RecordError> {
     let buf = std::fs::read(path).map_err(|e| RecordError::Io(path.to_owned(), e))?;
-    let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), e.to_string());
+    let mcap_err = |e: mcap::McapError| RecordError::Mcap(path.to_owned(), chain(&e));
     if buf.len() < 8 || &buf[..8] != mcap::MAGIC {
         return Err(RecordError::Mcap(
             path.to_owned(),

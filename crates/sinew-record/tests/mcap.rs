@@ -230,3 +230,49 @@ fn reads_a_recording_written_by_the_python_reference() {
         }
     }
 }
+
+#[test]
+fn a_full_disk_stops_the_recorder_with_the_reason() {
+    // /dev/full accepts the open and fails every write with ENOSPC, as a full disk does.
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let mut r = RecorderThread::spawn(64).expect("thread");
+    let good = tmp("before-full.mcap");
+    r.send_control(RecordItem::NewFile {
+        path: good.clone(),
+        metadata: BTreeMap::new(),
+    });
+    for i in 0..5 {
+        r.send_control(RecordItem::Message {
+            key: "so101/joint_states".into(),
+            kind: sinew_msgs::MessageKind::JointState,
+            log_time_ns: i,
+            publish_time_ns: i,
+            cdr: state(i).to_cdr().into(),
+        });
+    }
+    r.send_control(RecordItem::NewFile {
+        path: PathBuf::from("/dev/full"),
+        metadata: BTreeMap::new(),
+    });
+    // Enough data to force writes past any buffering.
+    for i in 0..2000 {
+        let img = image(i);
+        r.send_control(RecordItem::Message {
+            key: "so101/camera/front/image_raw".into(),
+            kind: sinew_msgs::MessageKind::Image,
+            log_time_ns: i,
+            publish_time_ns: i,
+            cdr: img.to_cdr().into(),
+        });
+        if r.has_stopped() {
+            break;
+        }
+    }
+    let report = r.close();
+    let e = report.error.expect("the recorder reports the failure");
+    assert!(e.to_lowercase().contains("no space"), "{e}");
+    // What was written before stays readable.
+    assert_eq!(read_recording(&good).expect("readable").messages.len(), 5);
+}
