@@ -104,6 +104,7 @@ fn robot_of(rec: &Recording, a: &ReplayArgs) -> Result<RobotDescription> {
 fn decoded(rec: &Recording) -> Vec<(String, u64, AnyMessage)> {
     let mut out = Vec::with_capacity(rec.messages.len());
     let mut bad = 0u64;
+    let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
     for m in &rec.messages {
         match m.decode() {
             Some(Ok(msg)) => out.push((key_of_topic(&m.topic), m.log_time_ns, msg)),
@@ -113,11 +114,14 @@ fn decoded(rec: &Recording) -> Vec<(String, u64, AnyMessage)> {
                     tracing::warn!("{} at {} ns: {e}", m.topic, m.log_time_ns);
                 }
             }
-            None => {}
+            None => *unknown.entry(m.schema.clone()).or_default() += 1,
         }
     }
     if bad > 0 {
         eprintln!("replay: {bad} malformed message(s) skipped");
+    }
+    for (schema, n) in unknown {
+        eprintln!("replay: {n} message(s) of type {schema} skipped (not a type Sinew decodes)");
     }
     out.sort_by_key(|(_, t, _)| *t);
     out
