@@ -235,6 +235,22 @@ fn an_episode_is_viewable_in_rerun_and_replays_through_its_policy() {
     };
     assert_eq!(rows(&conv), rows(&live));
 
+    // A file cut short by a crash still converts, up to its last complete chunk.
+    let bytes = std::fs::read(&mcap).expect("mcap bytes");
+    let cut = base.join("cut.mcap");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("cut");
+    let (ok, _, err) = sinew(&[
+        "replay",
+        cut.to_str().expect("utf8"),
+        "--rrd",
+        base.join("cut.rrd").to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("cut short"), "{err}");
+    let partial = sinew_viz::read_rrd(&base.join("cut.rrd")).expect("partial rrd reads");
+    let n = rrd_rows(&partial, "joints/shoulder_pan/measured");
+    assert!(n > 0 && n < joint_states, "{n} of {joint_states}");
+
     // The expert fed the recorded observations commands exactly what was recorded, and the
     // same log replayed twice gives identical reports.
     let reports: Vec<serde_json::Value> = (0..2)
