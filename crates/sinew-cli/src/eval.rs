@@ -17,7 +17,9 @@ use sinew_viz::{episode_rrd, Sink, VizItem, VizThread};
 
 use crate::policy::DeviceArgs;
 use crate::sim::{load_robot, load_task};
-use crate::sim_run::{driver, run_episode, EpisodeRecorder, EpisodeResult, ExecutionArgs};
+use crate::sim_run::{
+    driver, episode_metadata, run_episode, EpisodeRecorder, EpisodeResult, ExecutionArgs,
+};
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]
@@ -139,18 +141,11 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
                                 let dir = a.out.join("episodes").join(&task.name);
                                 std::fs::create_dir_all(&dir)?;
                                 if let Some(r) = recorder.as_mut() {
-                                    let mut meta = BTreeMap::new();
-                                    meta.insert("robot".to_owned(), robot.config.name.clone());
-                                    meta.insert("task".to_owned(), task.name.clone());
-                                    meta.insert("seed".to_owned(), seed.to_string());
-                                    meta.insert("policy".to_owned(), a.policy.clone());
-                                    meta.insert(
-                                        "execution".to_owned(),
-                                        serde_json::to_string(&a.exec).unwrap_or_default(),
-                                    );
                                     r.send_control(RecordItem::NewFile {
                                         path: dir.join(format!("episode_{seed:06}.mcap")),
-                                        metadata: meta,
+                                        metadata: episode_metadata(
+                                            robot, task, seed, &a.policy, &a.exec,
+                                        ),
                                     });
                                 }
                                 if let Some(v) = viz.as_mut() {

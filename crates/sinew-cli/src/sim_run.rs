@@ -515,6 +515,26 @@ pub fn run_episode(
     })
 }
 
+/// The metadata of an episode's recording: what `replay --compare` needs to run it again.
+pub fn episode_metadata(
+    robot: &RobotDescription,
+    task: &TaskSpec,
+    seed: u64,
+    policy: &str,
+    exec: &ExecutionArgs,
+) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("robot".to_owned(), robot.config.name.clone());
+    meta.insert("task".to_owned(), task.name.clone());
+    meta.insert("seed".to_owned(), seed.to_string());
+    meta.insert("policy".to_owned(), policy.to_owned());
+    meta.insert(
+        "execution".to_owned(),
+        serde_json::to_string(exec).unwrap_or_default(),
+    );
+    meta
+}
+
 /// New safety interventions since `last`, by kind; updates `last`.
 pub(crate) fn safety_delta(last: &mut SafetyStats, now: &SafetyStats) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -574,18 +594,9 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
             .as_ref()
             .map(|d| d.join(format!("episode_{seed:06}.mcap")));
         if let (Some(r), Some(f)) = (&mut recorder, &file) {
-            let mut meta = BTreeMap::new();
-            meta.insert("robot".to_owned(), robot.config.name.clone());
-            meta.insert("task".to_owned(), task.name.clone());
-            meta.insert("seed".to_owned(), seed.to_string());
-            meta.insert("policy".to_owned(), a.policy.clone());
-            meta.insert(
-                "execution".to_owned(),
-                serde_json::to_string(&a.exec).unwrap_or_default(),
-            );
             r.send_control(RecordItem::NewFile {
                 path: f.clone(),
-                metadata: meta,
+                metadata: episode_metadata(&robot, &task, seed, &a.policy, &a.exec),
             });
         }
         if let Some(v) = &mut viz {
