@@ -677,6 +677,8 @@ impl Trainer {
 /// CPU generator cannot be seeded), so a run is reproducible from its seed.
 struct SeededInit {
     rng: std::sync::Mutex<Rng>,
+    /// Every tensor handed out, by name, in request order.
+    made: std::sync::Arc<std::sync::Mutex<Vec<(String, Tensor)>>>,
 }
 
 impl SeededInit {
@@ -734,8 +736,12 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
                 }
             }
         };
-        let _ = name;
-        Tensor::from_vec(vals, s, dev)?.to_dtype(dtype)
+        let t = Tensor::from_vec(vals, s, dev)?.to_dtype(dtype)?;
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_owned(), t.clone()));
+        Ok(t)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
@@ -749,51 +755,18 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
 
 /// A VarMap holding `cfg`'s variables initialised from `seed`.
 fn seeded_varmap(cfg: &Config, seed: u64, device: &Device) -> Result<VarMap, TrainError> {
-    // Build once against the seeded backend, collecting the names it asks for in order...
+    // Build once against the seeded backend, which keeps what it hands out...
+    let made = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let init = SeededInit {
         rng: std::sync::Mutex::new(Rng(seed)),
+        made: made.clone(),
     };
-    let recorder = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Tensor)>::new()));
-    struct Collect<'a> {
-        init: &'a SeededInit,
-        out: std::sync::Arc<std::sync::Mutex<Vec<(String, Tensor)>>>,
-    }
-    impl candle_nn::var_builder::SimpleBackend for Collect<'_> {
-        fn get(
-            &self,
-            s: candle_core::Shape,
-            name: &str,
-            h: candle_nn::Init,
-            dtype: DType,
-            dev: &Device,
-        ) -> candle_core::Result<Tensor> {
-            let t = self.init.get(s, name, h, dtype, dev)?;
-            self.out
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((name.to_owned(), t.clone()));
-            Ok(t)
-        }
-        fn get_unchecked(&self, name: &str, d: DType, dev: &Device) -> candle_core::Result<Tensor> {
-            self.init.get_unchecked(name, d, dev)
-        }
-        fn contains_tensor(&self, _: &str) -> bool {
-            true
-        }
-    }
-    let vb = VarBuilder::from_backend(
-        Box::new(Collect {
-            init: &init,
-            out: recorder.clone(),
-        }),
-        DType::F32,
-        device.clone(),
-    );
+    let vb = VarBuilder::from_backend(Box::new(init), DType::F32, device.clone());
     SinewTiny::new(cfg, vb)?;
     // ... then put them in a VarMap as variables.
     let varmap = VarMap::new();
     {
-        let made = recorder.lock().unwrap_or_else(|e| e.into_inner());
+        let made = made.lock().unwrap_or_else(|e| e.into_inner());
         let mut data = varmap
             .data()
             .lock()
