@@ -6,6 +6,7 @@
 //! from the bus reaches a policy without a copy).
 
 pub mod events;
+pub mod rng;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

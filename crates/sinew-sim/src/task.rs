@@ -215,24 +215,20 @@ pub fn task_path(root: &Path, name: &str) -> PathBuf {
 /// A small deterministic random generator (SplitMix64), so that a seed means the same episode
 /// on every machine and every version of every dependency.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(sinew_core::rng::SplitMix64);
 
 impl Rng {
     /// Seeded generator.
     pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        Self(sinew_core::rng::SplitMix64(seed ^ 0x5DEE_CE66_D1CE_4E5B))
     }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
     /// Uniform in [lo, hi).
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -240,7 +236,7 @@ impl Rng {
     }
     /// Uniform index below `n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+        self.0.below(n)
     }
 }
 

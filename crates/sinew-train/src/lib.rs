@@ -152,29 +152,12 @@ impl TrainConfig {
     }
 }
 
-/// SplitMix64: small, seedable, and its whole state is one number (saved in checkpoints).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rng(pub u64);
+/// The generator of splits, sampling and augmentations (its state is saved in checkpoints).
+pub use sinew_core::rng::SplitMix64 as Rng;
 
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn sym(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+/// Uniform in [-1, 1).
+fn sym(r: &mut Rng) -> f32 {
+    (r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
 }
 
 /// What a checkpoint holds besides the tensors.
@@ -794,12 +777,12 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
     } else {
         (0, 0)
     };
-    let bright = a.brightness * rng.sym();
-    let contrast = 1.0 + a.contrast * rng.sym();
+    let bright = a.brightness * sym(rng);
+    let contrast = 1.0 + a.contrast * sym(rng);
     let gain = [
-        1.0 + a.color * rng.sym(),
-        1.0 + a.color * rng.sym(),
-        1.0 + a.color * rng.sym(),
+        1.0 + a.color * sym(rng),
+        1.0 + a.color * sym(rng),
+        1.0 + a.color * sym(rng),
     ];
     let si = s as i64;
     for y in 0..s {
