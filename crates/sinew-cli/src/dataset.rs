@@ -7,6 +7,11 @@
 //! inference, the measured joint positions as `observation.state`, and the expert's joint
 //! targets for that step as `action`. Failed demonstrations are left out unless
 //! `--keep-failures`.
+//!
+//! `--noise RAD` perturbs what is executed, not what is recorded (DART, Laskey et al. 2017):
+//! the arm joints are sent the expert's targets plus Gaussian noise, and the expert, acting on
+//! the perturbed robot, labels how to recover. A policy trained on such data has seen the
+//! states its own small errors lead to.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,6 +59,10 @@ pub struct RecordArgs {
     /// Keep demonstrations that did not succeed.
     #[arg(long)]
     keep_failures: bool,
+    /// Standard deviation (rad) of Gaussian noise added to the executed arm-joint targets
+    /// (the recorded actions stay the expert's); 0 records clean demonstrations.
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +97,9 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             .collect(),
         data_files_size_in_mb: 100.0,
     };
+    if !(a.noise.is_finite() && a.noise >= 0.0) {
+        bail!("--noise {} must be a non-negative number of radians", a.noise);
+    }
     let mut w = DatasetWriter::create(&a.out, spec)?;
     let t0 = Instant::now();
     let mut summary: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -105,7 +117,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         while kept < a.episodes && !stop.requested() {
             tried += 1;
             let ep = task.sample(&robot.config.name, seed)?;
-            let ok = demo(&robot, &task, &ep, &mut w, a.image_size)
+            let ok = demo(&robot, &task, &ep, &mut w, a.image_size, a.noise, seed)
                 .with_context(|| format!("{} seed {seed}", task.name))?;
             if ok || a.keep_failures {
                 w.end_episode(&ep.instruction)?;
@@ -161,7 +173,11 @@ fn demo(
     ep: &sinew_sim::Episode,
     w: &mut DatasetWriter,
     size: u32,
+    noise_rad: f64,
+    seed: u64,
 ) -> Result<bool> {
+    let mut rng = sinew_core::rng::SplitMix64(seed ^ 0xDA27_0000_0000_0001);
+    let gripper = robot.config.gripper_index();
     let mut world = SimWorld::new(robot.clone(), Some(ep), None)?;
     let mut expert = Expert::new(task.success);
     let (q0, _) = world.joint_state();
@@ -216,9 +232,17 @@ fn demo(
             let state: Vec<f32> = q.iter().map(|v| *v as f32).collect();
             let action: Vec<f32> = target.iter().map(|v| *v as f32).collect();
             w.add_frame(&state, &action, &images)?;
+            let mut executed = target;
+            if noise_rad > 0.0 {
+                for (i, v) in executed.iter_mut().enumerate() {
+                    if Some(i) != gripper {
+                        *v += noise_rad * rng.normal();
+                    }
+                }
+            }
             let chunk = ActionChunk {
                 kind: Some(ActionKind::JointPosition),
-                actions: vec![target],
+                actions: vec![executed],
                 observation_stamp_s: now,
                 ..Default::default()
             };

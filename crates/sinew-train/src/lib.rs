@@ -108,6 +108,10 @@ pub struct TrainConfig {
     pub chunk_length: usize,
     /// Bins per action dimension.
     pub n_bins: usize,
+    /// Width (in bins) of the Gaussian soft labels of the cross-entropy ("HL-Gauss": the
+    /// target is a Gaussian around the continuous action, so neighbouring bins count as nearly
+    /// right); 0 trains on one-hot bins.
+    pub label_sigma_bins: f32,
 }
 
 impl Default for TrainConfig {
@@ -130,6 +134,7 @@ impl Default for TrainConfig {
             mlp_dim: 256,
             chunk_length: 10,
             n_bins: 256,
+            label_sigma_bins: 2.0,
         }
     }
 }
@@ -197,6 +202,36 @@ pub struct Validation {
     pub first_action_mae: f32,
 }
 
+/// A batch's targets: the bins, and the soft labels when `label_sigma_bins > 0`.
+struct Targets {
+    bins: Tensor,
+    soft: Option<Tensor>,
+}
+
+/// Gaussian soft labels over the tokens of a `BinTokenizer::new(n, n)` for each normalised
+/// value: token `k >= 1` is bin `n - 1 - k` (centre `-1 + (i + 0.5) w`, `w = 2 / (n - 1)`);
+/// token 0 (exactly +1, decoded like token 1) gets no weight. Rows sum to 1.
+fn soft_labels(values: &[f32], n: usize, sigma_bins: f32) -> Vec<f32> {
+    let w = 2.0 / (n as f32 - 1.0);
+    let sigma = sigma_bins * w;
+    // The nearest centre (at most half a bin away) always falls inside the cut.
+    let cut = 4f32.max(0.6 / sigma_bins);
+    let mut out = vec![0f32; values.len() * n];
+    for (row, x) in out.chunks_mut(n).zip(values) {
+        let mut sum = 0f32;
+        for (k, p) in row.iter_mut().enumerate().skip(1) {
+            let c = -1.0 + ((n - 1 - k) as f32 + 0.5) * w;
+            let z = (c - x) / sigma;
+            *p = if z.abs() < cut { (-0.5 * z * z).exp() } else { 0.0 };
+            sum += *p;
+        }
+        if sum > 0.0 {
+            row.iter_mut().for_each(|p| *p /= sum);
+        }
+    }
+    out
+}
+
 struct Sample {
     /// Decoded RGB per camera.
     images: Vec<Vec<u8>>,
@@ -204,6 +239,8 @@ struct Sample {
     state: Vec<f32>,
     /// Target bins `[T * D]`.
     targets: Vec<u32>,
+    /// The normalised (clipped) actions behind them `[T * D]`.
+    values: Vec<f32>,
 }
 
 /// A training run.
@@ -324,9 +361,11 @@ impl Trainer {
                 .collect::<Result<_, _>>()?;
             for (k, f) in rows.iter().enumerate() {
                 let mut targets = Vec::with_capacity(t_len * action_dim);
+                let mut values = Vec::with_capacity(t_len * action_dim);
                 for t in 0..t_len {
                     let a = &actions[(k + t).min(actions.len() - 1)];
                     targets.extend(bins.encode(a)?);
+                    values.extend(a.iter().map(|v| v.clamp(-1.0, 1.0) as f32));
                 }
                 samples.push(Sample {
                     images: decode(f, ds.cameras.len())?,
@@ -337,6 +376,7 @@ impl Trainer {
                         .map(|v| v as f32)
                         .collect(),
                     targets,
+                    values,
                 });
             }
         }
@@ -437,7 +477,7 @@ impl Trainer {
         &self,
         idx: &[usize],
         rng: Option<&mut Rng>,
-    ) -> Result<(TinyInputs, Tensor), TrainError> {
+    ) -> Result<(TinyInputs, Targets), TrainError> {
         let cfg = &self.model_cfg;
         let s = cfg.image_size;
         let n_cam = cfg.cameras.len();
@@ -447,6 +487,7 @@ impl Trainer {
         let mut mask = Vec::with_capacity(b * cfg.max_text_len);
         let mut state = Vec::with_capacity(b * cfg.state_dim);
         let mut targets = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
+        let mut values = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
         let mut rng = rng;
         for (bi, &i) in idx.iter().enumerate() {
             let smp = &self.samples[i];
@@ -474,9 +515,17 @@ impl Trainer {
             mask.extend_from_slice(tm);
             state.extend_from_slice(&smp.state);
             targets.extend_from_slice(&smp.targets);
+            values.extend_from_slice(&smp.values);
         }
         let d = &self.device;
         let n = targets.len();
+        let soft = if self.cfg.label_sigma_bins > 0.0 {
+            let nb = cfg.n_bins;
+            let probs = soft_labels(&values, nb, self.cfg.label_sigma_bins);
+            Some(Tensor::from_vec(probs, (n, nb), d)?)
+        } else {
+            None
+        };
         Ok((
             TinyInputs {
                 images: Tensor::from_vec(images, (b, n_cam, 3, s, s), d)?,
@@ -484,14 +533,25 @@ impl Trainer {
                 text_mask: Tensor::from_vec(mask, (b, cfg.max_text_len), d)?,
                 state: Tensor::from_vec(state, (b, cfg.state_dim), d)?,
             },
-            Tensor::from_vec(targets, n, d)?,
+            Targets {
+                bins: Tensor::from_vec(targets, n, d)?,
+                soft,
+            },
         ))
     }
 
-    fn loss(&self, x: &TinyInputs, targets: &Tensor) -> Result<(Tensor, Tensor), TrainError> {
+    /// The loss and the flat logits `(B * T * D, n_bins)`.
+    fn loss(&self, x: &TinyInputs, targets: &Targets) -> Result<(Tensor, Tensor), TrainError> {
         let logits = self.model.forward(x)?;
-        let flat = logits.reshape((targets.dim(0)?, self.model_cfg.n_bins))?;
-        Ok((candle_nn::loss::cross_entropy(&flat, targets)?, flat))
+        let flat = logits.reshape((targets.bins.dim(0)?, self.model_cfg.n_bins))?;
+        let loss = match &targets.soft {
+            Some(p) => {
+                let logp = candle_nn::ops::log_softmax(&flat, candle_core::D::Minus1)?;
+                (p * logp)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()?
+            }
+            None => candle_nn::loss::cross_entropy(&flat, &targets.bins)?,
+        };
+        Ok((loss, flat))
     }
 
     /// One optimiser step on a random batch.
@@ -544,11 +604,12 @@ impl Trainer {
         let d = self.model_cfg.action_dim;
         let nb = self.model_cfg.n_bins as f32;
         for chunk in chosen.chunks(self.cfg.batch_size.max(1)) {
-            let (x, targets) = self.batch(chunk, None)?;
-            let (loss, flat) = self.loss(&x, &targets)?;
+            let (x, tg) = self.batch(chunk, None)?;
+            let (loss, flat) = self.loss(&x, &tg)?;
+            let targets = &tg.bins;
             let pred = flat.argmax(candle_core::D::Minus1)?;
             let acc: f32 = pred
-                .eq(&targets)?
+                .eq(targets)?
                 .to_dtype(DType::F32)?
                 .mean_all()?
                 .to_scalar()?;
@@ -795,5 +856,37 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
                 out[c * s * s + y * s + x] = ((v * gain[c]) * contrast + bright).clamp(-1.0, 1.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_labels_peak_at_the_hard_bin_and_sum_to_one() -> Result<(), Box<dyn std::error::Error>> {
+        let n = 256;
+        let bins = BinTokenizer::new(n as u32, n as u32)?;
+        let values = [-1.0f32, -0.73, -0.001, 0.0, 0.42, 0.999];
+        for sigma in [0.05f32, 1.0, 2.0] {
+            let p = soft_labels(&values, n, sigma);
+            for (row, x) in p.chunks(n).zip(values) {
+                let sum: f32 = row.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-4, "sigma {sigma}, x {x}: sum {sum}");
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(k, _)| k as u32);
+                assert_eq!(best, Some(bins.encode_value(x as f64, 0)?), "x {x}");
+                assert_eq!(row[0], 0.0);
+            }
+        }
+        // Wider labels spread further.
+        let narrow = soft_labels(&[0.1], n, 1.0);
+        let wide = soft_labels(&[0.1], n, 3.0);
+        let count = |r: &[f32]| r.iter().filter(|p| **p > 1e-3).count();
+        assert!(count(&wide) > count(&narrow));
+        Ok(())
     }
 }
