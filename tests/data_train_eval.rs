@@ -49,6 +49,51 @@ fn record_train_run_and_evaluate() {
     assert_eq!(info["cameras"], serde_json::json!(["front", "wrist"]));
     assert_eq!(info["image_sizes"], serde_json::json!([[32, 32], [32, 32]]));
 
+    // DART: the same seeds with noise on what is executed start from the same state, then
+    // visit other states (and so get other labels); bad noise is refused, naming the flag.
+    let noisy = base.join("noisy");
+    let (ok, _, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+        "--noise",
+        "0.05",
+        "--out",
+        s(&noisy),
+    ]);
+    assert!(ok, "{err}");
+    let clean_frames = sinew_data::Dataset::open(&ds)
+        .and_then(|d| d.read_frames())
+        .expect("clean dataset");
+    let noisy_frames = sinew_data::Dataset::open(&noisy)
+        .and_then(|d| d.read_frames())
+        .expect("noisy dataset");
+    assert_eq!(clean_frames[0].state, noisy_frames[0].state);
+    let differ = clean_frames
+        .iter()
+        .zip(&noisy_frames)
+        .filter(|(a, b)| a.episode_index == 0 && b.episode_index == 0 && a.state != b.state)
+        .count();
+    assert!(differ > 0, "noise changed no state");
+    let (ok, _, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--noise",
+        "-1",
+        "--out",
+        s(&base.join("bad-noise")),
+    ]);
+    assert!(!ok && err.contains("--noise"), "{err}");
+
     // A second record into the same folder is refused, naming it.
     let (ok, _, err) = sinew(&[
         "dataset",

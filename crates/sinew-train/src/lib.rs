@@ -112,6 +112,8 @@ pub struct TrainConfig {
     /// target is a Gaussian around the continuous action, so neighbouring bins count as nearly
     /// right); 0 trains on one-hot bins.
     pub label_sigma_bins: f32,
+    /// Give sinew-tiny its Gaussian bin head (`Config::gaussian_head`).
+    pub gaussian_head: bool,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +137,7 @@ impl Default for TrainConfig {
             chunk_length: 10,
             n_bins: 256,
             label_sigma_bins: 2.0,
+            gaussian_head: false,
         }
     }
 }
@@ -314,6 +317,7 @@ impl Trainer {
         model_cfg.mlp_dim = cfg.mlp_dim;
         model_cfg.chunk_length = cfg.chunk_length;
         model_cfg.n_bins = cfg.n_bins;
+        model_cfg.gaussian_head = cfg.gaussian_head;
         model_cfg.action_kind = ActionKind::JointPosition;
         model_cfg.control_rate_hz = ds.info.fps as f64;
         model_cfg.robot = ds.info.robot_type.clone();

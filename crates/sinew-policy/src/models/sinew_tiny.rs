@@ -73,6 +73,13 @@ pub struct Config {
     /// Robot the policy was trained for (informational).
     #[serde(default)]
     pub robot: Option<String>,
+    /// Adds to each action dimension's bin logits a discretised Gaussian,
+    /// `-(c_k - mu)^2 / (2 sigma^2)` over the bin centres `c_k`, with `mu` and `sigma` from a
+    /// second head (`head_gauss`). A linear head on layer-normed features cannot make the very
+    /// large logits a sharp peak over hundreds of bins needs; this one can, while the free
+    /// logits keep the head able to express other shapes.
+    #[serde(default)]
+    pub gaussian_head: bool,
 }
 
 impl Config {
@@ -102,6 +109,7 @@ impl Config {
             action_kind: ActionKind::JointPosition,
             control_rate_hz: 10.0,
             robot: None,
+            gaussian_head: false,
         }
     }
 
@@ -279,6 +287,9 @@ pub struct SinewTiny {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     head: Linear,
+    head_gauss: Option<Linear>,
+    /// Bin centres per token `(1, 1, 1, n_bins)` (token 0, exactly +1, far outside).
+    centres: Tensor,
 }
 
 /// One batch of model inputs.
@@ -321,6 +332,12 @@ impl SinewTiny {
                 .collect::<candle_core::Result<Vec<_>>>()?,
             ln_f: layer_norm(d, 1e-5, vb.pp("ln_f"))?,
             head: linear(d, cfg.action_dim * cfg.n_bins, vb.pp("head"))?,
+            head_gauss: if cfg.gaussian_head {
+                Some(linear(d, 2 * cfg.action_dim, vb.pp("head_gauss"))?)
+            } else {
+                None
+            },
+            centres: bin_centres(cfg.n_bins, vb.device())?,
             cfg: cfg.clone(),
         })
     }
@@ -384,14 +401,55 @@ impl SinewTiny {
             h = block.forward(&h, &mask)?;
         }
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
-        let logits = self.head.forward(&self.ln_f.forward(&q)?)?;
-        logits.reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))
+        let q = self.ln_f.forward(&q)?;
+        let logits = self.head.forward(&q)?.reshape((
+            b,
+            cfg.chunk_length,
+            cfg.action_dim,
+            cfg.n_bins,
+        ))?;
+        let Some(hg) = &self.head_gauss else {
+            return Ok(logits);
+        };
+        let g = hg.forward(&q)?;
+        let mu = g
+            .narrow(2, 0, cfg.action_dim)?
+            .unsqueeze(3)?
+            .to_dtype(DType::F32)?;
+        // sigma = half a bin + 0.1 softplus(raw): never below the resolution, about 10 bins
+        // wide at initialisation.
+        let raw = g
+            .narrow(2, cfg.action_dim, cfg.action_dim)?
+            .unsqueeze(3)?
+            .to_dtype(DType::F32)?;
+        let half_bin = 1.0 / (cfg.n_bins as f64 - 1.0);
+        let sigma = (((raw.exp()? + 1.0)?.log()? * 0.1)? + half_bin)?;
+        let z = self.centres.broadcast_sub(&mu)?.broadcast_div(&sigma)?;
+        let gauss = (z.sqr()? * -0.5)?.to_dtype(logits.dtype())?;
+        logits + gauss
     }
 
     /// Greedy bin tokens `(B, T, D)` (u32) of `logits`.
     pub fn greedy(logits: &Tensor) -> candle_core::Result<Tensor> {
         logits.argmax(D::Minus1)
     }
+}
+
+/// The centre of each token's bin for a `BinTokenizer::new(n, n)`: token `k >= 1` is bin
+/// `n - 1 - k`; token 0 (exactly +1, decoded like token 1) is put far outside so the Gaussian
+/// never picks it.
+fn bin_centres(n: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let w = 2.0 / (n as f32 - 1.0);
+    let c: Vec<f32> = (0..n)
+        .map(|k| {
+            if k == 0 {
+                100.0
+            } else {
+                -1.0 + ((n - 1 - k) as f32 + 0.5) * w
+            }
+        })
+        .collect();
+    Tensor::from_vec(c, (1, 1, 1, n), device)
 }
 
 /// The word tokenizer of sinew-tiny instructions: lower case, split on whitespace and
