@@ -98,7 +98,10 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         data_files_size_in_mb: 100.0,
     };
     if !(a.noise.is_finite() && a.noise >= 0.0) {
-        bail!("--noise {} must be a non-negative number of radians", a.noise);
+        bail!(
+            "--noise {} must be a non-negative number of radians",
+            a.noise
+        );
     }
     let mut w = DatasetWriter::create(&a.out, spec)?;
     let t0 = Instant::now();

@@ -247,3 +247,66 @@ fn bad_observations_are_reported() {
         .expect("long");
     assert_eq!(long.warnings.len(), 1, "{:?}", long.warnings);
 }
+
+#[test]
+fn the_gaussian_head_peaks_at_its_mean_and_round_trips() {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let mut cfg = small_config(tok.get_vocab_size(true));
+    cfg.gaussian_head = true;
+    let mut vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let model = SinewTiny::new(&cfg, vb).expect("model");
+    // Free logits off, head_gauss reduced to its bias: mu per dimension, sigma at its floor.
+    let d = cfg.d_model;
+    let mus = [-0.93f32, -0.4, 0.0, 0.017, 0.55, 0.97];
+    let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, &Device::Cpu);
+    vm.set_one("head.weight", zeros((6 * cfg.n_bins, d)).expect("z"))
+        .expect("set");
+    vm.set_one(
+        "head.bias",
+        Tensor::zeros(6 * cfg.n_bins, DType::F32, &Device::Cpu).expect("z"),
+    )
+    .expect("set");
+    vm.set_one("head_gauss.weight", zeros((12, d)).expect("z"))
+        .expect("set");
+    let mut bias: Vec<f32> = mus.to_vec();
+    bias.extend([-20f32; 6]);
+    vm.set_one(
+        "head_gauss.bias",
+        Tensor::from_vec(bias, 12, &Device::Cpu).expect("b"),
+    )
+    .expect("set");
+    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
+        q01: vec![lo; 6],
+        q99: vec![hi; 6],
+        mask: vec![true; 6],
+    };
+    let mut policy = SinewTinyPolicy::from_parts(
+        model,
+        tok.clone(),
+        Some(norm(-1.5, 1.5)),
+        norm(-1.0, 1.0),
+        &Device::Cpu,
+    )
+    .expect("policy");
+    let bins = sinew_policy::BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32).expect("bins");
+    let chunk = policy
+        .infer(&observation("touch the green cube", 2))
+        .expect("infer");
+    let want = bins
+        .encode(&mus.iter().map(|m| *m as f64).collect::<Vec<_>>())
+        .expect("encode");
+    for t in 0..cfg.chunk_length {
+        assert_eq!(chunk.tokens[t * 6..(t + 1) * 6], want[..], "step {t}");
+    }
+    // The extra head is saved and loaded with the rest.
+    let dir = std::env::temp_dir().join(format!("sinew-tiny-gauss-{}", std::process::id()));
+    SinewTinyPolicy::save_folder(&dir, &cfg, &vm, &tok, &stats()).expect("save");
+    let mut back = SinewTinyPolicy::load(&dir, &Device::Cpu, DType::F32).expect("load");
+    let obs = observation("touch the red cube", 5);
+    assert_eq!(
+        back.infer(&obs).expect("b").tokens,
+        policy.infer(&obs).expect("a").tokens
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -225,7 +225,11 @@ fn soft_labels(values: &[f32], n: usize, sigma_bins: f32) -> Vec<f32> {
         for (k, p) in row.iter_mut().enumerate().skip(1) {
             let c = -1.0 + ((n - 1 - k) as f32 + 0.5) * w;
             let z = (c - x) / sigma;
-            *p = if z.abs() < cut { (-0.5 * z * z).exp() } else { 0.0 };
+            *p = if z.abs() < cut {
+                (-0.5 * z * z).exp()
+            } else {
+                0.0
+            };
             sum += *p;
         }
         if sum > 0.0 {

@@ -402,12 +402,10 @@ impl SinewTiny {
         }
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
         let q = self.ln_f.forward(&q)?;
-        let logits = self.head.forward(&q)?.reshape((
-            b,
-            cfg.chunk_length,
-            cfg.action_dim,
-            cfg.n_bins,
-        ))?;
+        let logits =
+            self.head
+                .forward(&q)?
+                .reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))?;
         let Some(hg) = &self.head_gauss else {
             return Ok(logits);
         };
