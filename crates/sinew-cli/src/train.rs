@@ -101,7 +101,7 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
             bar.set_message(format!(
                 "loss {mean:.3}  lr {:.1e}{}",
                 r.lr,
-                last_val.map_or(String::new(), |v| format!(
+                last_val.as_ref().map_or(String::new(), |v| format!(
                     "  val {:.3} acc {:.2}",
                     v.loss, v.accuracy
                 ))
@@ -118,14 +118,24 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
                     "train: step {step}/{}  loss {mean:.4}  lr {:.2e}  {}  {rate:.2} steps/s  ETA {:.0} min",
                     cfg.steps,
                     r.lr,
-                    last_val.map_or("no validation".into(), |v| format!(
-                        "val loss {:.4} acc {:.3} first-action error {:.4}",
-                        v.loss, v.accuracy, v.first_action_mae
+                    last_val.as_ref().map_or("no validation".into(), |v| format!(
+                        "val loss {:.4} acc {:.3} first-action error {:.4} (argmax {:.4}, mode {:.4}, expectation {:.4}; per joint {})",
+                        v.loss,
+                        v.accuracy,
+                        v.first_action_mae,
+                        v.first_action_mae_by_decode[0],
+                        v.first_action_mae_by_decode[1],
+                        v.first_action_mae_by_decode[2],
+                        v.first_action_mae_per_dim
+                            .iter()
+                            .map(|e| format!("{e:.3}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
                     )),
                     (cfg.steps - step) as f64 / rate.max(1e-9) / 60.0
                 );
             }
-            trainer.note(mean, last_val.map(|v| v.loss));
+            trainer.note(mean, last_val.as_ref().map(|v| v.loss));
             recent.clear();
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {

@@ -310,3 +310,36 @@ fn the_gaussian_head_peaks_at_its_mean_and_round_trips() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn decodings_of_a_bin_distribution() {
+    use sinew_policy::models::sinew_tiny::{decode_logits, Decode};
+    let n = 64;
+    let bins = sinew_policy::BinTokenizer::new(n as u32, n as u32).expect("bins");
+    // Token of a value, and a Gaussian bump of logits around it.
+    let bump = |x: f64, height: f32, logits: &mut [f32]| {
+        let w = 2.0 / (n as f64 - 1.0);
+        for (k, l) in logits.iter_mut().enumerate().skip(1) {
+            let c = -1.0 + ((n - 1 - k) as f64 + 0.5) * w;
+            let z = ((c - x) / (1.5 * w)) as f32;
+            *l = l.max(height - 0.5 * z * z);
+        }
+    };
+    let mut one = vec![-50f32; n];
+    bump(0.3, 0.0, &mut one);
+    let hard = bins.decode_token(bins.encode_value(0.3, 0).expect("t"));
+    assert!((decode_logits(&one, Decode::Argmax) - hard).abs() < 1e-9);
+    // Between bin centres, the means recover the value better than the argmax.
+    for mode in [Decode::Mode, Decode::Expectation] {
+        let e = (decode_logits(&one, mode) - 0.3).abs();
+        assert!(e < (hard - 0.3).abs() + 1e-9 && e < 0.01, "{mode:?}: {e}");
+    }
+    // Two modes (an open and a closed gripper): the mode decoding keeps the stronger one,
+    // the expectation lands between them.
+    let mut two = vec![-50f32; n];
+    bump(-0.8, 0.0, &mut two);
+    bump(0.8, -0.5, &mut two);
+    assert!((decode_logits(&two, Decode::Mode) + 0.8).abs() < 0.02);
+    let mean = decode_logits(&two, Decode::Expectation);
+    assert!(mean > -0.5 && mean < 0.5, "{mean}");
+}

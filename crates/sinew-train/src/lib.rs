@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sinew_core::ActionKind;
 use sinew_data::{Dataset, Frame};
 use sinew_policy::models::sinew_tiny::{
-    build_text_tokenizer, Config, SinewTiny, SinewTinyPolicy, TinyInputs,
+    build_text_tokenizer, decode_logits, Config, Decode, SinewTiny, SinewTinyPolicy, TinyInputs,
 };
 use sinew_policy::normalize::{lerobot_stats, LeRobotMode};
 use sinew_policy::{BinTokenizer, Normalizer};
@@ -114,6 +114,12 @@ pub struct TrainConfig {
     pub label_sigma_bins: f32,
     /// Give sinew-tiny its Gaussian bin head (`Config::gaussian_head`).
     pub gaussian_head: bool,
+    /// How the trained policy decodes its bins (`Config::decode`; validation reports all).
+    pub decode: Decode,
+    /// The action space learned: `joint_position` (the dataset's actions) or `joint_delta`
+    /// (each action minus the one before it, the first minus the measured state; normalised by
+    /// the min/max of those deltas, written to the policy's stats.json).
+    pub action_space: ActionKind,
 }
 
 impl Default for TrainConfig {
@@ -138,6 +144,8 @@ impl Default for TrainConfig {
             n_bins: 256,
             label_sigma_bins: 2.0,
             gaussian_head: false,
+            decode: Decode::Mode,
+            action_space: ActionKind::JointPosition,
         }
     }
 }
@@ -195,20 +203,27 @@ pub struct StepReport {
 }
 
 /// Validation result.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
     /// Mean cross-entropy.
     pub loss: f32,
     /// Bin accuracy.
     pub accuracy: f32,
-    /// Mean absolute error of the first action of the chunk, in the normalised [-1, 1] units.
+    /// Mean absolute error of the first action of the chunk (decoded as the policy will), in
+    /// the normalised [-1, 1] units.
     pub first_action_mae: f32,
+    /// The same per action dimension (joint).
+    pub first_action_mae_per_dim: Vec<f32>,
+    /// The first-action error under each decoding: argmax, mode, expectation.
+    pub first_action_mae_by_decode: [f32; 3],
 }
 
 /// A batch's targets: the bins, and the soft labels when `label_sigma_bins > 0`.
 struct Targets {
     bins: Tensor,
     soft: Option<Tensor>,
+    /// The normalised values behind the bins.
+    values: Vec<f32>,
 }
 
 /// Gaussian soft labels over the tokens of a `BinTokenizer::new(n, n)` for each normalised
@@ -322,22 +337,111 @@ impl Trainer {
         model_cfg.chunk_length = cfg.chunk_length;
         model_cfg.n_bins = cfg.n_bins;
         model_cfg.gaussian_head = cfg.gaussian_head;
-        model_cfg.action_kind = ActionKind::JointPosition;
+        model_cfg.decode = cfg.decode;
+        model_cfg.action_kind = cfg.action_space;
+        let delta = match cfg.action_space {
+            ActionKind::JointPosition => false,
+            ActionKind::JointDelta if state_dim == action_dim => true,
+            ActionKind::JointDelta => {
+                return Err(TrainError::Config(format!(
+                    "action_space joint_delta needs state and action of one size (the joints); the dataset has {state_dim} and {action_dim}"
+                )))
+            }
+            other => {
+                return Err(TrainError::Config(format!(
+                    "action_space {}: sinew train learns joint_position or joint_delta",
+                    other.as_str()
+                )))
+            }
+        };
         model_cfg.control_rate_hz = ds.info.fps as f64;
         model_cfg.robot = ds.info.robot_type.clone();
         model_cfg.validate().map_err(TrainError::Config)?;
 
         let stats_path = dataset.join("meta/stats.json");
         let state_norm = normalizer(&stats_path, sinew_data::STATE)?;
-        let action_norm = normalizer(&stats_path, sinew_data::ACTION)?;
         let all_stats: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(&stats_path)
                 .map_err(|e| TrainError::Io(stats_path.clone(), e))?,
         )
         .map_err(|e| TrainError::Config(format!("{}: {e}", stats_path.display())))?;
+
+        // The targets of each frame in the action space, `[T * D]`: the next T actions, the
+        // last one repeated past the episode's end; as deltas, the first from the measured
+        // state and each next one from the action before it (the runtime adds them up).
+        let t_len = cfg.chunk_length;
+        let mut raw: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
+        for e in &ds.episodes {
+            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
+            let act: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|f| f.action.iter().map(|v| *v as f64).collect())
+                .collect();
+            let last = act.len().saturating_sub(1);
+            for (k, f) in rows.iter().enumerate() {
+                let mut r = Vec::with_capacity(t_len * action_dim);
+                for t in 0..t_len {
+                    let a = &act[(k + t).min(last)];
+                    if !delta {
+                        r.extend_from_slice(a);
+                    } else if t == 0 {
+                        r.extend(a.iter().zip(&f.state).map(|(a, s)| a - *s as f64));
+                    } else {
+                        let prev = &act[(k + t - 1).min(last)];
+                        r.extend(a.iter().zip(prev).map(|(a, p)| a - p));
+                    }
+                }
+                raw.push(r);
+            }
+        }
+        let (action_norm, action_stats) = if delta {
+            let (mut lo, mut hi) = (
+                vec![f64::INFINITY; action_dim],
+                vec![f64::NEG_INFINITY; action_dim],
+            );
+            let (mut sum, mut sq, mut n) = (vec![0f64; action_dim], vec![0f64; action_dim], 0f64);
+            for r in &raw {
+                for a in r.chunks(action_dim) {
+                    for (i, v) in a.iter().enumerate() {
+                        lo[i] = lo[i].min(*v);
+                        hi[i] = hi[i].max(*v);
+                        sum[i] += v;
+                        sq[i] += v * v;
+                    }
+                    n += 1.0;
+                }
+            }
+            for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+                if !(h.is_finite() && l.is_finite()) || *h - *l < 1e-6 {
+                    (*l, *h) = (-1e-3, 1e-3);
+                }
+            }
+            let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1.0)).collect();
+            let std: Vec<f64> = sq
+                .iter()
+                .zip(&mean)
+                .map(|(q, m)| (q / n.max(1.0) - m * m).max(0.0).sqrt())
+                .collect();
+            let json = serde_json::json!({
+                "min": lo, "max": hi, "mean": mean, "std": std, "count": [n as u64],
+            });
+            (
+                Normalizer::Quantile {
+                    q01: lo,
+                    q99: hi,
+                    mask: vec![true; action_dim],
+                },
+                json,
+            )
+        } else {
+            (
+                normalizer(&stats_path, sinew_data::ACTION)?,
+                all_stats[sinew_data::ACTION].clone(),
+            )
+        };
         let stats = serde_json::json!({
             sinew_data::STATE: all_stats[sinew_data::STATE],
-            sinew_data::ACTION: all_stats[sinew_data::ACTION],
+            sinew_data::ACTION: action_stats,
         });
         let bins = BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?;
 
@@ -356,37 +460,27 @@ impl Trainer {
             texts.push((ids, mask));
         }
 
-        // Samples: decoded images, normalised state, target bins of the next T actions.
-        let t_len = cfg.chunk_length;
+        // Samples: decoded images, normalised state, target bins.
         let mut samples = Vec::with_capacity(frames.len());
-        for e in &ds.episodes {
-            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
-            let actions: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|f| {
-                    action_norm.normalize(&f.action.iter().map(|v| *v as f64).collect::<Vec<_>>())
-                })
-                .collect::<Result<_, _>>()?;
-            for (k, f) in rows.iter().enumerate() {
-                let mut targets = Vec::with_capacity(t_len * action_dim);
-                let mut values = Vec::with_capacity(t_len * action_dim);
-                for t in 0..t_len {
-                    let a = &actions[(k + t).min(actions.len() - 1)];
-                    targets.extend(bins.encode(a)?);
-                    values.extend(a.iter().map(|v| v.clamp(-1.0, 1.0) as f32));
-                }
-                samples.push(Sample {
-                    images: decode(f, ds.cameras.len())?,
-                    text: f.task_index as usize,
-                    state: state_norm
-                        .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
-                        .into_iter()
-                        .map(|v| v as f32)
-                        .collect(),
-                    targets,
-                    values,
-                });
+        for (f, r) in frames.iter().zip(&raw) {
+            let mut targets = Vec::with_capacity(t_len * action_dim);
+            let mut values = Vec::with_capacity(t_len * action_dim);
+            for a in r.chunks(action_dim) {
+                let a = action_norm.normalize(a)?;
+                targets.extend(bins.encode(&a)?);
+                values.extend(a.iter().map(|v| v.clamp(-1.0, 1.0) as f32));
             }
+            samples.push(Sample {
+                images: decode(f, ds.cameras.len())?,
+                text: f.task_index as usize,
+                state: state_norm
+                    .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect(),
+                targets,
+                values,
+            });
         }
 
         // Episode split.
@@ -544,6 +638,7 @@ impl Trainer {
             Targets {
                 bins: Tensor::from_vec(targets, n, d)?,
                 soft,
+                values,
             },
         ))
     }
@@ -610,7 +705,8 @@ impl Trainer {
         let chosen: Vec<usize> = self.val.iter().step_by(stride).copied().collect();
         let (mut loss_sum, mut acc_sum, mut mae_sum, mut n) = (0f64, 0f64, 0f64, 0usize);
         let d = self.model_cfg.action_dim;
-        let nb = self.model_cfg.n_bins as f32;
+        let mut per_dim = vec![0f64; d];
+        let mut by_decode = [0f64; 3];
         for chunk in chosen.chunks(self.cfg.batch_size.max(1)) {
             let (x, tg) = self.batch(chunk, None)?;
             let (loss, flat) = self.loss(&x, &tg)?;
@@ -621,13 +717,26 @@ impl Trainer {
                 .to_dtype(DType::F32)?
                 .mean_all()?
                 .to_scalar()?;
-            let p: Vec<u32> = pred.to_vec1()?;
-            let t: Vec<u32> = targets.to_vec1()?;
+            let logits: Vec<f32> = flat.flatten_all()?.to_vec1()?;
+            let nbu = self.model_cfg.n_bins;
             let per = self.model_cfg.chunk_length * d;
             let mut mae = 0f32;
             for b in 0..chunk.len() {
-                for k in 0..d {
-                    mae += (p[b * per + k] as f32 - t[b * per + k] as f32).abs() * 2.0 / nb;
+                for (k, pd) in per_dim.iter_mut().enumerate() {
+                    let row = b * per + k;
+                    let l = &logits[row * nbu..(row + 1) * nbu];
+                    let x = tg.values[row] as f64;
+                    for (m, mode) in [Decode::Argmax, Decode::Mode, Decode::Expectation]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let e = (decode_logits(l, mode) - x).abs();
+                        by_decode[m] += e;
+                        if mode == self.model_cfg.decode {
+                            mae += e as f32;
+                            *pd += e;
+                        }
+                    }
                 }
             }
             loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
@@ -639,6 +748,8 @@ impl Trainer {
             loss: (loss_sum / n as f64) as f32,
             accuracy: (acc_sum / n as f64) as f32,
             first_action_mae: (mae_sum / n as f64) as f32,
+            first_action_mae_per_dim: per_dim.iter().map(|e| (e / n as f64) as f32).collect(),
+            first_action_mae_by_decode: by_decode.map(|e| (e / (n * d) as f64) as f32),
         }))
     }
 

@@ -80,6 +80,62 @@ pub struct Config {
     /// logits keep the head able to express other shapes.
     #[serde(default)]
     pub gaussian_head: bool,
+    /// How a dimension's bin distribution becomes its action value.
+    #[serde(default)]
+    pub decode: Decode,
+}
+
+/// How sinew-tiny turns each dimension's logits into a value (the token reported is always
+/// the bin of that value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decode {
+    /// The most likely bin's centre.
+    #[default]
+    Argmax,
+    /// The mean over the most likely bin and its neighbours (`n_bins / 32`, at least 2, on
+    /// each side), weighted by their probabilities: the precision of an expectation without
+    /// averaging across separate modes (an open and a closed gripper).
+    Mode,
+    /// The mean over all bins.
+    Expectation,
+}
+
+/// The normalised value of one dimension's `logits` (one per token of a
+/// `BinTokenizer::new(n, n)`, `n = logits.len()`) under `decode`.
+pub fn decode_logits(logits: &[f32], decode: Decode) -> f64 {
+    let n = logits.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let w = 2.0 / (n as f64 - 1.0);
+    // Token k >= 1 is bin n - 1 - k; token 0 (exactly +1) is decoded like token 1.
+    let centre = |k: usize| -1.0 + ((n - 1 - k.max(1)) as f64 + 0.5) * w;
+    let best = logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(1, |(k, _)| k);
+    let range = match decode {
+        Decode::Argmax => return centre(best),
+        Decode::Mode => {
+            let half = (n / 32).max(2);
+            best.saturating_sub(half)..(best + half + 1).min(n)
+        }
+        Decode::Expectation => 0..n,
+    };
+    let top = logits[best] as f64;
+    let (mut num, mut den) = (0.0, 0.0);
+    for k in range {
+        let p = (logits[k] as f64 - top).exp();
+        num += p * centre(k);
+        den += p;
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        centre(best)
+    }
 }
 
 impl Config {
@@ -110,6 +166,7 @@ impl Config {
             control_rate_hz: 10.0,
             robot: None,
             gaussian_head: false,
+            decode: Decode::Argmax,
         }
     }
 
@@ -760,12 +817,35 @@ impl Policy for SinewTinyPolicy {
         let (inputs, warnings) = self.inputs(obs)?;
         let t1 = Instant::now();
         let logits = self.model.forward(&inputs).map_err(model_err)?;
-        let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(&logits)
-            .and_then(|t| t.to_vec3())
-            .map_err(model_err)?;
-        let t2 = Instant::now();
-        let rows = tokens.into_iter().next().unwrap_or_default();
-        let actions = self.decode_tokens(&rows)?;
+        let decode = self.model.config().decode;
+        let (rows, actions, t2) = if decode == Decode::Argmax {
+            let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(&logits)
+                .and_then(|t| t.to_vec3())
+                .map_err(model_err)?;
+            let t2 = Instant::now();
+            let rows = tokens.into_iter().next().unwrap_or_default();
+            let actions = self.decode_tokens(&rows)?;
+            (rows, actions, t2)
+        } else {
+            let flat: Vec<f32> = logits
+                .to_dtype(DType::F32)
+                .and_then(|l| l.flatten_all())
+                .and_then(|l| l.to_vec1())
+                .map_err(model_err)?;
+            let t2 = Instant::now();
+            let cfg = self.model.config();
+            let values: Vec<f64> = flat
+                .chunks(cfg.n_bins)
+                .map(|l| decode_logits(l, decode))
+                .collect();
+            let mut rows = Vec::with_capacity(cfg.chunk_length);
+            let mut actions = Vec::with_capacity(cfg.chunk_length);
+            for v in values.chunks(cfg.action_dim) {
+                rows.push(self.bins.encode(v)?);
+                actions.push(self.action_norm.unnormalize(v)?);
+            }
+            (rows, actions, t2)
+        };
         let t3 = Instant::now();
         Ok(ActionChunk {
             kind: Some(self.spec.action_kind),
