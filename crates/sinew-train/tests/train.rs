@@ -121,3 +121,45 @@ fn a_resumed_run_continues_exactly() {
     let e = d.resume(&out).expect_err("different config");
     assert!(e.to_string().contains("another configuration"), "{e}");
 }
+
+#[test]
+fn a_joint_delta_run_writes_delta_statistics_and_loads() {
+    let mut cfg = tiny();
+    cfg.steps = 4;
+    cfg.action_space = sinew_core::ActionKind::JointDelta;
+    let mut t = Trainer::new(&dataset(), cfg, &Device::Cpu).expect("trainer");
+    for _ in 0..4 {
+        assert!(t.train_step().expect("step").loss.is_finite());
+    }
+    let out = tmp("delta");
+    t.save(&out).expect("save");
+    let policy_cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(policy_cfg["action_kind"], "joint_delta");
+    // The action statistics are those of the deltas (recomputed here from the frames), not
+    // of the dataset's absolute actions.
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).expect("stats"))
+            .expect("json");
+    let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
+    let frames = ds.read_frames().expect("frames");
+    let mut hi = vec![f64::NEG_INFINITY; 6];
+    for e in &ds.episodes {
+        let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
+        for (k, f) in rows.iter().enumerate() {
+            for i in 0..6 {
+                let d0 = f.action[i] as f64 - f.state[i] as f64;
+                hi[i] = hi[i].max(d0);
+                if k > 0 {
+                    hi[i] = hi[i].max(f.action[i] as f64 - rows[k - 1].action[i] as f64);
+                }
+            }
+        }
+    }
+    for (i, h) in hi.iter().enumerate() {
+        let got = stats["action"]["max"][i].as_f64().expect("max");
+        assert!((got - h).abs() < 1e-5, "joint {i}: {got} vs {h}");
+    }
+    assert!(SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).is_ok());
+}
