@@ -343,3 +343,74 @@ fn decodings_of_a_bin_distribution() {
     let mean = decode_logits(&two, Decode::Expectation);
     assert!(mean > -0.5 && mean < 0.5, "{mean}");
 }
+
+#[test]
+fn film_starts_as_the_identity_and_then_conditions_the_cnn() {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let mut cfg = small_config(tok.get_vocab_size(true));
+    cfg.film = true;
+    let mut vm = VarMap::new();
+    let film = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("film model");
+    // The same weights without FiLM layers.
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.film = false;
+    let plain_vm = VarMap::new();
+    let plain = SinewTiny::new(
+        &plain_cfg,
+        VarBuilder::from_varmap(&plain_vm, DType::F32, &Device::Cpu),
+    )
+    .expect("plain model");
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(data) = vm.data().lock() {
+        names = data.keys().cloned().collect();
+    }
+    assert!(
+        names.iter().any(|n| n == "vision.film.0.weight"),
+        "{names:?}"
+    );
+    for name in names.iter().filter(|n| !n.contains("film")) {
+        let t = vm.data().lock().expect("lock")[name].as_tensor().clone();
+        let mut pv = plain_vm.clone();
+        pv.set_one(name, t).expect("set");
+    }
+    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
+        q01: vec![lo; 6],
+        q99: vec![hi; 6],
+        mask: vec![true; 6],
+    };
+    let policy = SinewTinyPolicy::from_parts(
+        plain.clone(),
+        tok.clone(),
+        Some(norm(-1.5, 1.5)),
+        norm(-2.0, 2.0),
+        &Device::Cpu,
+    )
+    .expect("policy");
+    let (x, _) = policy
+        .inputs(&observation("touch the green cube", 4))
+        .expect("inputs");
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar())
+            .expect("diff")
+    };
+    let (lf, lp) = (
+        film.forward(&x).expect("film"),
+        plain.forward(&x).expect("plain"),
+    );
+    assert!(max_diff(&lf, &lp) < 1e-6, "FiLM must start as the identity");
+    // Non-zero FiLM weights make the image features depend on the words.
+    let w = Tensor::randn(
+        0f32,
+        0.5,
+        (2 * cfg.cnn_channels[0], cfg.d_model),
+        &Device::Cpu,
+    )
+    .expect("w");
+    vm.set_one("vision.film.0.weight", w).expect("set");
+    let lf = film.forward(&x).expect("film");
+    assert!(max_diff(&lf, &lp) > 1e-4);
+}

@@ -120,6 +120,8 @@ pub struct TrainConfig {
     /// (each action minus the one before it, the first minus the measured state; normalised by
     /// the min/max of those deltas, written to the policy's stats.json).
     pub action_space: ActionKind,
+    /// Condition sinew-tiny's CNN on the instruction (`Config::film`).
+    pub film: bool,
 }
 
 impl Default for TrainConfig {
@@ -146,6 +148,7 @@ impl Default for TrainConfig {
             gaussian_head: false,
             decode: Decode::Mode,
             action_space: ActionKind::JointPosition,
+            film: false,
         }
     }
 }
@@ -338,6 +341,7 @@ impl Trainer {
         model_cfg.n_bins = cfg.n_bins;
         model_cfg.gaussian_head = cfg.gaussian_head;
         model_cfg.decode = cfg.decode;
+        model_cfg.film = cfg.film;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,

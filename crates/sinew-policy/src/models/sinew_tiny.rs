@@ -83,6 +83,12 @@ pub struct Config {
     /// How a dimension's bin distribution becomes its action value.
     #[serde(default)]
     pub decode: Decode,
+    /// Conditions the CNN on the instruction (FiLM, Perez et al. 2018): after each stage's
+    /// convolution, channels are scaled by `1 + gamma` and shifted by `beta`, both linear in the
+    /// mean word embedding (`vision.film.N`, zero at initialisation). The image features can
+    /// then single out what the instruction names (the red cube) before any attention.
+    #[serde(default)]
+    pub film: bool,
 }
 
 /// How sinew-tiny turns each dimension's logits into a value (the token reported is always
@@ -167,6 +173,7 @@ impl Config {
             robot: None,
             gaussian_head: false,
             decode: Decode::Argmax,
+            film: false,
         }
     }
 
@@ -238,12 +245,14 @@ impl Config {
 #[derive(Debug, Clone)]
 struct Cnn {
     convs: Vec<Conv2d>,
+    film: Vec<Linear>,
     proj: Linear,
 }
 
 impl Cnn {
     fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let mut convs = Vec::new();
+        let mut film = Vec::new();
         let mut c_in = 3;
         for (i, c) in cfg.cnn_channels.iter().enumerate() {
             // A 4x4 stride-4 stem, then 3x3 stride-2 stages: 16 px per token.
@@ -267,17 +276,34 @@ impl Cnn {
                 )
             };
             convs.push(conv2d(c_in, *c, k, conv_cfg, vb.pp(format!("conv.{i}")))?);
+            if cfg.film {
+                let zero = candle_nn::Init::Const(0.0);
+                let vf = vb.pp(format!("film.{i}"));
+                film.push(Linear::new(
+                    vf.get_with_hints((2 * c, cfg.d_model), "weight", zero)?,
+                    Some(vf.get_with_hints(2 * c, "bias", zero)?),
+                ));
+            }
             c_in = *c;
         }
         let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
-        Ok(Self { convs, proj })
+        Ok(Self { convs, film, proj })
     }
 
-    /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`; `cond` `(B, d_model)` drives
+    /// the FiLM layers when there are any.
+    fn forward(&self, x: &Tensor, cond: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
-        for conv in &self.convs {
-            x = conv.forward(&x)?.relu()?;
+        for (i, conv) in self.convs.iter().enumerate() {
+            x = conv.forward(&x)?;
+            if let (Some(f), Some(c)) = (self.film.get(i), cond) {
+                let ch = x.dim(1)?;
+                let gb = f.forward(c)?;
+                let gamma = (gb.narrow(1, 0, ch)? + 1.0)?.unsqueeze(2)?.unsqueeze(3)?;
+                let beta = gb.narrow(1, ch, ch)?.unsqueeze(2)?.unsqueeze(3)?;
+                x = x.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+            }
+            x = x.relu()?;
         }
         let x = x.flatten_from(2)?.transpose(1, 2)?;
         self.proj.forward(&x)
@@ -438,15 +464,27 @@ impl SinewTiny {
             );
         }
         let flat = x.images.reshape((b * n_cam, 3, s, s))?;
+        let words = self.text_embed.forward(&x.text_ids)?;
+        let cond = if cfg.film {
+            // Mean embedding of the words (padding left out), once per camera image.
+            let m = x.text_mask.to_dtype(words.dtype())?.unsqueeze(2)?;
+            let sum = words.broadcast_mul(&m)?.sum(1)?;
+            let n = (m.sum(1)? + 1e-6)?;
+            let mean = sum.broadcast_div(&n)?;
+            Some(
+                mean.unsqueeze(1)?
+                    .expand((b, n_cam, cfg.d_model))?
+                    .reshape((b * n_cam, cfg.d_model))?,
+            )
+        } else {
+            None
+        };
         let vis = self
             .cnn
-            .forward(&flat)?
+            .forward(&flat, cond.as_ref())?
             .reshape((b, n_cam * cfg.patches_per_camera(), cfg.d_model))?
             .broadcast_add(&self.vision_pos)?;
-        let text = self
-            .text_embed
-            .forward(&x.text_ids)?
-            .broadcast_add(&self.text_pos)?;
+        let text = words.broadcast_add(&self.text_pos)?;
         let mut parts = vec![vis, text];
         if let Some(sp) = &self.state_proj {
             parts.push(sp.forward(&x.state)?.unsqueeze(1)?);
