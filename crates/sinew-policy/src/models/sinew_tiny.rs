@@ -310,6 +310,25 @@ impl Cnn {
     }
 }
 
+/// Layer normalisation that gradients pass through. candle-nn's `LayerNorm` takes a fused
+/// kernel for contiguous inputs, and that kernel has no backward pass: training through it
+/// silently cuts every gradient at the norm (the CNN, the word and state embeddings would never
+/// learn). Tensors that track gradients take the composed path; inference keeps the kernel.
+fn norm(ln: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.track_op() {
+        return ln.forward(x);
+    }
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xn = xc.broadcast_div(&(var + ln.eps())?.sqrt()?)?;
+    let y = xn.broadcast_mul(ln.weight())?;
+    match ln.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Block {
     ln1: LayerNorm,
@@ -340,7 +359,7 @@ impl Block {
         let hd = c / self.n_heads;
         let qkv = self
             .qkv
-            .forward(&self.ln1.forward(x)?)?
+            .forward(&norm(&self.ln1, x)?)?
             .reshape((b, n, 3, self.n_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
@@ -352,7 +371,7 @@ impl Block {
         let x = (x + self.proj.forward(&y)?)?;
         let h = self
             .fc2
-            .forward(&self.fc1.forward(&self.ln2.forward(&x)?)?.gelu_erf()?)?;
+            .forward(&self.fc1.forward(&norm(&self.ln2, &x)?)?.gelu_erf()?)?;
         x + h
     }
 }
@@ -496,7 +515,7 @@ impl SinewTiny {
             h = block.forward(&h, &mask)?;
         }
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
-        let q = self.ln_f.forward(&q)?;
+        let q = norm(&self.ln_f, &q)?;
         let logits =
             self.head
                 .forward(&q)?
