@@ -87,8 +87,7 @@ fn record_train_run_and_evaluate() {
         "reach",
         "--episodes",
         "1",
-        "--noise",
-        "-1",
+        "--noise=-1",
         "--out",
         s(&base.join("bad-noise")),
     ]);
