@@ -809,7 +809,12 @@ impl Trainer {
         let text = std::fs::read_to_string(&sf).map_err(|e| TrainError::Io(sf.clone(), e))?;
         let state: TrainState = serde_json::from_str(&text)
             .map_err(|e| TrainError::Config(format!("{}: {e}", sf.display())))?;
-        if state.config != self.cfg {
+        // `decode` only chooses how the written policy reads its bins; training is the same.
+        let same = TrainConfig {
+            decode: self.cfg.decode,
+            ..state.config.clone()
+        } == self.cfg;
+        if !same {
             return Err(TrainError::Config(format!(
                 "{}: the checkpoint was trained with another configuration; resume with the same --config (or start a new --out)",
                 sf.display()
@@ -831,6 +836,7 @@ impl Trainer {
             self.v[k] = get("v")?;
         }
         self.state = state;
+        self.state.config.decode = self.cfg.decode;
         Ok(())
     }
 

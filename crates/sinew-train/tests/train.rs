@@ -114,6 +114,13 @@ fn a_resumed_run_continues_exactly() {
     let mut e = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("e");
     assert_eq!(e.train_step().expect("step").loss, losses_a[0]);
 
+    // Another decoding is not another training: it resumes.
+    let mut decode = cfg.clone();
+    decode.decode = sinew_policy::models::sinew_tiny::Decode::Expectation;
+    let mut f = Trainer::new(&dataset(), decode, &Device::Cpu).expect("f");
+    f.resume(&out).expect("another decode resumes");
+    assert_eq!(f.step(), 6);
+
     // Another configuration does not resume from it.
     let mut other = cfg;
     other.lr *= 2.0;
