@@ -64,20 +64,25 @@ fn build() -> (VarMap, Config, tokenizers::Tokenizer, SinewTinyPolicy) {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let model = SinewTiny::new(&cfg, vb).expect("model");
+    let policy = policy_of(model, tok.clone(), (-2.0, 2.0));
+    (vm, cfg, tok, policy)
+}
+
+/// A policy around `model` with state range ±1.5 and action range `action` (min/max).
+fn policy_of(model: SinewTiny, tok: tokenizers::Tokenizer, action: (f64, f64)) -> SinewTinyPolicy {
     let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
         q01: vec![lo; 6],
         q99: vec![hi; 6],
         mask: vec![true; 6],
     };
-    let policy = SinewTinyPolicy::from_parts(
+    SinewTinyPolicy::from_parts(
         model,
-        tok.clone(),
+        tok,
         Some(norm(-1.5, 1.5)),
-        norm(-2.0, 2.0),
+        norm(action.0, action.1),
         &Device::Cpu,
     )
-    .expect("policy");
-    (vm, cfg, tok, policy)
+    .expect("policy")
 }
 
 #[test]
@@ -276,19 +281,7 @@ fn the_gaussian_head_peaks_at_its_mean_and_round_trips() {
         Tensor::from_vec(bias, 12, &Device::Cpu).expect("b"),
     )
     .expect("set");
-    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
-        q01: vec![lo; 6],
-        q99: vec![hi; 6],
-        mask: vec![true; 6],
-    };
-    let mut policy = SinewTinyPolicy::from_parts(
-        model,
-        tok.clone(),
-        Some(norm(-1.5, 1.5)),
-        norm(-1.0, 1.0),
-        &Device::Cpu,
-    )
-    .expect("policy");
+    let mut policy = policy_of(model, tok.clone(), (-1.0, 1.0));
     let bins = sinew_policy::BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32).expect("bins");
     let chunk = policy
         .infer(&observation("touch the green cube", 2))
@@ -374,19 +367,7 @@ fn film_starts_as_the_identity_and_then_conditions_the_cnn() {
         let mut pv = plain_vm.clone();
         pv.set_one(name, t).expect("set");
     }
-    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
-        q01: vec![lo; 6],
-        q99: vec![hi; 6],
-        mask: vec![true; 6],
-    };
-    let policy = SinewTinyPolicy::from_parts(
-        plain.clone(),
-        tok.clone(),
-        Some(norm(-1.5, 1.5)),
-        norm(-2.0, 2.0),
-        &Device::Cpu,
-    )
-    .expect("policy");
+    let policy = policy_of(plain.clone(), tok.clone(), (-2.0, 2.0));
     let (x, _) = policy
         .inputs(&observation("touch the green cube", 4))
         .expect("inputs");
@@ -426,19 +407,7 @@ fn every_parameter_gets_a_gradient() {
     let vm = VarMap::new();
     let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
         .expect("model");
-    let norm = |lo: f64, hi: f64| sinew_policy::Normalizer::Quantile {
-        q01: vec![lo; 6],
-        q99: vec![hi; 6],
-        mask: vec![true; 6],
-    };
-    let policy = SinewTinyPolicy::from_parts(
-        model.clone(),
-        tok,
-        Some(norm(-1.5, 1.5)),
-        norm(-2.0, 2.0),
-        &Device::Cpu,
-    )
-    .expect("policy");
+    let policy = policy_of(model.clone(), tok, (-2.0, 2.0));
     let (x, _) = policy
         .inputs(&observation("put the red cube in the bowl", 9))
         .expect("inputs");
