@@ -151,15 +151,14 @@ fn a_joint_delta_run_writes_delta_statistics_and_loads() {
             .expect("json");
     let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
     let frames = ds.read_frames().expect("frames");
-    let mut hi = vec![f64::NEG_INFINITY; 6];
+    let mut hi = [f64::NEG_INFINITY; 6];
     for e in &ds.episodes {
         let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
         for (k, f) in rows.iter().enumerate() {
-            for i in 0..6 {
-                let d0 = f.action[i] as f64 - f.state[i] as f64;
-                hi[i] = hi[i].max(d0);
+            for (i, h) in hi.iter_mut().enumerate() {
+                *h = h.max(f.action[i] as f64 - f.state[i] as f64);
                 if k > 0 {
-                    hi[i] = hi[i].max(f.action[i] as f64 - rows[k - 1].action[i] as f64);
+                    *h = h.max(f.action[i] as f64 - rows[k - 1].action[i] as f64);
                 }
             }
         }
