@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use sinew_core::ActionKind;
 use sinew_data::{Dataset, Frame};
 use sinew_policy::models::sinew_tiny::{
-    build_text_tokenizer, decode_logits, Config, Decode, SinewTiny, SinewTinyPolicy, TinyInputs,
+    build_text_tokenizer, decode_logits, token_centre, Config, Decode, SinewTiny, SinewTinyPolicy,
+    TinyInputs,
 };
 use sinew_policy::normalize::{lerobot_stats, LeRobotMode};
 use sinew_policy::{BinTokenizer, Normalizer};
@@ -241,8 +242,7 @@ fn soft_labels(values: &[f32], n: usize, sigma_bins: f32) -> Vec<f32> {
     for (row, x) in out.chunks_mut(n).zip(values) {
         let mut sum = 0f32;
         for (k, p) in row.iter_mut().enumerate().skip(1) {
-            let c = -1.0 + ((n - 1 - k) as f32 + 0.5) * w;
-            let z = (c - x) / sigma;
+            let z = (token_centre(n, k) as f32 - x) / sigma;
             *p = if z.abs() < cut {
                 (-0.5 * z * z).exp()
             } else {

@@ -107,6 +107,13 @@ pub enum Decode {
     Expectation,
 }
 
+/// The bin centre of token `k` of a `BinTokenizer::new(n, n)`: token `k >= 1` is bin
+/// `n - 1 - k`, token 0 (exactly +1) is decoded like token 1 (as `BinTokenizer::decode_token`).
+pub fn token_centre(n: usize, k: usize) -> f64 {
+    let w = 2.0 / (n as f64 - 1.0);
+    -1.0 + ((n - 1 - k.clamp(1, n - 1)) as f64 + 0.5) * w
+}
+
 /// The normalised value of one dimension's `logits` (one per token of a
 /// `BinTokenizer::new(n, n)`, `n = logits.len()`) under `decode`.
 pub fn decode_logits(logits: &[f32], decode: Decode) -> f64 {
@@ -114,9 +121,7 @@ pub fn decode_logits(logits: &[f32], decode: Decode) -> f64 {
     if n < 2 {
         return 0.0;
     }
-    let w = 2.0 / (n as f64 - 1.0);
-    // Token k >= 1 is bin n - 1 - k; token 0 (exactly +1) is decoded like token 1.
-    let centre = |k: usize| -1.0 + ((n - 1 - k.max(1)) as f64 + 0.5) * w;
+    let centre = |k: usize| token_centre(n, k);
     let best = logits
         .iter()
         .enumerate()
@@ -551,13 +556,12 @@ impl SinewTiny {
 /// `n - 1 - k`; token 0 (exactly +1, decoded like token 1) is put far outside so the Gaussian
 /// never picks it.
 fn bin_centres(n: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let w = 2.0 / (n as f32 - 1.0);
     let c: Vec<f32> = (0..n)
         .map(|k| {
             if k == 0 {
                 100.0
             } else {
-                -1.0 + ((n - 1 - k) as f32 + 0.5) * w
+                token_centre(n, k) as f32
             }
         })
         .collect();
