@@ -123,6 +123,9 @@ pub struct TrainConfig {
     pub action_space: ActionKind,
     /// Condition sinew-tiny's CNN on the instruction (`Config::film`).
     pub film: bool,
+    /// Group-normalise sinew-tiny's CNN stages (`Config::cnn_norm`); keep it on, above all
+    /// with `film`.
+    pub cnn_norm: bool,
 }
 
 impl Default for TrainConfig {
@@ -150,6 +153,7 @@ impl Default for TrainConfig {
             decode: Decode::Mode,
             action_space: ActionKind::JointPosition,
             film: false,
+            cnn_norm: true,
         }
     }
 }
@@ -342,6 +346,7 @@ impl Trainer {
         model_cfg.gaussian_head = cfg.gaussian_head;
         model_cfg.decode = cfg.decode;
         model_cfg.film = cfg.film;
+        model_cfg.cnn_norm = cfg.cnn_norm;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,

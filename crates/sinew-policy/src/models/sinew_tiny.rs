@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{
-    conv2d, embedding, layer_norm, linear, Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear,
-    VarBuilder, VarMap,
+    conv2d, embedding, group_norm, layer_norm, linear, Conv2d, Conv2dConfig, Embedding, GroupNorm,
+    LayerNorm, Linear, VarBuilder, VarMap,
 };
 use serde::{Deserialize, Serialize};
 use sinew_core::{ActionChunk, ActionKind, Observation, Policy, PolicyError, PolicySpec, Timings};
@@ -89,6 +89,12 @@ pub struct Config {
     /// then single out what the instruction names (the red cube) before any attention.
     #[serde(default)]
     pub film: bool,
+    /// Group-normalises each CNN stage's convolution output (8 groups, `vision.norm.N`) before
+    /// FiLM and the ReLU. Without it nothing bounds the CNN's activations: in training, FiLM
+    /// scales grew past 100 at every stage, the features reached 1e12 and, after the first
+    /// layer norm, every image looked the same (the policy went blind).
+    #[serde(default)]
+    pub cnn_norm: bool,
 }
 
 /// How sinew-tiny turns each dimension's logits into a value (the token reported is always
@@ -179,6 +185,7 @@ impl Config {
             gaussian_head: false,
             decode: Decode::Argmax,
             film: false,
+            cnn_norm: false,
         }
     }
 
@@ -201,6 +208,17 @@ impl Config {
         }
         if self.cnn_channels.len() != 3 || self.cnn_channels.contains(&0) {
             return Err("cnn_channels: three positive stage widths are needed".into());
+        }
+        if self.cnn_norm {
+            if let Some(c) = self
+                .cnn_channels
+                .iter()
+                .find(|c| !c.is_multiple_of(CNN_GROUPS))
+            {
+                return Err(format!(
+                    "cnn_channels: {c} is not a multiple of the {CNN_GROUPS} groups cnn_norm uses"
+                ));
+            }
         }
         if self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(format!(
@@ -247,9 +265,13 @@ impl Config {
     }
 }
 
+/// Groups of `Config::cnn_norm`.
+const CNN_GROUPS: usize = 8;
+
 #[derive(Debug, Clone)]
 struct Cnn {
     convs: Vec<Conv2d>,
+    norms: Vec<GroupNorm>,
     film: Vec<Linear>,
     proj: Linear,
 }
@@ -257,6 +279,7 @@ struct Cnn {
 impl Cnn {
     fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let mut convs = Vec::new();
+        let mut norms = Vec::new();
         let mut film = Vec::new();
         let mut c_in = 3;
         for (i, c) in cfg.cnn_channels.iter().enumerate() {
@@ -281,6 +304,14 @@ impl Cnn {
                 )
             };
             convs.push(conv2d(c_in, *c, k, conv_cfg, vb.pp(format!("conv.{i}")))?);
+            if cfg.cnn_norm {
+                norms.push(group_norm(
+                    CNN_GROUPS,
+                    *c,
+                    1e-5,
+                    vb.pp(format!("norm.{i}")),
+                )?);
+            }
             if cfg.film {
                 let zero = candle_nn::Init::Const(0.0);
                 let vf = vb.pp(format!("film.{i}"));
@@ -292,7 +323,12 @@ impl Cnn {
             c_in = *c;
         }
         let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
-        Ok(Self { convs, film, proj })
+        Ok(Self {
+            convs,
+            norms,
+            film,
+            proj,
+        })
     }
 
     /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`; `cond` `(B, d_model)` drives
@@ -301,6 +337,9 @@ impl Cnn {
         let mut x = x.clone();
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(&x)?;
+            if let Some(n) = self.norms.get(i) {
+                x = n.forward(&x)?;
+            }
             if let (Some(f), Some(c)) = (self.film.get(i), cond) {
                 let ch = x.dim(1)?;
                 let gb = f.forward(c)?;
@@ -475,10 +514,16 @@ impl SinewTiny {
         structure.broadcast_add(&keys)
     }
 
-    /// Logits `(B, chunk_length, action_dim, n_bins)`.
-    pub fn forward(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
+    /// The image tokens `(B, n_cameras * patches, d_model)` of the CNN, before the position
+    /// embeddings (FiLM-conditioned on the words when `film` is set). For diagnostics: a
+    /// healthy encoder gives features of moderate size that differ between scenes.
+    pub fn image_tokens(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
+        let words = self.text_embed.forward(&x.text_ids)?;
+        self.vision_features(x, &words)
+    }
+
+    fn vision_features(&self, x: &TinyInputs, words: &Tensor) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
-        let dev = x.images.device();
         let (b, n_cam, _, s, _) = x.images.dims5()?;
         if n_cam != cfg.cameras.len() || s != cfg.image_size {
             candle_core::bail!(
@@ -488,7 +533,6 @@ impl SinewTiny {
             );
         }
         let flat = x.images.reshape((b * n_cam, 3, s, s))?;
-        let words = self.text_embed.forward(&x.text_ids)?;
         let cond = if cfg.film {
             // Mean embedding of the words (padding left out), once per camera image.
             let m = x.text_mask.to_dtype(words.dtype())?.unsqueeze(2)?;
@@ -503,10 +547,21 @@ impl SinewTiny {
         } else {
             None
         };
+        self.cnn.forward(&flat, cond.as_ref())?.reshape((
+            b,
+            n_cam * cfg.patches_per_camera(),
+            cfg.d_model,
+        ))
+    }
+
+    /// Logits `(B, chunk_length, action_dim, n_bins)`.
+    pub fn forward(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
+        let cfg = &self.cfg;
+        let dev = x.images.device();
+        let b = x.images.dim(0)?;
+        let words = self.text_embed.forward(&x.text_ids)?;
         let vis = self
-            .cnn
-            .forward(&flat, cond.as_ref())?
-            .reshape((b, n_cam * cfg.patches_per_camera(), cfg.d_model))?
+            .vision_features(x, &words)?
             .broadcast_add(&self.vision_pos)?;
         let text = words.broadcast_add(&self.text_pos)?;
         let mut parts = vec![vis, text];
