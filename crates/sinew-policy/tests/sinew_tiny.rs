@@ -404,6 +404,7 @@ fn every_parameter_gets_a_gradient() {
     let mut cfg = small_config(tok.get_vocab_size(true));
     cfg.film = true;
     cfg.cnn_norm = true;
+    cfg.coords = true;
     cfg.gaussian_head = true;
     let vm = VarMap::new();
     let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
@@ -482,4 +483,51 @@ fn group_norms_keep_image_features_bounded_under_large_film() {
         raw_size > 1e6,
         "without cnn_norm these FiLM layers were expected to blow the features up ({raw_size})"
     );
+}
+
+/// With `coords`, image tokens know where they are: on a uniform grey picture, two interior
+/// patches (away from the zero padding) get the same features without coordinate channels
+/// and different ones with them.
+#[test]
+fn coordinate_channels_tell_identical_patches_apart() {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let grey = |w: u32, h: u32| Image {
+        width: w,
+        height: h,
+        encoding: "rgb8".into(),
+        step: 3 * w,
+        data: vec![128u8; (3 * w * h) as usize].into(),
+        ..Default::default()
+    };
+    let patch_gap = |coords: bool| -> f32 {
+        let mut cfg = small_config(tok.get_vocab_size(true));
+        cfg.image_size = 128; // 8 x 8 patches per camera
+        cfg.cnn_norm = true;
+        cfg.coords = coords;
+        let vm = VarMap::new();
+        let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+            .expect("model");
+        let policy = policy_of(model.clone(), tok.clone(), (-2.0, 2.0));
+        let mut images = BTreeMap::new();
+        images.insert("front".to_owned(), grey(128, 128));
+        images.insert("wrist".to_owned(), grey(128, 128));
+        let obs = Observation {
+            images,
+            joint_positions: vec![0.0; 6],
+            instruction: "touch the green cube".into(),
+            ..Default::default()
+        };
+        let (x, _) = policy.inputs(&obs).expect("inputs");
+        let tokens = model.image_tokens(&x).expect("tokens");
+        // Front camera, row 3: columns 3 and 4 (both interior).
+        let a = tokens.get(0).and_then(|t| t.get(3 * 8 + 3)).expect("a");
+        let b = tokens.get(0).and_then(|t| t.get(3 * 8 + 4)).expect("b");
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar())
+            .expect("gap")
+    };
+    assert!(patch_gap(false) < 1e-5, "{}", patch_gap(false));
+    assert!(patch_gap(true) > 1e-3, "{}", patch_gap(true));
 }

@@ -126,6 +126,8 @@ pub struct TrainConfig {
     /// Group-normalise sinew-tiny's CNN stages (`Config::cnn_norm`); keep it on, above all
     /// with `film`.
     pub cnn_norm: bool,
+    /// Give sinew-tiny's CNN pixel-coordinate channels (`Config::coords`).
+    pub coords: bool,
 }
 
 impl Default for TrainConfig {
@@ -154,6 +156,7 @@ impl Default for TrainConfig {
             action_space: ActionKind::JointPosition,
             film: false,
             cnn_norm: true,
+            coords: true,
         }
     }
 }
@@ -347,6 +350,7 @@ impl Trainer {
         model_cfg.decode = cfg.decode;
         model_cfg.film = cfg.film;
         model_cfg.cnn_norm = cfg.cnn_norm;
+        model_cfg.coords = cfg.coords;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,

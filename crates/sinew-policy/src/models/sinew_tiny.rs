@@ -89,12 +89,19 @@ pub struct Config {
     /// then single out what the instruction names (the red cube) before any attention.
     #[serde(default)]
     pub film: bool,
-    /// Group-normalises each CNN stage's convolution output (8 groups, `vision.norm.N`) before
-    /// FiLM and the ReLU. Without it nothing bounds the CNN's activations: in training, FiLM
-    /// scales grew past 100 at every stage, the features reached 1e12 and, after the first
-    /// layer norm, every image looked the same (the policy went blind).
+    /// Normalises the image encoder: each CNN stage's convolution output is group-normalised
+    /// (8 groups, `vision.norm.N`) before FiLM and the ReLU, and the image tokens are
+    /// layer-normed (`vision.ln`) before the position embeddings are added. Without it nothing
+    /// bounds the CNN's activations: in training, FiLM scales grew past 100 at every stage, the
+    /// features reached 1e12 and, after the first layer norm, every image looked the same (the
+    /// policy went blind); and position embeddings of the usual size vanish next to them.
     #[serde(default)]
     pub cnn_norm: bool,
+    /// Appends two channels to every image before the stem: each pixel's column and row,
+    /// scaled to -1..1 (CoordConv, Liu et al. 2018). Image tokens then carry where in the
+    /// picture they are, which reaching for a small cube depends on.
+    #[serde(default)]
+    pub coords: bool,
 }
 
 /// How sinew-tiny turns each dimension's logits into a value (the token reported is always
@@ -186,6 +193,7 @@ impl Config {
             decode: Decode::Argmax,
             film: false,
             cnn_norm: false,
+            coords: false,
         }
     }
 
@@ -274,6 +282,9 @@ struct Cnn {
     norms: Vec<GroupNorm>,
     film: Vec<Linear>,
     proj: Linear,
+    ln: Option<LayerNorm>,
+    /// `(1, 2, S, S)` pixel columns and rows in -1..1 (`Config::coords`).
+    coords: Option<Tensor>,
 }
 
 impl Cnn {
@@ -281,7 +292,7 @@ impl Cnn {
         let mut convs = Vec::new();
         let mut norms = Vec::new();
         let mut film = Vec::new();
-        let mut c_in = 3;
+        let mut c_in = if cfg.coords { 5 } else { 3 };
         for (i, c) in cfg.cnn_channels.iter().enumerate() {
             // A 4x4 stride-4 stem, then 3x3 stride-2 stages: 16 px per token.
             let (k, conv_cfg) = if i == 0 {
@@ -323,18 +334,41 @@ impl Cnn {
             c_in = *c;
         }
         let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
+        let ln = if cfg.cnn_norm {
+            Some(layer_norm(cfg.d_model, 1e-5, vb.pp("ln"))?)
+        } else {
+            None
+        };
+        let coords = if cfg.coords {
+            let n = cfg.image_size;
+            let step = |i: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
+            let mut v = Vec::with_capacity(2 * n * n);
+            v.extend((0..n * n).map(|k| step(k % n)));
+            v.extend((0..n * n).map(|k| step(k / n)));
+            Some(Tensor::from_vec(v, (1, 2, n, n), vb.device())?.to_dtype(vb.dtype())?)
+        } else {
+            None
+        };
         Ok(Self {
             convs,
             norms,
             film,
             proj,
+            ln,
+            coords,
         })
     }
 
     /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`; `cond` `(B, d_model)` drives
     /// the FiLM layers when there are any.
     fn forward(&self, x: &Tensor, cond: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let mut x = x.clone();
+        let mut x = match &self.coords {
+            Some(c) => {
+                let (b, _, h, w) = x.dims4()?;
+                Tensor::cat(&[x, &c.expand((b, 2, h, w))?], 1)?
+            }
+            None => x.clone(),
+        };
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(&x)?;
             if let Some(n) = self.norms.get(i) {
@@ -349,8 +383,11 @@ impl Cnn {
             }
             x = x.relu()?;
         }
-        let x = x.flatten_from(2)?.transpose(1, 2)?;
-        self.proj.forward(&x)
+        let x = self.proj.forward(&x.flatten_from(2)?.transpose(1, 2)?)?;
+        match &self.ln {
+            Some(ln) => norm(ln, &x),
+            None => Ok(x),
+        }
     }
 }
 
