@@ -405,6 +405,7 @@ fn every_parameter_gets_a_gradient() {
     cfg.film = true;
     cfg.cnn_norm = true;
     cfg.coords = true;
+    cfg.keypoints = 8;
     cfg.gaussian_head = true;
     let vm = VarMap::new();
     let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
@@ -430,6 +431,18 @@ fn every_parameter_gets_a_gradient() {
             .and_then(|g| g.abs().ok()?.max_all().ok()?.to_scalar::<f32>().ok());
         if !matches!(g, Some(v) if v > 0.0) {
             dead.push(name.clone());
+        }
+    }
+    // The query and key rows of each fused qkv projection learn too (they get gradients only
+    // through the attention softmax; the value rows get theirs without it).
+    let d = cfg.d_model;
+    for (name, var) in data.iter().filter(|(n, _)| n.ends_with("attn.qkv.weight")) {
+        let g = grads
+            .get(var.as_tensor())
+            .and_then(|g| g.narrow(0, 0, 2 * d).ok()?.abs().ok()?.max_all().ok())
+            .and_then(|g| g.to_scalar::<f32>().ok());
+        if !matches!(g, Some(v) if v > 0.0) {
+            dead.push(format!("{name} (query and key rows)"));
         }
     }
     dead.sort();
@@ -530,4 +543,49 @@ fn coordinate_channels_tell_identical_patches_apart() {
     };
     assert!(patch_gap(false) < 1e-5, "{}", patch_gap(false));
     assert!(patch_gap(true) > 1e-3, "{}", patch_gap(true));
+}
+
+/// Spatial softmax finds a peak: one heat map that copies channel 0 of a map with a single
+/// strong cell at row 2, column 5 (of 4 x 8) gives that cell's centre in -1..1 coordinates.
+#[test]
+fn spatial_softmax_gives_the_position_of_a_peak() {
+    let (h, w) = (4usize, 8usize);
+    let mut v = vec![0f32; 2 * h * w];
+    v[2 * w + 5] = 30.0;
+    let x = Tensor::from_vec(v, (1, 2, h, w), &Device::Cpu).expect("x");
+    let weight = Tensor::new(&[[1f32, 0.0]], &Device::Cpu).expect("w");
+    let conv = candle_nn::Linear::new(weight, None);
+    let xy: Vec<f32> = sinew_policy::models::sinew_tiny::spatial_softmax(&x, &conv)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .expect("keypoints");
+    let centre = |i: usize, n: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
+    assert!((xy[0] - centre(5, w)).abs() < 1e-3, "{xy:?}");
+    assert!((xy[1] - centre(2, h)).abs() < 1e-3, "{xy:?}");
+}
+
+/// The keypoint token is one more image token per camera, and a policy with it round-trips.
+#[test]
+fn keypoint_tokens_join_the_image_tokens() {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let mut cfg = small_config(tok.get_vocab_size(true));
+    cfg.cnn_norm = true;
+    cfg.keypoints = 4;
+    let vm = VarMap::new();
+    let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("model");
+    let policy = policy_of(model.clone(), tok, (-2.0, 2.0));
+    let (x, _) = policy
+        .inputs(&observation("touch the green cube", 3))
+        .expect("inputs");
+    let tokens = model.image_tokens(&x).expect("tokens");
+    assert_eq!(
+        tokens.dims(),
+        &[1, 2 * (cfg.patches_per_camera() + 1), cfg.d_model]
+    );
+    let logits = model.forward(&x).expect("forward");
+    assert_eq!(
+        logits.dims(),
+        &[1, cfg.chunk_length, cfg.action_dim, cfg.n_bins]
+    );
 }

@@ -128,6 +128,8 @@ pub struct TrainConfig {
     pub cnn_norm: bool,
     /// Give sinew-tiny's CNN pixel-coordinate channels (`Config::coords`).
     pub coords: bool,
+    /// Spatial-softmax keypoints per camera (`Config::keypoints`; 0 for none).
+    pub keypoints: usize,
 }
 
 impl Default for TrainConfig {
@@ -157,6 +159,7 @@ impl Default for TrainConfig {
             film: false,
             cnn_norm: true,
             coords: true,
+            keypoints: 0,
         }
     }
 }
@@ -351,6 +354,7 @@ impl Trainer {
         model_cfg.film = cfg.film;
         model_cfg.cnn_norm = cfg.cnn_norm;
         model_cfg.coords = cfg.coords;
+        model_cfg.keypoints = cfg.keypoints;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,

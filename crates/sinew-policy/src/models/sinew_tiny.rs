@@ -102,6 +102,13 @@ pub struct Config {
     /// picture they are, which reaching for a small cube depends on.
     #[serde(default)]
     pub coords: bool,
+    /// Spatial-softmax keypoints (Levine et al. 2016), 0 for none: a 1x1 convolution turns the
+    /// second CNN stage's map (stride 8) into this many heat maps, a softmax over each map's
+    /// pixels gives its expected image position, and the 2 x N coordinates become one more
+    /// image token per camera (`vision.kp.conv`, `vision.kp.proj`). It hands the transformer
+    /// where things are (with FiLM: the named cube) as numbers, not as which token lit up.
+    #[serde(default)]
+    pub keypoints: usize,
 }
 
 /// How sinew-tiny turns each dimension's logits into a value (the token reported is always
@@ -194,6 +201,7 @@ impl Config {
             film: false,
             cnn_norm: false,
             coords: false,
+            keypoints: 0,
         }
     }
 
@@ -255,14 +263,19 @@ impl Config {
         Ok(())
     }
 
-    /// Image tokens per camera.
+    /// Patch tokens per camera.
     pub fn patches_per_camera(&self) -> usize {
         (self.image_size / 16).pow(2)
     }
 
+    /// Image tokens per camera: the patches, then the keypoint token if there is one.
+    pub fn tokens_per_camera(&self) -> usize {
+        self.patches_per_camera() + usize::from(self.keypoints > 0)
+    }
+
     /// Tokens before the action queries.
     pub fn prefix_len(&self) -> usize {
-        self.cameras.len() * self.patches_per_camera()
+        self.cameras.len() * self.tokens_per_camera()
             + self.max_text_len
             + usize::from(self.state_dim > 0)
     }
@@ -282,6 +295,8 @@ struct Cnn {
     norms: Vec<GroupNorm>,
     film: Vec<Linear>,
     proj: Linear,
+    /// Keypoint heat maps (1x1 convolution as a linear map over channels) and their token.
+    kp: Option<(Linear, Linear)>,
     ln: Option<LayerNorm>,
     /// `(1, 2, S, S)` pixel columns and rows in -1..1 (`Config::coords`).
     coords: Option<Tensor>,
@@ -334,6 +349,15 @@ impl Cnn {
             c_in = *c;
         }
         let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
+        let kp = if cfg.keypoints > 0 {
+            let k = cfg.keypoints;
+            Some((
+                linear(cfg.cnn_channels[1], k, vb.pp("kp.conv"))?,
+                linear(2 * k, cfg.d_model, vb.pp("kp.proj"))?,
+            ))
+        } else {
+            None
+        };
         let ln = if cfg.cnn_norm {
             Some(layer_norm(cfg.d_model, 1e-5, vb.pp("ln"))?)
         } else {
@@ -354,13 +378,14 @@ impl Cnn {
             norms,
             film,
             proj,
+            kp,
             ln,
             coords,
         })
     }
 
-    /// `(B, 3, S, S)` in [-1, 1] to `(B, (S/16)^2, d_model)`; `cond` `(B, d_model)` drives
-    /// the FiLM layers when there are any.
+    /// `(B, 3, S, S)` in [-1, 1] to `(B, tokens_per_camera, d_model)`; `cond` `(B, d_model)`
+    /// drives the FiLM layers when there are any.
     fn forward(&self, x: &Tensor, cond: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let mut x = match &self.coords {
             Some(c) => {
@@ -369,6 +394,7 @@ impl Cnn {
             }
             None => x.clone(),
         };
+        let mut kp_token = None;
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(&x)?;
             if let Some(n) = self.norms.get(i) {
@@ -382,12 +408,52 @@ impl Cnn {
                 x = x.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
             }
             x = x.relu()?;
+            if i == 1 {
+                if let Some((conv, proj)) = &self.kp {
+                    kp_token = Some(proj.forward(&spatial_softmax(&x, conv)?)?.unsqueeze(1)?);
+                }
+            }
         }
-        let x = self.proj.forward(&x.flatten_from(2)?.transpose(1, 2)?)?;
+        let mut x = self.proj.forward(&x.flatten_from(2)?.transpose(1, 2)?)?;
+        if let Some(t) = kp_token {
+            x = Tensor::cat(&[&x, &t], 1)?;
+        }
         match &self.ln {
             Some(ln) => norm(ln, &x),
             None => Ok(x),
         }
+    }
+}
+
+/// Expected image coordinates `(B, 2K)` (x then y of each map, -1..1) of the `K` heat maps
+/// `conv` makes from the feature map `x` `(B, C, H, W)`.
+pub fn spatial_softmax(x: &Tensor, conv: &Linear) -> candle_core::Result<Tensor> {
+    let (b, _, h, w) = x.dims4()?;
+    let maps = conv.forward(&x.flatten_from(2)?.transpose(1, 2)?)?; // (B, HW, K)
+    let p = softmax(&maps.transpose(1, 2)?.contiguous()?)?; // (B, K, HW)
+    let at = |i: usize, n: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
+    let mut grid = Vec::with_capacity(2 * h * w);
+    grid.extend((0..h * w).map(|k| at(k % w, w)));
+    grid.extend((0..h * w).map(|k| at(k / w, h)));
+    let grid = Tensor::from_vec(grid, (2, h * w), x.device())?
+        .to_dtype(x.dtype())?
+        .t()?; // (HW, 2)
+    let k = p.dim(1)?;
+    p.reshape((b * k, h * w))?
+        .matmul(&grid)?
+        .reshape((b, 2 * k))
+}
+
+/// Softmax over the last dimension that gradients pass through. candle-nn's
+/// `softmax_last_dim` is a fused kernel without a backward pass: in attention it silently left
+/// the query and key projections untrained (only the value path learned, so every attention
+/// pattern stayed as initialised and no query could learn to look at the named cube).
+/// Tensors that track gradients take the composed path; inference keeps the kernel.
+fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.track_op() {
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
     }
 }
 
@@ -447,7 +513,7 @@ impl Block {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
+        let attn = softmax(&scores)?;
         let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         let x = (x + self.proj.forward(&y)?)?;
         let h = self
@@ -493,7 +559,7 @@ impl SinewTiny {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         cfg.validate().map_err(candle_core::Error::msg)?;
         let d = cfg.d_model;
-        let n_vis = cfg.cameras.len() * cfg.patches_per_camera();
+        let n_vis = cfg.cameras.len() * cfg.tokens_per_camera();
         let init = candle_nn::Init::Randn {
             mean: 0.0,
             stdev: 0.02,
@@ -543,7 +609,7 @@ impl SinewTiny {
         let structure = Tensor::from_vec(m, (1, 1, n, n), device)?;
         // Key padding: text positions with mask 0 get -inf for every query.
         let b = text_mask.dim(0)?;
-        let n_vis = cfg.cameras.len() * cfg.patches_per_camera();
+        let n_vis = cfg.cameras.len() * cfg.tokens_per_camera();
         let pad = ((text_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?; // 0 or -1e9
         let left = Tensor::zeros((b, n_vis), DType::F32, device)?;
         let right = Tensor::zeros((b, n - n_vis - cfg.max_text_len), DType::F32, device)?;
@@ -586,7 +652,7 @@ impl SinewTiny {
         };
         self.cnn.forward(&flat, cond.as_ref())?.reshape((
             b,
-            n_cam * cfg.patches_per_camera(),
+            n_cam * cfg.tokens_per_camera(),
             cfg.d_model,
         ))
     }
