@@ -130,6 +130,11 @@ pub struct TrainConfig {
     pub coords: bool,
     /// Spatial-softmax keypoints per camera (`Config::keypoints`; 0 for none).
     pub keypoints: usize,
+    /// Feed the joint state to the policy. Off, the policy sees only the cameras and the
+    /// instruction (as OpenVLA and RT-1 do): with the state, behaviour cloning learns to copy
+    /// it ("copycat", Wen et al. 2020), since the next target is nearly the current position
+    /// on most frames, and the images go unused.
+    pub use_state: bool,
 }
 
 impl Default for TrainConfig {
@@ -160,6 +165,7 @@ impl Default for TrainConfig {
             cnn_norm: true,
             coords: true,
             keypoints: 0,
+            use_state: true,
         }
     }
 }
@@ -338,7 +344,7 @@ impl Trainer {
         let tokenizer = build_text_tokenizer(&ds.tasks)?;
         let mut model_cfg = Config::small(
             ds.cameras.clone(),
-            state_dim,
+            if cfg.use_state { state_dim } else { 0 },
             action_dim,
             tokenizer.get_vocab_size(true),
         );
@@ -632,7 +638,9 @@ impl Trainer {
             let (ti, tm) = &self.texts[smp.text];
             ids.extend_from_slice(ti);
             mask.extend_from_slice(tm);
-            state.extend_from_slice(&smp.state);
+            if cfg.state_dim > 0 {
+                state.extend_from_slice(&smp.state);
+            }
             targets.extend_from_slice(&smp.targets);
             values.extend_from_slice(&smp.values);
         }
