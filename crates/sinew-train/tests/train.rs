@@ -169,3 +169,44 @@ fn a_joint_delta_run_writes_delta_statistics_and_loads() {
     }
     assert!(SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).is_ok());
 }
+
+/// With `use_state = false` (the shipped recipe, with every encoder option on) the policy has
+/// no state input: it trains, saves, loads and acts without any joint positions.
+#[test]
+fn a_run_without_the_state_acts_from_images_alone() {
+    let mut cfg = tiny();
+    cfg.steps = 4;
+    cfg.use_state = false;
+    cfg.film = true;
+    cfg.keypoints = 4;
+    let mut t = Trainer::new(&dataset(), cfg, &Device::Cpu).expect("trainer");
+    assert_eq!(t.model_config().state_dim, 0);
+    assert!(t.model_config().cnn_norm && t.model_config().coords);
+    for _ in 0..4 {
+        assert!(t.train_step().expect("step").loss.is_finite());
+    }
+    let out = tmp("no-state");
+    t.save(&out).expect("save");
+    let mut p = SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).expect("load");
+    assert!(!p.spec().uses_state);
+    let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
+    let frames = ds.read_frames().expect("frames");
+    let f = &frames[0];
+    let mut images = std::collections::BTreeMap::new();
+    for (i, c) in ds.cameras.iter().enumerate() {
+        let im = f.image(i).expect("png");
+        images.insert(
+            c.clone(),
+            sinew_msgs::Image::rgb8(Default::default(), im.width, im.height, im.data),
+        );
+    }
+    let chunk = p
+        .infer(&Observation {
+            images,
+            instruction: ds.tasks[f.task_index as usize].clone(),
+            ..Default::default()
+        })
+        .expect("infer without joint positions");
+    assert_eq!(chunk.actions.len(), 4);
+    assert!(chunk.actions.iter().flatten().all(|v| v.is_finite()));
+}
