@@ -564,7 +564,8 @@ fn spatial_softmax_gives_the_position_of_a_peak() {
     assert!((xy[1] - centre(2, h)).abs() < 1e-3, "{xy:?}");
 }
 
-/// The keypoint token is one more image token per camera, and a policy with it round-trips.
+/// Each keypoint is one more image token per camera; without patch tokens they are the only
+/// ones.
 #[test]
 fn keypoint_tokens_join_the_image_tokens() {
     let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
@@ -581,11 +582,27 @@ fn keypoint_tokens_join_the_image_tokens() {
     let tokens = model.image_tokens(&x).expect("tokens");
     assert_eq!(
         tokens.dims(),
-        &[1, 2 * (cfg.patches_per_camera() + 1), cfg.d_model]
+        &[1, 2 * (cfg.patches_per_camera() + 4), cfg.d_model]
     );
     let logits = model.forward(&x).expect("forward");
     assert_eq!(
         logits.dims(),
         &[1, cfg.chunk_length, cfg.action_dim, cfg.n_bins]
     );
+    cfg.patch_tokens = false;
+    let vm = VarMap::new();
+    let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("keypoints-only model");
+    assert!(
+        !vm.data()
+            .lock()
+            .expect("lock")
+            .contains_key("vision.conv.2.weight"),
+        "the last stage is not built without patch tokens"
+    );
+    let tokens = model.image_tokens(&x).expect("tokens");
+    assert_eq!(tokens.dims(), &[1, 2 * 4, cfg.d_model]);
+    assert!(model.forward(&x).is_ok());
+    cfg.keypoints = 0;
+    assert!(cfg.validate().is_err());
 }

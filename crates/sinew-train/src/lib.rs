@@ -135,6 +135,8 @@ pub struct TrainConfig {
     /// it ("copycat", Wen et al. 2020), since the next target is nearly the current position
     /// on most frames, and the images go unused.
     pub use_state: bool,
+    /// Patch tokens besides the keypoints (`Config::patch_tokens`).
+    pub patch_tokens: bool,
 }
 
 impl Default for TrainConfig {
@@ -166,6 +168,7 @@ impl Default for TrainConfig {
             coords: true,
             keypoints: 0,
             use_state: true,
+            patch_tokens: true,
         }
     }
 }
@@ -361,6 +364,7 @@ impl Trainer {
         model_cfg.cnn_norm = cfg.cnn_norm;
         model_cfg.coords = cfg.coords;
         model_cfg.keypoints = cfg.keypoints;
+        model_cfg.patch_tokens = cfg.patch_tokens;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,

@@ -104,11 +104,20 @@ pub struct Config {
     pub coords: bool,
     /// Spatial-softmax keypoints (Levine et al. 2016), 0 for none: a 1x1 convolution turns the
     /// second CNN stage's map (stride 8) into this many heat maps, a softmax over each map's
-    /// pixels gives its expected image position, and the 2 x N coordinates become one more
-    /// image token per camera (`vision.kp.conv`, `vision.kp.proj`). It hands the transformer
-    /// where things are (with FiLM: the named cube) as numbers, not as which token lit up.
+    /// pixels gives its expected image position, and each keypoint becomes one image token:
+    /// a linear map of its (x, y) plus a learned embedding of which keypoint it is
+    /// (`vision.kp.conv`, `vision.kp.proj`, `vision.kp.embed`). It hands the transformer where
+    /// things are (with FiLM: the named cube) as numbers, not as which patch lit up.
     #[serde(default)]
     pub keypoints: usize,
+    /// Image tokens from the patches of the last CNN stage (one per 16 x 16 pixels). Off, the
+    /// keypoint tokens are the only image tokens and the last stage is not built.
+    #[serde(default = "yes")]
+    pub patch_tokens: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How sinew-tiny turns each dimension's logits into a value (the token reported is always
@@ -202,6 +211,7 @@ impl Config {
             cnn_norm: false,
             coords: false,
             keypoints: 0,
+            patch_tokens: true,
         }
     }
 
@@ -224,6 +234,11 @@ impl Config {
         }
         if self.cnn_channels.len() != 3 || self.cnn_channels.contains(&0) {
             return Err("cnn_channels: three positive stage widths are needed".into());
+        }
+        if !self.patch_tokens && self.keypoints == 0 {
+            return Err(
+                "patch_tokens = false needs keypoints: there would be no image tokens".into(),
+            );
         }
         if self.cnn_norm {
             if let Some(c) = self
@@ -268,9 +283,13 @@ impl Config {
         (self.image_size / 16).pow(2)
     }
 
-    /// Image tokens per camera: the patches, then the keypoint token if there is one.
+    /// Image tokens per camera: the patches (with `patch_tokens`), then the keypoints.
     pub fn tokens_per_camera(&self) -> usize {
-        self.patches_per_camera() + usize::from(self.keypoints > 0)
+        if self.patch_tokens {
+            self.patches_per_camera() + self.keypoints
+        } else {
+            self.keypoints
+        }
     }
 
     /// Tokens before the action queries.
@@ -294,9 +313,11 @@ struct Cnn {
     convs: Vec<Conv2d>,
     norms: Vec<GroupNorm>,
     film: Vec<Linear>,
-    proj: Linear,
-    /// Keypoint heat maps (1x1 convolution as a linear map over channels) and their token.
-    kp: Option<(Linear, Linear)>,
+    /// Patch tokens (`Config::patch_tokens`).
+    proj: Option<Linear>,
+    /// Keypoint heat maps (1x1 convolution as a linear map over channels), the map of a
+    /// keypoint's (x, y) to its token, and the `(1, K, d_model)` keypoint embeddings.
+    kp: Option<(Linear, Linear, Tensor)>,
     ln: Option<LayerNorm>,
     /// `(1, 2, S, S)` pixel columns and rows in -1..1 (`Config::coords`).
     coords: Option<Tensor>,
@@ -308,7 +329,8 @@ impl Cnn {
         let mut norms = Vec::new();
         let mut film = Vec::new();
         let mut c_in = if cfg.coords { 5 } else { 3 };
-        for (i, c) in cfg.cnn_channels.iter().enumerate() {
+        let stages = if cfg.patch_tokens { 3 } else { 2 };
+        for (i, c) in cfg.cnn_channels.iter().enumerate().take(stages) {
             // A 4x4 stride-4 stem, then 3x3 stride-2 stages: 16 px per token.
             let (k, conv_cfg) = if i == 0 {
                 (
@@ -348,12 +370,21 @@ impl Cnn {
             }
             c_in = *c;
         }
-        let proj = linear(c_in, cfg.d_model, vb.pp("proj"))?;
+        let proj = if cfg.patch_tokens {
+            Some(linear(c_in, cfg.d_model, vb.pp("proj"))?)
+        } else {
+            None
+        };
         let kp = if cfg.keypoints > 0 {
             let k = cfg.keypoints;
+            let init = candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            };
             Some((
                 linear(cfg.cnn_channels[1], k, vb.pp("kp.conv"))?,
-                linear(2 * k, cfg.d_model, vb.pp("kp.proj"))?,
+                linear(2, cfg.d_model, vb.pp("kp.proj"))?,
+                vb.get_with_hints((1, k, cfg.d_model), "kp.embed", init)?,
             ))
         } else {
             None
@@ -394,7 +425,7 @@ impl Cnn {
             }
             None => x.clone(),
         };
-        let mut kp_token = None;
+        let mut kp_tokens = None;
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(&x)?;
             if let Some(n) = self.norms.get(i) {
@@ -409,15 +440,24 @@ impl Cnn {
             }
             x = x.relu()?;
             if i == 1 {
-                if let Some((conv, proj)) = &self.kp {
-                    kp_token = Some(proj.forward(&spatial_softmax(&x, conv)?)?.unsqueeze(1)?);
+                if let Some((conv, proj, embed)) = &self.kp {
+                    let b = x.dim(0)?;
+                    let k = embed.dim(1)?;
+                    let xy = spatial_softmax(&x, conv)?.reshape((b, k, 2))?;
+                    kp_tokens = Some(proj.forward(&xy)?.broadcast_add(embed)?);
                 }
             }
         }
-        let mut x = self.proj.forward(&x.flatten_from(2)?.transpose(1, 2)?)?;
-        if let Some(t) = kp_token {
-            x = Tensor::cat(&[&x, &t], 1)?;
-        }
+        let patches = match &self.proj {
+            Some(p) => Some(p.forward(&x.flatten_from(2)?.transpose(1, 2)?)?),
+            None => None,
+        };
+        let x = match (patches, kp_tokens) {
+            (Some(p), Some(k)) => Tensor::cat(&[&p, &k], 1)?,
+            (Some(p), None) => p,
+            (None, Some(k)) => k,
+            (None, None) => candle_core::bail!("no image tokens (patch_tokens off, no keypoints)"),
+        };
         match &self.ln {
             Some(ln) => norm(ln, &x),
             None => Ok(x),
