@@ -606,3 +606,94 @@ fn keypoint_tokens_join_the_image_tokens() {
     cfg.keypoints = 0;
     assert!(cfg.validate().is_err());
 }
+
+/// Backpropagation agrees with finite differences through the whole image path (coordinate
+/// channels, group norms, FiLM, spatial softmax, keypoint tokens, attention): a wrong or
+/// missing backward pass anywhere on it would leave the encoder learning noise.
+#[test]
+fn image_path_gradients_match_finite_differences() {
+    gradients_match_finite_differences(false);
+    gradients_match_finite_differences(true);
+}
+
+fn gradients_match_finite_differences(patch_tokens: bool) {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let mut cfg = small_config(tok.get_vocab_size(true));
+    cfg.film = true;
+    cfg.cnn_norm = true;
+    cfg.coords = true;
+    cfg.keypoints = 4;
+    cfg.patch_tokens = patch_tokens;
+    let mut vm = VarMap::new();
+    let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("model");
+    // Non-zero FiLM so its gradients are not trivially those of the identity.
+    for i in 0..2 {
+        let c = cfg.cnn_channels[i];
+        let w = Tensor::randn(0f32, 0.3, (2 * c, cfg.d_model), &Device::Cpu).expect("w");
+        vm.set_one(format!("vision.film.{i}.weight"), w)
+            .expect("set");
+    }
+    let policy = policy_of(model.clone(), tok, (-2.0, 2.0));
+    let (x, _) = policy
+        .inputs(&observation("put the red cube in the bowl", 5))
+        .expect("inputs");
+    let n = cfg.chunk_length * 6;
+    let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % cfg.n_bins as u32).collect();
+    let targets = Tensor::from_vec(targets, n, &Device::Cpu).expect("targets");
+    let loss = |m: &SinewTiny| -> Tensor {
+        let logits = m
+            .forward(&x)
+            .and_then(|l| l.reshape((n, cfg.n_bins)))
+            .expect("forward");
+        candle_nn::loss::cross_entropy(&logits, &targets).expect("loss")
+    };
+    let grads = loss(&model).backward().expect("backward");
+    let mut names = vec![
+        "vision.conv.0.weight",
+        "vision.norm.0.weight",
+        "vision.film.0.weight",
+        "vision.conv.1.weight",
+        "vision.kp.conv.weight",
+        "vision.kp.proj.weight",
+    ];
+    if patch_tokens {
+        names.extend(["vision.conv.2.weight", "vision.proj.weight"]);
+    }
+    let mut checked = 0;
+    for name in names.iter().copied() {
+        let var = vm.data().lock().expect("lock")[name].clone();
+        let g: Vec<f32> = grads
+            .get(var.as_tensor())
+            .and_then(|g| g.flatten_all().ok()?.to_vec1().ok())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        // The entry with the largest gradient, nudged both ways.
+        let (k, gk) = g
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(k, v)| (k, *v))
+            .expect("entries");
+        let w0: Vec<f32> = var
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("w");
+        let eps = 1e-2f32;
+        let mut at = |delta: f32| -> f32 {
+            let mut w = w0.clone();
+            w[k] += delta;
+            let t = Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).expect("t");
+            var.set(&t).expect("set");
+            loss(&model).to_scalar::<f32>().expect("scalar")
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        at(0.0);
+        assert!(
+            (fd - gk).abs() <= 0.1 * gk.abs().max(1e-3),
+            "{name}[{k}]: backprop {gk}, finite difference {fd}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, names.len());
+}

@@ -449,7 +449,7 @@ impl Cnn {
             }
         }
         let patches = match &self.proj {
-            Some(p) => Some(p.forward(&x.flatten_from(2)?.transpose(1, 2)?)?),
+            Some(p) => Some(p.forward(&patch_rows(&x)?)?),
             None => None,
         };
         let x = match (patches, kp_tokens) {
@@ -465,11 +465,21 @@ impl Cnn {
     }
 }
 
+/// A feature map `(B, C, H, W)` as rows of pixels `(B, HW, C)`, contiguous. The copy
+/// matters: candle 0.11's backward pass of a linear layer on the transposed view (without it)
+/// is wrong, for the weights and the input alike. Every CNN gradient of the first sinew-tiny
+/// trainings was corrupted that way, which is why their image encoders learned only noise.
+fn patch_rows(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.flatten_from(2)?.transpose(1, 2)?.contiguous()
+}
+
 /// Expected image coordinates `(B, 2K)` (x then y of each map, -1..1) of the `K` heat maps
 /// `conv` makes from the feature map `x` `(B, C, H, W)`.
 pub fn spatial_softmax(x: &Tensor, conv: &Linear) -> candle_core::Result<Tensor> {
     let (b, _, h, w) = x.dims4()?;
-    let maps = conv.forward(&x.flatten_from(2)?.transpose(1, 2)?)?; // (B, HW, K)
+    // Contiguous first: candle 0.11 gives wrong gradients for a linear layer whose 3-D input
+    // is a transposed view (see `patch_rows`).
+    let maps = conv.forward(&patch_rows(x)?)?; // (B, HW, K)
     let p = softmax(&maps.transpose(1, 2)?.contiguous()?)?; // (B, K, HW)
     let at = |i: usize, n: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
     let mut grid = Vec::with_capacity(2 * h * w);
