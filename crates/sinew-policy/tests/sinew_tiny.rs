@@ -680,7 +680,7 @@ fn gradients_match_finite_differences(patch_tokens: bool) {
             .and_then(|t| t.to_vec1())
             .expect("w");
         let eps = 1e-2f32;
-        let mut at = |delta: f32| -> f32 {
+        let at = |delta: f32| -> f32 {
             let mut w = w0.clone();
             w[k] += delta;
             let t = Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).expect("t");
