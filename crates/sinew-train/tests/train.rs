@@ -31,6 +31,28 @@ fn tiny() -> TrainConfig {
     }
 }
 
+/// Frame `i` of the fixture dataset as an observation (images, state, instruction).
+fn fixture_observation(i: usize) -> Observation {
+    let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
+    let frames = ds.read_frames().expect("frames");
+    let f = &frames[i];
+    let mut images = std::collections::BTreeMap::new();
+    for (k, c) in ds.cameras.iter().enumerate() {
+        let im = f.image(k).expect("png");
+        images.insert(
+            c.clone(),
+            sinew_msgs::Image::rgb8(Default::default(), im.width, im.height, im.data),
+        );
+    }
+    Observation {
+        images,
+        joint_positions: f.state.iter().map(|v| *v as f64).collect(),
+        joint_velocities: vec![],
+        instruction: ds.tasks[f.task_index as usize].clone(),
+        stamp_s: 0.0,
+    }
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sinew-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -65,26 +87,7 @@ fn a_tiny_run_lowers_the_loss_and_its_policy_loads() {
     let out = tmp("policy");
     t.save(&out).expect("save");
     let mut p = SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).expect("load");
-    let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
-    let frames = ds.read_frames().expect("frames");
-    let f = &frames[3];
-    let mut images = std::collections::BTreeMap::new();
-    for (i, c) in ds.cameras.iter().enumerate() {
-        let im = f.image(i).expect("png");
-        images.insert(
-            c.clone(),
-            sinew_msgs::Image::rgb8(Default::default(), im.width, im.height, im.data),
-        );
-    }
-    let chunk = p
-        .infer(&Observation {
-            images,
-            joint_positions: f.state.iter().map(|v| *v as f64).collect(),
-            joint_velocities: vec![],
-            instruction: ds.tasks[f.task_index as usize].clone(),
-            stamp_s: 0.0,
-        })
-        .expect("infer");
+    let chunk = p.infer(&fixture_observation(3)).expect("infer");
     assert_eq!(chunk.actions.len(), 4);
     assert_eq!(chunk.actions[0].len(), 6);
 }
@@ -189,22 +192,10 @@ fn a_run_without_the_state_acts_from_images_alone() {
     t.save(&out).expect("save");
     let mut p = SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).expect("load");
     assert!(!p.spec().uses_state);
-    let ds = sinew_data::Dataset::open(&dataset()).expect("ds");
-    let frames = ds.read_frames().expect("frames");
-    let f = &frames[0];
-    let mut images = std::collections::BTreeMap::new();
-    for (i, c) in ds.cameras.iter().enumerate() {
-        let im = f.image(i).expect("png");
-        images.insert(
-            c.clone(),
-            sinew_msgs::Image::rgb8(Default::default(), im.width, im.height, im.data),
-        );
-    }
     let chunk = p
         .infer(&Observation {
-            images,
-            instruction: ds.tasks[f.task_index as usize].clone(),
-            ..Default::default()
+            joint_positions: Vec::new(),
+            ..fixture_observation(0)
         })
         .expect("infer without joint positions");
     assert_eq!(chunk.actions.len(), 4);
