@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Policy(crate::bench_policy::PolicyBenchArgs),
     /// Recorder and rerun throughput, the control loop's cost of recording, replay speed.
     Record(crate::bench_record::RecordBenchArgs),
+    /// Training throughput of sinew-tiny on a dataset (steps/s, frames/s).
+    Train(crate::bench_train::TrainBenchArgs),
     /// The receiving side of `bench bus` (started by it).
     #[command(hide = true)]
     BusSink,
@@ -73,6 +75,7 @@ pub fn run(cmd: BenchCommand, bus: &BusConfig, bus_args: &BusArgs, stop: &Stop) 
         BenchCommand::BusSink => sink(bus, stop),
         BenchCommand::Policy(a) => crate::bench_policy::run(a),
         BenchCommand::Record(a) => crate::bench_record::run(a),
+        BenchCommand::Train(a) => crate::bench_train::run(a),
     }
 }
 

@@ -4,9 +4,16 @@
 //! (`sinew topics ...`), measuring it (`sinew bench bus`) and checking robot descriptions
 //! (`sinew robot check`, `sinew robot fk`).
 
+/// mimalloc keeps freed pages for reuse. With glibc's malloc, every large tensor candle
+/// frees goes back to the kernel and the next one is page-faulted in again: a training step
+/// of sinew-tiny spent about a third of its time in page faults (`sinew bench train`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_policy;
 mod bench_record;
+mod bench_train;
 mod dataset;
 mod eval;
 mod policy;

@@ -603,8 +603,34 @@ fn keypoint_tokens_join_the_image_tokens() {
     let tokens = model.image_tokens(&x).expect("tokens");
     assert_eq!(tokens.dims(), &[1, 2 * 4, cfg.d_model]);
     assert!(model.forward(&x).is_ok());
+    // Pooled: one token per camera from all its keypoints' coordinates, no per-keypoint
+    // embeddings, and the tokens differ between the cameras.
+    cfg.pool_keypoints = true;
+    let vm = VarMap::new();
+    let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("pooled model");
+    {
+        let data = vm.data().lock().expect("lock");
+        assert!(!data.contains_key("vision.kp.embed"));
+        assert_eq!(
+            data["vision.kp.proj.weight"].as_tensor().dims(),
+            &[cfg.d_model, 2 * 4]
+        );
+    }
+    let tokens = model.image_tokens(&x).expect("tokens");
+    assert_eq!(tokens.dims(), &[1, 2, cfg.d_model]);
+    let gap = (tokens.get_on_dim(1, 0).expect("front") - tokens.get_on_dim(1, 1).expect("wrist"))
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("gap");
+    assert!(gap > 1e-3, "{gap}");
+    assert_eq!(
+        model.forward(&x).expect("forward").dims(),
+        &[1, cfg.chunk_length, cfg.action_dim, cfg.n_bins]
+    );
     cfg.keypoints = 0;
     assert!(cfg.validate().is_err());
+    cfg.patch_tokens = true;
+    assert!(cfg.validate().is_err(), "pool_keypoints without keypoints");
 }
 
 /// Backpropagation agrees with finite differences through the whole image path (coordinate
@@ -612,11 +638,12 @@ fn keypoint_tokens_join_the_image_tokens() {
 /// missing backward pass anywhere on it would leave the encoder learning noise.
 #[test]
 fn image_path_gradients_match_finite_differences() {
-    gradients_match_finite_differences(false);
-    gradients_match_finite_differences(true);
+    gradients_match_finite_differences(false, false);
+    gradients_match_finite_differences(true, false);
+    gradients_match_finite_differences(false, true);
 }
 
-fn gradients_match_finite_differences(patch_tokens: bool) {
+fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) {
     let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
     let mut cfg = small_config(tok.get_vocab_size(true));
     cfg.film = true;
@@ -624,6 +651,7 @@ fn gradients_match_finite_differences(patch_tokens: bool) {
     cfg.coords = true;
     cfg.keypoints = 4;
     cfg.patch_tokens = patch_tokens;
+    cfg.pool_keypoints = pool_keypoints;
     let mut vm = VarMap::new();
     let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
         .expect("model");

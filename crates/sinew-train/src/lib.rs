@@ -137,6 +137,8 @@ pub struct TrainConfig {
     pub use_state: bool,
     /// Patch tokens besides the keypoints (`Config::patch_tokens`).
     pub patch_tokens: bool,
+    /// One token for all keypoints of a camera (`Config::pool_keypoints`).
+    pub pool_keypoints: bool,
 }
 
 impl Default for TrainConfig {
@@ -169,6 +171,7 @@ impl Default for TrainConfig {
             keypoints: 0,
             use_state: true,
             patch_tokens: true,
+            pool_keypoints: false,
         }
     }
 }
@@ -364,6 +367,7 @@ impl Trainer {
         model_cfg.cnn_norm = cfg.cnn_norm;
         model_cfg.coords = cfg.coords;
         model_cfg.keypoints = cfg.keypoints;
+        model_cfg.pool_keypoints = cfg.pool_keypoints;
         model_cfg.patch_tokens = cfg.patch_tokens;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {

@@ -114,6 +114,13 @@ pub struct Config {
     /// keypoint tokens are the only image tokens and the last stage is not built.
     #[serde(default = "yes")]
     pub patch_tokens: bool,
+    /// All keypoints of a camera make one token: a linear map of their concatenated (x, y)
+    /// (`vision.kp.proj`, 2K inputs; no `vision.kp.embed`), as robomimic's spatial-softmax
+    /// encoders do. Off, each keypoint is a token of its own. Pooled, the transformer's
+    /// sequence drops from about 90 to about 30 tokens and a training step takes half the
+    /// time, and every keypoint still reaches the action tokens through the first layer.
+    #[serde(default)]
+    pub pool_keypoints: bool,
 }
 
 fn yes() -> bool {
@@ -212,6 +219,7 @@ impl Config {
             coords: false,
             keypoints: 0,
             patch_tokens: true,
+            pool_keypoints: false,
         }
     }
 
@@ -239,6 +247,9 @@ impl Config {
             return Err(
                 "patch_tokens = false needs keypoints: there would be no image tokens".into(),
             );
+        }
+        if self.pool_keypoints && self.keypoints == 0 {
+            return Err("pool_keypoints needs keypoints: there are none to pool".into());
         }
         if self.cnn_norm {
             if let Some(c) = self
@@ -285,10 +296,15 @@ impl Config {
 
     /// Image tokens per camera: the patches (with `patch_tokens`), then the keypoints.
     pub fn tokens_per_camera(&self) -> usize {
+        let keypoint_tokens = match (self.keypoints, self.pool_keypoints) {
+            (0, _) => 0,
+            (_, true) => 1,
+            (k, false) => k,
+        };
         if self.patch_tokens {
-            self.patches_per_camera() + self.keypoints
+            self.patches_per_camera() + keypoint_tokens
         } else {
-            self.keypoints
+            keypoint_tokens
         }
     }
 
@@ -316,8 +332,9 @@ struct Cnn {
     /// Patch tokens (`Config::patch_tokens`).
     proj: Option<Linear>,
     /// Keypoint heat maps (1x1 convolution as a linear map over channels), the map of a
-    /// keypoint's (x, y) to its token, and the `(1, K, d_model)` keypoint embeddings.
-    kp: Option<(Linear, Linear, Tensor)>,
+    /// keypoint's (x, y) to its token (of all 2K coordinates to the camera's one token with
+    /// `Config::pool_keypoints`), and the `(1, K, d_model)` keypoint embeddings (not pooled).
+    kp: Option<(Linear, Linear, Option<Tensor>)>,
     ln: Option<LayerNorm>,
     /// `(1, 2, S, S)` pixel columns and rows in -1..1 (`Config::coords`).
     coords: Option<Tensor>,
@@ -381,11 +398,16 @@ impl Cnn {
                 mean: 0.0,
                 stdev: 0.02,
             };
-            Some((
-                linear(cfg.cnn_channels[1], k, vb.pp("kp.conv"))?,
-                linear(2, cfg.d_model, vb.pp("kp.proj"))?,
-                vb.get_with_hints((1, k, cfg.d_model), "kp.embed", init)?,
-            ))
+            let conv = linear(cfg.cnn_channels[1], k, vb.pp("kp.conv"))?;
+            if cfg.pool_keypoints {
+                Some((conv, linear(2 * k, cfg.d_model, vb.pp("kp.proj"))?, None))
+            } else {
+                Some((
+                    conv,
+                    linear(2, cfg.d_model, vb.pp("kp.proj"))?,
+                    Some(vb.get_with_hints((1, k, cfg.d_model), "kp.embed", init)?),
+                ))
+            }
         } else {
             None
         };
@@ -427,7 +449,11 @@ impl Cnn {
         };
         let mut kp_tokens = None;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(&x)?;
+            x = if i == 0 {
+                stem(conv, &x)?
+            } else {
+                conv.forward(&x)?
+            };
             if let Some(n) = self.norms.get(i) {
                 x = n.forward(&x)?;
             }
@@ -441,10 +467,15 @@ impl Cnn {
             x = x.relu()?;
             if i == 1 {
                 if let Some((conv, proj, embed)) = &self.kp {
-                    let b = x.dim(0)?;
-                    let k = embed.dim(1)?;
-                    let xy = spatial_softmax(&x, conv)?.reshape((b, k, 2))?;
-                    kp_tokens = Some(proj.forward(&xy)?.broadcast_add(embed)?);
+                    let xy = spatial_softmax(&x, conv)?; // (B, 2K)
+                    kp_tokens = Some(match embed {
+                        Some(embed) => {
+                            let (b, k) = (x.dim(0)?, embed.dim(1)?);
+                            proj.forward(&xy.reshape((b, k, 2))?)?
+                                .broadcast_add(embed)?
+                        }
+                        None => proj.forward(&xy)?.unsqueeze(1)?,
+                    });
                 }
             }
         }
@@ -463,6 +494,34 @@ impl Cnn {
             None => Ok(x),
         }
     }
+}
+
+/// The 4x4 stride-4 stem convolution as a matrix product over non-overlapping 4x4 patches:
+/// the same map as `conv.forward` (same weights, same layout), but its backward pass is two
+/// matrix products, where candle 0.11's convolution backward runs a naive transposed
+/// convolution over the whole input image (for a gradient nothing uses) and an im2col with a
+/// 24x24 kernel. About 4x faster to train through (`sinew bench train`).
+fn stem(conv: &Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let kernel = conv.weight();
+    let (o, _, kh, kw) = kernel.dims4()?;
+    if h % kh != 0 || w % kw != 0 {
+        return conv.forward(x);
+    }
+    let (gh, gw) = (h / kh, w / kw);
+    let patches = x
+        .reshape((b, c, gh, kh, gw, kw))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b * gh * gw, c * kh * kw))?;
+    let y = patches.matmul(&kernel.reshape((o, c * kh * kw))?.t()?)?;
+    let y = match conv.bias() {
+        Some(bias) => y.broadcast_add(bias)?,
+        None => y,
+    };
+    y.reshape((b, gh, gw, o))?
+        .permute((0, 3, 1, 2))?
+        .contiguous()
 }
 
 /// A feature map `(B, C, H, W)` as rows of pixels `(B, HW, C)`, contiguous. The copy
@@ -1124,5 +1183,31 @@ impl Policy for SinewTinyPolicy {
             observation_stamp_s: obs.stamp_s,
             warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_patch_stem_is_the_stride_4_convolution() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let cfg = Conv2dConfig {
+            stride: 4,
+            ..Default::default()
+        };
+        let conv = conv2d(5, 7, 4, cfg, vb.pp("c"))?;
+        let x = Tensor::randn(0f32, 1., (3, 5, 16, 24), &dev)?;
+        let want = conv.forward(&x)?;
+        let got = stem(&conv, &x)?;
+        assert_eq!(got.dims(), want.dims());
+        let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(scale > 0.1, "{scale}");
+        assert!(diff < 1e-5 * scale, "{diff} of {scale}");
+        Ok(())
     }
 }
