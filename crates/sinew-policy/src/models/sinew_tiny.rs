@@ -449,11 +449,7 @@ impl Cnn {
         };
         let mut kp_tokens = None;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = if i == 0 {
-                stem(conv, &x)?
-            } else {
-                conv.forward(&x)?
-            };
+            x = conv.forward(&x)?;
             if let Some(n) = self.norms.get(i) {
                 x = n.forward(&x)?;
             }
@@ -494,34 +490,6 @@ impl Cnn {
             None => Ok(x),
         }
     }
-}
-
-/// The 4x4 stride-4 stem convolution as a matrix product over non-overlapping 4x4 patches:
-/// the same map as `conv.forward` (same weights, same layout), but its backward pass is two
-/// matrix products, where candle 0.11's convolution backward runs a naive transposed
-/// convolution over the whole input image (for a gradient nothing uses) and an im2col with a
-/// 24x24 kernel. About 4x faster to train through (`sinew bench train`).
-fn stem(conv: &Conv2d, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let kernel = conv.weight();
-    let (o, _, kh, kw) = kernel.dims4()?;
-    if h % kh != 0 || w % kw != 0 {
-        return conv.forward(x);
-    }
-    let (gh, gw) = (h / kh, w / kw);
-    let patches = x
-        .reshape((b, c, gh, kh, gw, kw))?
-        .permute((0, 2, 4, 1, 3, 5))?
-        .contiguous()?
-        .reshape((b * gh * gw, c * kh * kw))?;
-    let y = patches.matmul(&kernel.reshape((o, c * kh * kw))?.t()?)?;
-    let y = match conv.bias() {
-        Some(bias) => y.broadcast_add(bias)?,
-        None => y,
-    };
-    y.reshape((b, gh, gw, o))?
-        .permute((0, 3, 1, 2))?
-        .contiguous()
 }
 
 /// A feature map `(B, C, H, W)` as rows of pixels `(B, HW, C)`, contiguous. The copy
@@ -1183,31 +1151,5 @@ impl Policy for SinewTinyPolicy {
             observation_stamp_s: obs.stamp_s,
             warnings,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_patch_stem_is_the_stride_4_convolution() -> candle_core::Result<()> {
-        let dev = Device::Cpu;
-        let vm = candle_nn::VarMap::new();
-        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-        let cfg = Conv2dConfig {
-            stride: 4,
-            ..Default::default()
-        };
-        let conv = conv2d(5, 7, 4, cfg, vb.pp("c"))?;
-        let x = Tensor::randn(0f32, 1., (3, 5, 16, 24), &dev)?;
-        let want = conv.forward(&x)?;
-        let got = stem(&conv, &x)?;
-        assert_eq!(got.dims(), want.dims());
-        let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(scale > 0.1, "{scale}");
-        assert!(diff < 1e-5 * scale, "{diff} of {scale}");
-        Ok(())
     }
 }
