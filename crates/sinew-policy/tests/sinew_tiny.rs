@@ -555,7 +555,7 @@ fn spatial_softmax_gives_the_position_of_a_peak() {
     let x = Tensor::from_vec(v, (1, 2, h, w), &Device::Cpu).expect("x");
     let weight = Tensor::new(&[[1f32, 0.0]], &Device::Cpu).expect("w");
     let conv = candle_nn::Linear::new(weight, None);
-    let xy: Vec<f32> = sinew_policy::models::sinew_tiny::spatial_softmax(&x, &conv)
+    let xy: Vec<f32> = sinew_policy::models::sinew_tiny::spatial_softmax(&x, &conv, 1.0)
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1())
         .expect("keypoints");
@@ -627,6 +627,9 @@ fn keypoint_tokens_join_the_image_tokens() {
         model.forward(&x).expect("forward").dims(),
         &[1, cfg.chunk_length, cfg.action_dim, cfg.n_bins]
     );
+    cfg.keypoint_gain = 0.0;
+    assert!(cfg.validate().is_err(), "a keypoint gain of 0");
+    cfg.keypoint_gain = 1.0;
     cfg.keypoints = 0;
     assert!(cfg.validate().is_err());
     cfg.patch_tokens = true;
@@ -652,6 +655,9 @@ fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) 
     cfg.keypoints = 4;
     cfg.patch_tokens = patch_tokens;
     cfg.pool_keypoints = pool_keypoints;
+    if pool_keypoints {
+        cfg.keypoint_gain = 5.0;
+    }
     let mut vm = VarMap::new();
     let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
         .expect("model");

@@ -139,6 +139,8 @@ pub struct TrainConfig {
     pub patch_tokens: bool,
     /// One token for all keypoints of a camera (`Config::pool_keypoints`).
     pub pool_keypoints: bool,
+    /// Inverse temperature of the keypoint heat maps (`Config::keypoint_gain`).
+    pub keypoint_gain: f64,
 }
 
 impl Default for TrainConfig {
@@ -172,6 +174,7 @@ impl Default for TrainConfig {
             use_state: true,
             patch_tokens: true,
             pool_keypoints: false,
+            keypoint_gain: 1.0,
         }
     }
 }
@@ -368,6 +371,7 @@ impl Trainer {
         model_cfg.coords = cfg.coords;
         model_cfg.keypoints = cfg.keypoints;
         model_cfg.pool_keypoints = cfg.pool_keypoints;
+        model_cfg.keypoint_gain = cfg.keypoint_gain;
         model_cfg.patch_tokens = cfg.patch_tokens;
         model_cfg.action_kind = cfg.action_space;
         let delta = match cfg.action_space {
