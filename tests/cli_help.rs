@@ -33,6 +33,8 @@ fn every_subcommand_has_help() {
         vec!["sim", "serve"],
         vec!["sim", "bench"],
         vec!["bench", "policy"],
+        vec!["bench", "record"],
+        vec!["bench", "train"],
         vec!["policy"],
         vec!["policy", "info"],
         vec!["policy", "run"],
@@ -76,6 +78,25 @@ fn bad_arguments_get_clear_errors() {
     ]);
     assert!(!ok);
     assert!(err.contains("1 positions for 2 joint names"), "{err}");
+}
+
+/// A reader that stops early (`sinew robot fk ... | head`) ends the output quietly: no panic
+/// report, success.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(["robot", "fk", &robot_dir("panda")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sinew runs");
+    // Close the reading end before the program writes (it parses the URDF first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("sinew ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
 }
 
 fn robot_dir(name: &str) -> String {

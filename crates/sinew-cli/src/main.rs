@@ -155,7 +155,28 @@ fn run() -> Result<()> {
     }
 }
 
+/// Output piped into a reader that has stopped (`sinew robot fk ... | head`) ends the program
+/// quietly, as it would a C tool killed by SIGPIPE: Rust ignores SIGPIPE, so `println!`
+/// panics with "failed printing to stdout: Broken pipe" instead. Other panics keep the
+/// default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    quiet_on_broken_pipe();
     if let Err(e) = run() {
         // One line with the chain of causes; no backtrace even when RUST_BACKTRACE is set.
         eprintln!("error: {e:#}");
