@@ -206,3 +206,50 @@ fn record_train_run_and_evaluate() {
     assert!(e["per_episode"][0]["seed"].as_u64().expect("seed") >= 1_000_000);
     assert!(ev.join("eval.md").is_file());
 }
+
+/// The policy shipped in policies/ (trained by Sinew on its own demonstrations, no joint state
+/// in) puts the named cube in the bowl and pushes the named cube into the named zone in
+/// closed loop on held-out seeds. Evaluation is deterministic: on these ten seeds per task it
+/// scores 8 of 10 on pick-and-place and 6 of 10 on push (60% and 58% over 100 seeds each).
+#[test]
+fn the_shipped_policy_places_and_pushes_the_named_cube() {
+    let base = std::env::temp_dir().join(format!("sinew-shipped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ok, out, err) = sinew(&[
+        "eval",
+        "--policy",
+        "policies/sinew-tiny-so101",
+        "--tasks",
+        "pick-place,push",
+        "--episodes",
+        "10",
+        "--jobs",
+        "2",
+        "--out",
+        s(&base),
+    ]);
+    assert!(ok, "{err}");
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    let rows = e["per_episode"].as_array().expect("rows");
+    assert_eq!(rows.len(), 20, "{out}");
+    for (task, at_least) in [("pick-place", 6), ("push", 4)] {
+        let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["task"] == task).collect();
+        let wins = mine.iter().filter(|r| r["success"] == true).count();
+        assert!(wins >= at_least, "{task}: {wins} of 10\n{out}");
+        // Several target colours are asked for, so success is not one fixed motion.
+        let colours: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .filter(|r| r["success"] == true)
+            .filter_map(|r| r["instruction"].as_str())
+            .filter_map(|i| {
+                ["red", "green", "blue", "yellow"]
+                    .into_iter()
+                    .find(|c| i.contains(c))
+            })
+            .collect();
+        assert!(colours.len() >= 2, "{task}: {colours:?}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
