@@ -6,7 +6,8 @@
 
 /// mimalloc keeps freed pages for reuse. With glibc's malloc, every large tensor candle
 /// frees goes back to the kernel and the next one is page-faulted in again: a training step
-/// of sinew-tiny spent about a third of its time in page faults (`sinew bench train`).
+/// of sinew-tiny spent 13% of its samples in page faults; mimalloc took `sinew bench train`
+/// from 1.32 to 1.46 steps/s.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -124,8 +124,9 @@ pub struct Config {
     /// Multiplies the keypoint heat maps before their softmax (an inverse temperature). At 1,
     /// freshly initialised maps are nearly flat over the 144 cells, every keypoint sits near
     /// the image centre whatever the scene, and in practice they never learned to follow the
-    /// cubes (tokens of different scenes differed by 0.05 after 3,500 steps). Larger gains
-    /// start the keypoints on the strongest features.
+    /// cubes (tokens of different scenes differed by 0.05 after 3,500 steps). A gain of 5
+    /// tripled that difference at step 250, but it fell back by step 1,000, and validation
+    /// error matched the gain-1 run (docs/training.md): not yet a fix.
     #[serde(default = "one")]
     pub keypoint_gain: f64,
 }
@@ -527,7 +528,8 @@ pub fn spatial_softmax(x: &Tensor, conv: &Linear, gain: f64) -> candle_core::Res
     let (b, _, h, w) = x.dims4()?;
     // Contiguous first: candle 0.11 gives wrong gradients for a linear layer whose 3-D input
     // is a transposed view (see `patch_rows`).
-    let maps = (conv.forward(&patch_rows(x)?)? * gain)?; // (B, HW, K)
+    let maps = conv.forward(&patch_rows(x)?)?; // (B, HW, K)
+    let maps = if gain == 1.0 { maps } else { (maps * gain)? };
     let p = softmax(&maps.transpose(1, 2)?.contiguous()?)?; // (B, K, HW)
     let at = |i: usize, n: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
     let mut grid = Vec::with_capacity(2 * h * w);
