@@ -696,8 +696,14 @@ impl SinewTiny {
         &self.cfg
     }
 
-    /// The additive attention mask `(B, 1, N, N)`: prefix-LM structure plus padded words.
-    fn mask(&self, text_mask: &Tensor, device: &Device) -> candle_core::Result<Tensor> {
+    /// The additive attention mask `(B, 1, N, N)` in `dtype`: prefix-LM structure plus padded
+    /// words.
+    fn mask(
+        &self,
+        text_mask: &Tensor,
+        device: &Device,
+        dtype: DType,
+    ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let (n, p) = (cfg.seq_len(), cfg.prefix_len());
         let mut m = vec![0f32; n * n];
@@ -706,13 +712,13 @@ impl SinewTiny {
                 m[i * n + j] = f32::NEG_INFINITY;
             }
         }
-        let structure = Tensor::from_vec(m, (1, 1, n, n), device)?;
+        let structure = Tensor::from_vec(m, (1, 1, n, n), device)?.to_dtype(dtype)?;
         // Key padding: text positions with mask 0 get -inf for every query.
         let b = text_mask.dim(0)?;
         let n_vis = cfg.cameras.len() * cfg.tokens_per_camera();
-        let pad = ((text_mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?; // 0 or -1e9
-        let left = Tensor::zeros((b, n_vis), DType::F32, device)?;
-        let right = Tensor::zeros((b, n - n_vis - cfg.max_text_len), DType::F32, device)?;
+        let pad = ((text_mask.to_dtype(dtype)? - 1.0)? * 1e9)?; // 0 or -1e9
+        let left = Tensor::zeros((b, n_vis), dtype, device)?;
+        let right = Tensor::zeros((b, n - n_vis - cfg.max_text_len), dtype, device)?;
         let keys = Tensor::cat(&[&left, &pad, &right], 1)?.reshape((b, 1, 1, n))?;
         structure.broadcast_add(&keys)
     }
@@ -773,7 +779,7 @@ impl SinewTiny {
         }
         parts.push(self.queries.expand((b, cfg.chunk_length, cfg.d_model))?);
         let mut h = Tensor::cat(&parts, 1)?;
-        let mask = self.mask(&x.text_mask, dev)?;
+        let mask = self.mask(&x.text_mask, dev, h.dtype())?;
         for block in &self.blocks {
             h = block.forward(&h, &mask)?;
         }
