@@ -25,6 +25,10 @@ pub struct TrainArgs {
     /// Override the configuration's step count.
     #[arg(long)]
     steps: Option<u64>,
+    /// Start from this policy folder's weights (fine-tuning; same dataset vocabulary and
+    /// architecture) instead of a fresh initialisation. Ignored when resuming a checkpoint.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Start over even if OUT holds a checkpoint.
     #[arg(long)]
     restart: bool,
@@ -59,6 +63,11 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
             .resume(&a.out)
             .with_context(|| format!("resuming from {}/checkpoint", a.out.display()))?;
         eprintln!("train: resuming at step {}", trainer.step());
+    } else if let Some(init) = &a.init {
+        let n = trainer
+            .init_from(init)
+            .with_context(|| format!("starting from {}", init.display()))?;
+        eprintln!("train: {n} tensors from {}", init.display());
     }
     let bar = indicatif::ProgressBar::new(cfg.steps);
     bar.set_style(
@@ -119,7 +128,7 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
                     cfg.steps,
                     r.lr,
                     last_val.as_ref().map_or("no validation".into(), |v| format!(
-                        "val loss {:.4} acc {:.3} first-action error {:.4} (argmax {:.4}, mode {:.4}, expectation {:.4}; per joint {})",
+                        "val loss {:.4} acc {:.3} first-action error {:.4} (argmax {:.4}, mode {:.4}, expectation {:.4}; per joint {}){}",
                         v.loss,
                         v.accuracy,
                         v.first_action_mae,
@@ -130,7 +139,8 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
                             .iter()
                             .map(|e| format!("{e:.3}"))
                             .collect::<Vec<_>>()
-                            .join(" ")
+                            .join(" "),
+                        v.aux_mae.map_or(String::new(), |e| format!("; goal error {e:.4}"))
                     )),
                     (cfg.steps - step) as f64 / rate.max(1e-9) / 60.0
                 );

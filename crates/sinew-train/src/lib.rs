@@ -141,6 +141,20 @@ pub struct TrainConfig {
     pub pool_keypoints: bool,
     /// Inverse temperature of the keypoint heat maps (`Config::keypoint_gain`).
     pub keypoint_gain: f64,
+    /// Weight of the auxiliary goal loss (0: no auxiliary head). Besides its action chunk,
+    /// every frame then predicts where its episode goes: the normalised joint targets at the
+    /// episode's key frame (the first frame the gripper has closed or opened half-way, or the
+    /// last frame when it never does) and at its last frame, by mean squared error through
+    /// `Config::aux_dim`. On the first frames, where the arm has not moved yet, only the named
+    /// cube's and the target's places in the image answer that, so the loss pushes the encoder
+    /// to find them; behaviour cloning alone learns to continue the arm's visible motion.
+    pub aux_weight: f64,
+    /// Frames at the start of each training episode that `early_fraction` draws from.
+    pub early_frames: usize,
+    /// Fraction of each batch drawn from the first `early_frames` frames of the training
+    /// episodes (0: all frames alike). The first move, made before the arm's motion gives
+    /// anything away, is where the policy must read the scene.
+    pub early_fraction: f64,
 }
 
 impl Default for TrainConfig {
@@ -175,6 +189,9 @@ impl Default for TrainConfig {
             patch_tokens: true,
             pool_keypoints: false,
             keypoint_gain: 1.0,
+            aux_weight: 0.0,
+            early_frames: 0,
+            early_fraction: 0.0,
         }
     }
 }
@@ -229,6 +246,9 @@ pub struct StepReport {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f64,
+    /// Mean absolute error of the batch's auxiliary goal prediction (normalised units), when
+    /// trained with one.
+    pub aux_mae: Option<f32>,
 }
 
 /// Validation result.
@@ -245,6 +265,9 @@ pub struct Validation {
     pub first_action_mae_per_dim: Vec<f32>,
     /// The first-action error under each decoding: argmax, mode, expectation.
     pub first_action_mae_by_decode: [f32; 3],
+    /// Mean absolute error of the auxiliary goal prediction (normalised units), when trained
+    /// with one.
+    pub aux_mae: Option<f32>,
 }
 
 /// A batch's targets: the bins, and the soft labels when `label_sigma_bins > 0`.
@@ -253,6 +276,8 @@ struct Targets {
     soft: Option<Tensor>,
     /// The normalised values behind the bins.
     values: Vec<f32>,
+    /// The auxiliary goal targets `(B, aux_dim)`, when trained with them.
+    aux: Option<Tensor>,
 }
 
 /// Gaussian soft labels over the tokens of a `BinTokenizer::new(n, n)` for each normalised
@@ -291,6 +316,9 @@ struct Sample {
     targets: Vec<u32>,
     /// The normalised (clipped) actions behind them `[T * D]`.
     values: Vec<f32>,
+    /// Auxiliary goal targets (`TrainConfig::aux_weight`), normalised: the actions at the
+    /// episode's key frame and last frame `[2 * D]`.
+    aux: Vec<f32>,
 }
 
 /// A training run.
@@ -305,6 +333,8 @@ pub struct Trainer {
     v: Vec<Tensor>,
     samples: Vec<Sample>,
     train: Vec<usize>,
+    /// Training frames among the first `early_frames` of their episode.
+    early: Vec<usize>,
     val: Vec<usize>,
     texts: Vec<(Vec<u32>, Vec<f32>)>,
     tokenizer: tokenizers::Tokenizer,
@@ -374,6 +404,28 @@ impl Trainer {
         model_cfg.keypoint_gain = cfg.keypoint_gain;
         model_cfg.patch_tokens = cfg.patch_tokens;
         model_cfg.action_kind = cfg.action_space;
+        if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "aux_weight {} is not a non-negative number",
+                cfg.aux_weight
+            )));
+        }
+        if !(0.0..=1.0).contains(&cfg.early_fraction) {
+            return Err(TrainError::Config(format!(
+                "early_fraction {} is not in [0, 1]",
+                cfg.early_fraction
+            )));
+        }
+        if cfg.early_fraction > 0.0 && cfg.early_frames == 0 {
+            return Err(TrainError::Config(
+                "early_fraction needs early_frames > 0".into(),
+            ));
+        }
+        model_cfg.aux_dim = if cfg.aux_weight > 0.0 {
+            2 * action_dim
+        } else {
+            0
+        };
         let delta = match cfg.action_space {
             ActionKind::JointPosition => false,
             ActionKind::JointDelta if state_dim == action_dim => true,
@@ -429,6 +481,22 @@ impl Trainer {
                 raw.push(r);
             }
         }
+        // Auxiliary goal targets of each frame, in the dataset's action units: the actions at
+        // its episode's key frame and last frame.
+        let gripper = gripper_index(&ds);
+        let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
+        for e in &ds.episodes {
+            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
+            let act: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|f| f.action.iter().map(|v| *v as f64).collect())
+                .collect();
+            let key = key_frame(&act, gripper);
+            let mut g = act.get(key).cloned().unwrap_or_default();
+            g.extend(act.last().cloned().unwrap_or_default());
+            goals.extend(std::iter::repeat_n(g, rows.len()));
+        }
+        let goal_norm = normalizer(&stats_path, sinew_data::ACTION)?;
         let (action_norm, action_stats) = if delta {
             let (mut lo, mut hi) = (
                 vec![f64::INFINITY; action_dim],
@@ -497,7 +565,18 @@ impl Trainer {
 
         // Samples: decoded images, normalised state, target bins.
         let mut samples = Vec::with_capacity(frames.len());
-        for (f, r) in frames.iter().zip(&raw) {
+        for ((f, r), g) in frames.iter().zip(&raw).zip(&goals) {
+            let mut aux = Vec::with_capacity(g.len());
+            if model_cfg.aux_dim > 0 {
+                for a in g.chunks(action_dim) {
+                    aux.extend(
+                        goal_norm
+                            .normalize(a)?
+                            .iter()
+                            .map(|v| v.clamp(-1.0, 1.0) as f32),
+                    );
+                }
+            }
             let mut targets = Vec::with_capacity(t_len * action_dim);
             let mut values = Vec::with_capacity(t_len * action_dim);
             for a in r.chunks(action_dim) {
@@ -515,6 +594,7 @@ impl Trainer {
                     .collect(),
                 targets,
                 values,
+                aux,
             });
         }
 
@@ -531,12 +611,13 @@ impl Trainer {
             0
         };
         let val_eps: Vec<usize> = order[..n_val].to_vec();
-        let (mut train, mut val) = (Vec::new(), Vec::new());
+        let (mut train, mut val, mut early) = (Vec::new(), Vec::new(), Vec::new());
         for e in &ds.episodes {
             let idx = e.dataset_from_index as usize..e.dataset_to_index as usize;
             if val_eps.contains(&(e.episode_index as usize)) {
                 val.extend(idx);
             } else {
+                early.extend(idx.clone().take(cfg.early_frames));
                 train.extend(idx);
             }
         }
@@ -575,6 +656,7 @@ impl Trainer {
             v,
             samples,
             train,
+            early,
             val,
             texts,
             tokenizer,
@@ -625,6 +707,7 @@ impl Trainer {
         let mut state = Vec::with_capacity(b * cfg.state_dim);
         let mut targets = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
         let mut values = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
+        let mut aux = Vec::with_capacity(b * cfg.aux_dim);
         let mut rng = rng;
         for (bi, &i) in idx.iter().enumerate() {
             let smp = &self.samples[i];
@@ -655,6 +738,7 @@ impl Trainer {
             }
             targets.extend_from_slice(&smp.targets);
             values.extend_from_slice(&smp.values);
+            aux.extend_from_slice(&smp.aux);
         }
         let d = &self.device;
         let n = targets.len();
@@ -676,13 +760,22 @@ impl Trainer {
                 bins: Tensor::from_vec(targets, n, d)?,
                 soft,
                 values,
+                aux: if cfg.aux_dim > 0 {
+                    Some(Tensor::from_vec(aux, (b, cfg.aux_dim), d)?)
+                } else {
+                    None
+                },
             },
         ))
     }
 
-    /// The loss and the flat logits `(B * T * D, n_bins)`.
-    fn loss(&self, x: &TinyInputs, targets: &Targets) -> Result<(Tensor, Tensor), TrainError> {
-        let logits = self.model.forward(x)?;
+    /// The loss, the flat logits `(B * T * D, n_bins)` and the auxiliary mean absolute error.
+    fn loss(
+        &self,
+        x: &TinyInputs,
+        targets: &Targets,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>), TrainError> {
+        let (logits, aux_pred) = self.model.forward_with_aux(x)?;
         let flat = logits.reshape((targets.bins.dim(0)?, self.model_cfg.n_bins))?;
         let loss = match &targets.soft {
             Some(p) => {
@@ -691,18 +784,37 @@ impl Trainer {
             }
             None => candle_nn::loss::cross_entropy(&flat, &targets.bins)?,
         };
-        Ok((loss, flat))
+        match (aux_pred, &targets.aux) {
+            (Some(p), Some(t)) => {
+                let diff = (p - t)?;
+                let mse = diff.sqr()?.mean_all()?;
+                let mae = diff.abs()?.mean_all()?.detach();
+                let loss = (loss + (mse * self.cfg.aux_weight)?)?;
+                Ok((loss, flat, Some(mae)))
+            }
+            _ => Ok((loss, flat, None)),
+        }
     }
 
     /// One optimiser step on a random batch.
     pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
         let mut rng = self.state.rng;
+        let early = self.cfg.early_fraction > 0.0 && !self.early.is_empty();
         let idx: Vec<usize> = (0..self.cfg.batch_size)
-            .map(|_| self.train[rng.below(self.train.len())])
+            .map(|_| {
+                if early
+                    && (rng.next_u64() >> 11) as f64 / ((1u64 << 53) as f64)
+                        < self.cfg.early_fraction
+                {
+                    self.early[rng.below(self.early.len())]
+                } else {
+                    self.train[rng.below(self.train.len())]
+                }
+            })
             .collect();
         let (x, targets) = self.batch(&idx, Some(&mut rng))?;
         self.state.rng = rng;
-        let (loss, _) = self.loss(&x, &targets)?;
+        let (loss, _, aux_mae) = self.loss(&x, &targets)?;
         let grads = loss.backward()?;
         let lr = self.cfg.lr_at(self.state.step);
         let t = (self.state.step + 1) as i32;
@@ -729,6 +841,7 @@ impl Trainer {
             step: self.state.step,
             loss,
             lr,
+            aux_mae: aux_mae.map(|a| a.to_scalar()).transpose()?,
         })
     }
 
@@ -744,9 +857,13 @@ impl Trainer {
         let d = self.model_cfg.action_dim;
         let mut per_dim = vec![0f64; d];
         let mut by_decode = [0f64; 3];
+        let mut aux_sum = None;
         for chunk in chosen.chunks(self.cfg.batch_size.max(1)) {
             let (x, tg) = self.batch(chunk, None)?;
-            let (loss, flat) = self.loss(&x, &tg)?;
+            let (loss, flat, aux_mae) = self.loss(&x, &tg)?;
+            if let Some(a) = aux_mae {
+                *aux_sum.get_or_insert(0f64) += a.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            }
             let targets = &tg.bins;
             let pred = flat.argmax(candle_core::D::Minus1)?;
             let acc: f32 = pred
@@ -787,6 +904,7 @@ impl Trainer {
             first_action_mae: (mae_sum / n as f64) as f32,
             first_action_mae_per_dim: per_dim.iter().map(|e| (e / n as f64) as f32).collect(),
             first_action_mae_by_decode: by_decode.map(|e| (e / (n * d) as f64) as f32),
+            aux_mae: aux_sum.map(|a| (a / n as f64) as f32),
         }))
     }
 
@@ -871,6 +989,22 @@ impl Trainer {
         self.state = state;
         self.state.config.decode = self.cfg.decode;
         Ok(())
+    }
+
+    /// Starts from the weights of the policy folder `dir` (fine-tuning) instead of the seeded
+    /// initialisation; the auxiliary head, if the policy has none, keeps its initialisation.
+    /// The policy's word vocabulary must be this dataset's. Returns the tensors loaded.
+    pub fn init_from(&mut self, dir: &Path) -> Result<usize, TrainError> {
+        let tok_path = dir.join("tokenizer.json");
+        let tok = tokenizers::Tokenizer::from_file(&tok_path)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?;
+        if tok.get_vocab(true) != self.tokenizer.get_vocab(true) {
+            return Err(TrainError::Config(format!(
+                "{}: its word vocabulary is not the one this dataset's instructions make",
+                tok_path.display()
+            )));
+        }
+        load_init(&self.varmap, dir, &self.device)
     }
 
     /// Whether `out` holds a checkpoint to resume.
@@ -984,6 +1118,81 @@ fn seeded_varmap(cfg: &Config, seed: u64, device: &Device) -> Result<VarMap, Tra
     Ok(varmap)
 }
 
+/// The action dimension named like a gripper, if any.
+fn gripper_index(ds: &Dataset) -> Option<usize> {
+    let feature = ds.info.feature(sinew_data::ACTION)?;
+    let list = match feature.names.as_ref()? {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => o.values().find_map(|v| v.as_array())?,
+        _ => return None,
+    };
+    list.iter()
+        .position(|n| n.as_str().is_some_and(|n| n.contains("gripper")))
+}
+
+/// The key frame of an episode's actions: the first at which the gripper has moved half-way
+/// from its first target to the one farthest from it, when that move is a real one (more than
+/// 0.1 in the action's units, radians on the SO-101); otherwise the last frame.
+fn key_frame(actions: &[Vec<f64>], gripper: Option<usize>) -> usize {
+    let last = actions.len().saturating_sub(1);
+    let Some(g) = gripper else {
+        return last;
+    };
+    let at = |k: usize| actions[k].get(g).copied().unwrap_or(0.0);
+    if actions.is_empty() {
+        return 0;
+    }
+    let first = at(0);
+    let far = (0..actions.len())
+        .map(at)
+        .max_by(|a, b| (a - first).abs().total_cmp(&(b - first).abs()))
+        .unwrap_or(first);
+    if (far - first).abs() <= 0.1 {
+        return last;
+    }
+    let half = 0.5 * (far - first).abs();
+    (0..actions.len())
+        .find(|&k| (at(k) - first).abs() >= half)
+        .unwrap_or(last)
+}
+
+/// Loads the tensors of the policy folder `dir` (its `model.safetensors`) into `varmap`:
+/// every variable must be there with its shape, except the auxiliary head's, which keep
+/// their initialisation when absent.
+fn load_init(varmap: &VarMap, dir: &Path, device: &Device) -> Result<usize, TrainError> {
+    let file = dir.join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&file, device)?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| TrainError::Config("variable map poisoned".into()))?;
+    let mut loaded = 0;
+    for (name, var) in data.iter() {
+        match tensors.get(name) {
+            Some(t) if t.dims() == var.as_tensor().dims() => {
+                var.set(&t.to_dtype(var.dtype())?)?;
+                loaded += 1;
+            }
+            Some(t) => {
+                return Err(TrainError::Config(format!(
+                    "{}: {name} has shape {:?}, the configured model needs {:?}",
+                    file.display(),
+                    t.dims(),
+                    var.as_tensor().dims()
+                )))
+            }
+            None if name.starts_with("aux_head.") => {}
+            None => {
+                return Err(TrainError::Config(format!(
+                    "{}: no tensor {name}; the policy was trained with another architecture",
+                    file.display()
+                )))
+            }
+        }
+    }
+    Ok(loaded)
+}
+
 fn decode(f: &Frame, n: usize) -> Result<Vec<Vec<u8>>, TrainError> {
     (0..n).map(|i| Ok(f.image(i)?.data)).collect()
 }
@@ -1024,6 +1233,24 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_frame_is_the_gripper_half_way_or_the_last_frame() {
+        let ep = |grip: &[f64]| -> Vec<Vec<f64>> { grip.iter().map(|g| vec![0.3, *g]).collect() };
+        // Closing from 1.2 to 0: first frame at or past 0.6.
+        assert_eq!(
+            key_frame(&ep(&[1.2, 1.2, 1.0, 0.5, 0.0, 0.0, 1.2]), Some(1)),
+            3
+        );
+        // Opening counts too.
+        assert_eq!(key_frame(&ep(&[0.0, 0.2, 0.7, 0.8]), Some(1)), 2);
+        // A gripper that stays (reach, push), or barely moves: the last frame.
+        assert_eq!(key_frame(&ep(&[1.2, 1.2, 1.2]), Some(1)), 2);
+        assert_eq!(key_frame(&ep(&[1.2, 1.15, 1.2, 1.2]), Some(1)), 3);
+        // No gripper, or no frames.
+        assert_eq!(key_frame(&ep(&[1.2, 0.0, 0.0]), None), 2);
+        assert_eq!(key_frame(&[], Some(1)), 0);
+    }
 
     #[test]
     fn soft_labels_peak_at_the_hard_bin_and_sum_to_one() -> Result<(), Box<dyn std::error::Error>> {

@@ -201,3 +201,78 @@ fn a_run_without_the_state_acts_from_images_alone() {
     assert_eq!(chunk.actions.len(), 4);
     assert!(chunk.actions.iter().flatten().all(|v| v.is_finite()));
 }
+
+/// With `aux_weight` the policy also learns where each episode goes (its goal head's error
+/// falls), its folder carries the head and still loads and acts; `init_from` starts a run
+/// from a written policy with exactly its weights, adds a goal head to a policy without one,
+/// and refuses a policy of another architecture, naming the tensor.
+#[test]
+fn a_goal_head_learns_and_fine_tuning_starts_from_a_policy() {
+    let mut cfg = tiny();
+    cfg.aux_weight = 1.0;
+    cfg.early_frames = 2;
+    cfg.early_fraction = 0.5;
+    let mut t = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("trainer");
+    assert_eq!(t.model_config().aux_dim, 12);
+    let errors: Vec<f32> = (0..40)
+        .map(|_| t.train_step().expect("step").aux_mae.expect("goal error"))
+        .collect();
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(
+        mean(&errors[35..]) < 0.7 * mean(&errors[..5]),
+        "goal error {errors:?}"
+    );
+    let trained = t.validate(64).expect("val").expect("some");
+    assert!(trained.aux_mae.is_some_and(f32::is_finite));
+    let out = tmp("goal");
+    t.save(&out).expect("save");
+    let mut p = SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).expect("load");
+    assert_eq!(
+        p.infer(&fixture_observation(3))
+            .expect("infer")
+            .actions
+            .len(),
+        4
+    );
+
+    // A fresh trainer started from that folder has its weights: the same validation.
+    let mut ft = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("fine-tune");
+    let fresh = ft.validate(64).expect("val").expect("some");
+    assert_ne!(fresh.loss, trained.loss);
+    assert!(ft.init_from(&out).expect("init") > 0);
+    let started = ft.validate(64).expect("val").expect("some");
+    assert_eq!(started.loss, trained.loss);
+    assert_eq!(started.aux_mae, trained.aux_mae);
+
+    // A policy without a goal head: the head starts fresh, everything else is loaded.
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.aux_weight = 0.0;
+    let mut plain = Trainer::new(&dataset(), plain_cfg, &Device::Cpu).expect("plain");
+    plain.train_step().expect("step");
+    let plain_out = tmp("plain");
+    plain.save(&plain_out).expect("save");
+    let mut with_head = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("head");
+    let loaded = with_head
+        .init_from(&plain_out)
+        .expect("init without a head");
+    assert_eq!(loaded + 2, with_head_parameters(&with_head));
+    assert!(with_head.train_step().expect("step").loss.is_finite());
+
+    // Another architecture is refused with the tensor's name.
+    let mut wide = cfg;
+    wide.d_model = 64;
+    let mut other = Trainer::new(&dataset(), wide, &Device::Cpu).expect("wide");
+    let e = other.init_from(&out).expect_err("another width");
+    assert!(e.to_string().contains("has shape"), "{e}");
+}
+
+/// Tensors (not parameters) of a trainer's model: those its folder's weights file holds.
+fn with_head_parameters(t: &Trainer) -> usize {
+    let out = tmp("count");
+    t.save(&out).expect("save");
+    let n = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu)
+        .expect("weights")
+        .len();
+    let _ = std::fs::remove_dir_all(&out);
+    n
+}

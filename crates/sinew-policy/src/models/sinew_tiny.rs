@@ -129,6 +129,12 @@ pub struct Config {
     /// error matched the gain-1 run (docs/training.md): not yet a fix.
     #[serde(default = "one")]
     pub keypoint_gain: f64,
+    /// Outputs of an auxiliary head (`aux_head`, 0 for none) on the mean of the action
+    /// queries' final features. Training uses it to predict where the episode is going (the
+    /// normalised joint targets at its key frames, `sinew-train`), which only the named cube's
+    /// and target's places in the image tell at the first frame; acting does not read it.
+    #[serde(default)]
+    pub aux_dim: usize,
 }
 
 fn one() -> f64 {
@@ -233,6 +239,7 @@ impl Config {
             patch_tokens: true,
             pool_keypoints: false,
             keypoint_gain: 1.0,
+            aux_dim: 0,
         }
     }
 
@@ -637,6 +644,7 @@ pub struct SinewTiny {
     ln_f: LayerNorm,
     head: Linear,
     head_gauss: Option<Linear>,
+    aux_head: Option<Linear>,
     /// Bin centres per token `(1, 1, 1, n_bins)` (token 0, exactly +1, far outside).
     centres: Tensor,
 }
@@ -683,6 +691,11 @@ impl SinewTiny {
             head: linear(d, cfg.action_dim * cfg.n_bins, vb.pp("head"))?,
             head_gauss: if cfg.gaussian_head {
                 Some(linear(d, 2 * cfg.action_dim, vb.pp("head_gauss"))?)
+            } else {
+                None
+            },
+            aux_head: if cfg.aux_dim > 0 {
+                Some(linear(d, cfg.aux_dim, vb.pp("aux_head"))?)
             } else {
                 None
             },
@@ -765,6 +778,14 @@ impl SinewTiny {
 
     /// Logits `(B, chunk_length, action_dim, n_bins)`.
     pub fn forward(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
+        Ok(self.forward_with_aux(x)?.0)
+    }
+
+    /// The logits, and the auxiliary head's outputs `(B, aux_dim)` when `aux_dim > 0`.
+    pub fn forward_with_aux(
+        &self,
+        x: &TinyInputs,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let cfg = &self.cfg;
         let dev = x.images.device();
         let b = x.images.dim(0)?;
@@ -785,12 +806,16 @@ impl SinewTiny {
         }
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
         let q = norm(&self.ln_f, &q)?;
+        let aux = match &self.aux_head {
+            Some(h) => Some(h.forward(&q.mean(1)?)?),
+            None => None,
+        };
         let logits =
             self.head
                 .forward(&q)?
                 .reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))?;
         let Some(hg) = &self.head_gauss else {
-            return Ok(logits);
+            return Ok((logits, aux));
         };
         let g = hg.forward(&q)?;
         let mu = g
@@ -807,7 +832,7 @@ impl SinewTiny {
         let sigma = (((raw.exp()? + 1.0)?.log()? * 0.1)? + half_bin)?;
         let z = self.centres.broadcast_sub(&mu)?.broadcast_div(&sigma)?;
         let gauss = (z.sqr()? * -0.5)?.to_dtype(logits.dtype())?;
-        logits + gauss
+        Ok(((logits + gauss)?, aux))
     }
 
     /// Greedy bin tokens `(B, T, D)` (u32) of `logits`.
