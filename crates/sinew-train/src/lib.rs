@@ -155,6 +155,10 @@ pub struct TrainConfig {
     /// episodes (0: all frames alike). The first move, made before the arm's motion gives
     /// anything away, is where the policy must read the scene.
     pub early_fraction: f64,
+    /// Draw each sample's episode uniformly, then a frame of it, instead of every frame
+    /// alike: short episodes (a reach is 15 frames, a pick-and-place 60) weigh as much as
+    /// long ones.
+    pub by_episode: bool,
 }
 
 impl Default for TrainConfig {
@@ -192,6 +196,7 @@ impl Default for TrainConfig {
             aux_weight: 0.0,
             early_frames: 0,
             early_fraction: 0.0,
+            by_episode: false,
         }
     }
 }
@@ -335,6 +340,8 @@ pub struct Trainer {
     train: Vec<usize>,
     /// Training frames among the first `early_frames` of their episode.
     early: Vec<usize>,
+    /// Frame ranges of the training episodes.
+    train_episodes: Vec<std::ops::Range<usize>>,
     val: Vec<usize>,
     texts: Vec<(Vec<u32>, Vec<f32>)>,
     tokenizer: tokenizers::Tokenizer,
@@ -612,12 +619,16 @@ impl Trainer {
         };
         let val_eps: Vec<usize> = order[..n_val].to_vec();
         let (mut train, mut val, mut early) = (Vec::new(), Vec::new(), Vec::new());
+        let mut train_episodes = Vec::new();
         for e in &ds.episodes {
             let idx = e.dataset_from_index as usize..e.dataset_to_index as usize;
             if val_eps.contains(&(e.episode_index as usize)) {
                 val.extend(idx);
             } else {
                 early.extend(idx.clone().take(cfg.early_frames));
+                if !idx.is_empty() {
+                    train_episodes.push(idx.clone());
+                }
                 train.extend(idx);
             }
         }
@@ -657,6 +668,7 @@ impl Trainer {
             samples,
             train,
             early,
+            train_episodes,
             val,
             texts,
             tokenizer,
@@ -799,19 +811,15 @@ impl Trainer {
     /// One optimiser step on a random batch.
     pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
         let mut rng = self.state.rng;
-        let early = self.cfg.early_fraction > 0.0 && !self.early.is_empty();
-        let idx: Vec<usize> = (0..self.cfg.batch_size)
-            .map(|_| {
-                if early
-                    && (rng.next_u64() >> 11) as f64 / ((1u64 << 53) as f64)
-                        < self.cfg.early_fraction
-                {
-                    self.early[rng.below(self.early.len())]
-                } else {
-                    self.train[rng.below(self.train.len())]
-                }
-            })
-            .collect();
+        let idx = draw_frames(
+            &Pools {
+                frames: &self.train,
+                early: &self.early,
+                episodes: &self.train_episodes,
+            },
+            &self.cfg,
+            &mut rng,
+        );
         let (x, targets) = self.batch(&idx, Some(&mut rng))?;
         self.state.rng = rng;
         let (loss, _, aux_mae) = self.loss(&x, &targets)?;
@@ -1118,6 +1126,34 @@ fn seeded_varmap(cfg: &Config, seed: u64, device: &Device) -> Result<VarMap, Tra
     Ok(varmap)
 }
 
+/// What batches are drawn from.
+struct Pools<'a> {
+    /// Every training frame.
+    frames: &'a [usize],
+    /// The first `early_frames` of each training episode.
+    early: &'a [usize],
+    /// The training episodes' frame ranges (none empty).
+    episodes: &'a [std::ops::Range<usize>],
+}
+
+/// A batch of frame indices: each from `early` with probability `early_fraction`, otherwise
+/// of a uniformly drawn episode (`by_episode`) or uniformly of all frames.
+fn draw_frames(p: &Pools, cfg: &TrainConfig, rng: &mut Rng) -> Vec<usize> {
+    let early = cfg.early_fraction > 0.0 && !p.early.is_empty();
+    (0..cfg.batch_size)
+        .map(|_| {
+            if early && (rng.next_u64() >> 11) as f64 / ((1u64 << 53) as f64) < cfg.early_fraction {
+                p.early[rng.below(p.early.len())]
+            } else if cfg.by_episode && !p.episodes.is_empty() {
+                let e = &p.episodes[rng.below(p.episodes.len())];
+                e.start + rng.below(e.len())
+            } else {
+                p.frames[rng.below(p.frames.len())]
+            }
+        })
+        .collect()
+}
+
 /// The action dimension named like a gripper, if any.
 fn gripper_index(ds: &Dataset) -> Option<usize> {
     let feature = ds.info.feature(sinew_data::ACTION)?;
@@ -1233,6 +1269,44 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_weigh_episodes_or_frames_and_early_frames_as_configured() {
+        // A short episode (frames 0..10) and a long one (10..100).
+        let episodes = [0..10, 10..100];
+        let frames: Vec<usize> = (0..100).collect();
+        let early: Vec<usize> = vec![0, 1, 10, 11];
+        let pools = Pools {
+            frames: &frames,
+            early: &early,
+            episodes: &episodes,
+        };
+        let share_short = |cfg: &TrainConfig| {
+            let mut rng = Rng(7);
+            let draws: Vec<usize> = (0..200)
+                .flat_map(|_| draw_frames(&pools, cfg, &mut rng))
+                .collect();
+            let short = draws.iter().filter(|&&i| i < 10).count() as f64 / draws.len() as f64;
+            let early_share =
+                draws.iter().filter(|i| early.contains(i)).count() as f64 / draws.len() as f64;
+            (short, early_share)
+        };
+        let mut cfg = TrainConfig {
+            batch_size: 32,
+            ..TrainConfig::default()
+        };
+        let (short, _) = share_short(&cfg);
+        assert!((short - 0.1).abs() < 0.03, "by frame: {short}");
+        cfg.by_episode = true;
+        let (short, _) = share_short(&cfg);
+        assert!((short - 0.5).abs() < 0.05, "by episode: {short}");
+        cfg.by_episode = false;
+        cfg.early_frames = 2;
+        cfg.early_fraction = 0.5;
+        // Half the batch from the early pool, plus the 4% of the rest that lands there.
+        let (_, early_share) = share_short(&cfg);
+        assert!((early_share - 0.52).abs() < 0.05, "early: {early_share}");
+    }
 
     #[test]
     fn the_key_frame_is_the_gripper_half_way_or_the_last_frame() {
