@@ -109,6 +109,9 @@ fn info(a: InfoArgs) -> Result<()> {
         "  actions     {} x {} ({}), {} step(s) per chunk at {} Hz",
         s.chunk_length, s.action_dim, s.action_kind, s.chunk_length, s.control_rate_hz
     );
+    if let Some(n) = s.n_action_steps {
+        println!("  executes    {n} action(s) per inference (n_action_steps)");
+    }
     println!("  tokens      {}", s.action_tokenizer);
     println!("weights");
     println!(

@@ -275,12 +275,13 @@ fn compare(rec: &Recording, a: &ReplayArgs, policy: &str) -> Result<()> {
         bail!("{} holds no joint states", a.file.display());
     };
 
-    let (policy_rate, cameras, kind, chunk_len) = match &mut driver {
+    let (policy_rate, cameras, kind, chunk_len, n_action_steps) = match &mut driver {
         Driver::Expert(_) => (
             task.as_ref().map_or(10.0, |t| t.control_rate_hz),
             Vec::new(),
             ActionKind::JointPosition,
             1,
+            None,
         ),
         Driver::Model(p) => {
             p.reset();
@@ -290,6 +291,7 @@ fn compare(rec: &Recording, a: &ReplayArgs, policy: &str) -> Result<()> {
                 s.cameras.clone(),
                 s.action_kind,
                 s.chunk_length,
+                s.n_action_steps,
             )
         }
     };
@@ -298,7 +300,7 @@ fn compare(rec: &Recording, a: &ReplayArgs, policy: &str) -> Result<()> {
         policy_rate,
         cameras.clone(),
         kind,
-        exec.execution(chunk_len),
+        exec.execution(chunk_len, n_action_steps),
     );
     cfg.interpolation = exec.interpolation();
     let mut rt = Runtime::new(cfg, &robot, &q0).context("starting the runtime")?;

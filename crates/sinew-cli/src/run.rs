@@ -116,6 +116,7 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
                 chunk_length: 1,
                 control_rate_hz: 10.0,
                 action_tokenizer: "none".into(),
+                n_action_steps: None,
             },
             latest: bus.latest::<JointTrajectory>(&keys.sim_expert_action())?,
             joints: joint_names.clone(),
@@ -178,7 +179,7 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         spec.control_rate_hz,
         spec.cameras.clone(),
         spec.action_kind,
-        a.exec.execution(spec.chunk_length),
+        a.exec.execution(spec.chunk_length, spec.n_action_steps),
     );
     cfg.interpolation = a.exec.interpolation();
     let mut rt = Runtime::new(cfg, &robot, &q_start).context("starting the runtime")?;

@@ -68,8 +68,8 @@ pub struct ExecutionArgs {
     /// Chunk execution.
     #[arg(long, value_enum, default_value_t = ExecutionArg::Sync)]
     pub execution: ExecutionArg,
-    /// Sync: chunk entries executed before the next inference (default: half the chunk, at
-    /// least 1).
+    /// Sync: chunk entries executed before the next inference (default: the policy's
+    /// `n_action_steps`, else half the chunk, at least 1).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Async: remaining steps that trigger the next inference (default: half the chunk).
@@ -84,11 +84,16 @@ pub struct ExecutionArgs {
 }
 
 impl ExecutionArgs {
-    pub fn execution(&self, chunk_length: usize) -> Execution {
+    /// The execution for a policy of `chunk_length` that asks for `n_action_steps` (sync).
+    pub fn execution(&self, chunk_length: usize, n_action_steps: Option<usize>) -> Execution {
         let half = (chunk_length / 2).max(1);
         match self.execution {
             ExecutionArg::Sync => Execution::Sync {
-                steps: self.steps.unwrap_or(half).clamp(1, chunk_length.max(1)),
+                steps: self
+                    .steps
+                    .or(n_action_steps)
+                    .unwrap_or(half)
+                    .clamp(1, chunk_length.max(1)),
             },
             ExecutionArg::Async => Execution::Async {
                 threshold: self.threshold.unwrap_or(half),
@@ -280,12 +285,17 @@ pub fn run_episode(
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
     let (q0, _) = world.joint_state();
     let policy_rate = driver.rate_hz(task);
-    let (cameras, kind, chunk_len) = match driver {
-        Driver::Expert(_) => (Vec::new(), ActionKind::JointPosition, 1),
+    let (cameras, kind, chunk_len, n_action_steps) = match driver {
+        Driver::Expert(_) => (Vec::new(), ActionKind::JointPosition, 1, None),
         Driver::Model(p) => {
             p.reset();
             let s = p.spec();
-            (s.cameras.clone(), s.action_kind, s.chunk_length)
+            (
+                s.cameras.clone(),
+                s.action_kind,
+                s.chunk_length,
+                s.n_action_steps,
+            )
         }
     };
     for cam in &cameras {
@@ -301,7 +311,7 @@ pub fn run_episode(
         policy_rate,
         cameras.clone(),
         kind,
-        exec.execution(chunk_len),
+        exec.execution(chunk_len, n_action_steps),
     );
     cfg.interpolation = exec.interpolation();
     let mut rt = Runtime::new(cfg, robot, &q0).context("starting the runtime")?;
@@ -712,4 +722,27 @@ pub fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_steps_come_from_the_flag_then_the_policy_then_half_the_chunk() {
+        let mut a = ExecutionArgs {
+            execution: ExecutionArg::Sync,
+            steps: None,
+            threshold: None,
+            merge: MergeArg::Latest,
+            interpolation: InterpolationArg::Linear,
+        };
+        assert_eq!(a.execution(10, None), Execution::Sync { steps: 5 });
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 7 });
+        a.steps = Some(3);
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 3 });
+        // Never more than the chunk holds.
+        a.steps = Some(30);
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 10 });
+    }
 }

@@ -146,6 +146,9 @@ pub struct PolicySpec {
     pub control_rate_hz: f64,
     /// How actions become tokens (`bins`, `fast`, or `none`).
     pub action_tokenizer: String,
+    /// Chunk entries the policy is meant to execute before the next inference (LeRobot's
+    /// `n_action_steps`), when its folder says; the runtime's default for sync execution.
+    pub n_action_steps: Option<usize>,
 }
 
 /// Errors of policies.

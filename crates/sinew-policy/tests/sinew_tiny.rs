@@ -630,6 +630,19 @@ fn keypoint_tokens_join_the_image_tokens() {
     cfg.keypoint_gain = 0.0;
     assert!(cfg.validate().is_err(), "a keypoint gain of 0");
     cfg.keypoint_gain = 1.0;
+    // n_action_steps: within the chunk, and handed to the runtime through the spec.
+    cfg.n_action_steps = Some(cfg.chunk_length);
+    assert!(cfg.validate().is_ok());
+    assert_eq!(
+        sinew_policy::models::sinew_tiny::spec_of(&cfg).n_action_steps,
+        Some(cfg.chunk_length)
+    );
+    for bad in [0, cfg.chunk_length + 1] {
+        cfg.n_action_steps = Some(bad);
+        assert!(cfg.validate().is_err(), "n_action_steps {bad}");
+    }
+    cfg.n_action_steps = None;
+    cfg.keypoint_gain = 1.0;
     cfg.keypoints = 0;
     assert!(cfg.validate().is_err());
     cfg.patch_tokens = true;

@@ -265,6 +265,7 @@ fn scripted() -> (
         chunk_length: 1,
         control_rate_hz: 10.0,
         action_tokenizer: "none".into(),
+        n_action_steps: None,
     };
     (
         Box::new(Scripted {

@@ -159,6 +159,9 @@ pub struct TrainConfig {
     /// alike: short episodes (a reach is 15 frames, a pick-and-place 60) weigh as much as
     /// long ones.
     pub by_episode: bool,
+    /// Chunk entries the written policy asks the runtime to execute per inference
+    /// (`Config::n_action_steps`; unset: half the chunk).
+    pub n_action_steps: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -197,6 +200,7 @@ impl Default for TrainConfig {
             early_frames: 0,
             early_fraction: 0.0,
             by_episode: false,
+            n_action_steps: None,
         }
     }
 }
@@ -411,6 +415,7 @@ impl Trainer {
         model_cfg.keypoint_gain = cfg.keypoint_gain;
         model_cfg.patch_tokens = cfg.patch_tokens;
         model_cfg.action_kind = cfg.action_space;
+        model_cfg.n_action_steps = cfg.n_action_steps;
         if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
             return Err(TrainError::Config(format!(
                 "aux_weight {} is not a non-negative number",
@@ -968,9 +973,11 @@ impl Trainer {
         let text = std::fs::read_to_string(&sf).map_err(|e| TrainError::Io(sf.clone(), e))?;
         let state: TrainState = serde_json::from_str(&text)
             .map_err(|e| TrainError::Config(format!("{}: {e}", sf.display())))?;
-        // `decode` only chooses how the written policy reads its bins; training is the same.
+        // `decode` and `n_action_steps` only set how the written policy is run; training is
+        // the same.
         let same = TrainConfig {
             decode: self.cfg.decode,
+            n_action_steps: self.cfg.n_action_steps,
             ..state.config.clone()
         } == self.cfg;
         if !same {
@@ -996,6 +1003,7 @@ impl Trainer {
         }
         self.state = state;
         self.state.config.decode = self.cfg.decode;
+        self.state.config.n_action_steps = self.cfg.n_action_steps;
         Ok(())
     }
 
@@ -1142,7 +1150,7 @@ fn draw_frames(p: &Pools, cfg: &TrainConfig, rng: &mut Rng) -> Vec<usize> {
     let early = cfg.early_fraction > 0.0 && !p.early.is_empty();
     (0..cfg.batch_size)
         .map(|_| {
-            if early && (rng.next_u64() >> 11) as f64 / ((1u64 << 53) as f64) < cfg.early_fraction {
+            if early && rng.unit() < cfg.early_fraction {
                 p.early[rng.below(p.early.len())]
             } else if cfg.by_episode && !p.episodes.is_empty() {
                 let e = &p.episodes[rng.below(p.episodes.len())];

@@ -500,6 +500,7 @@ pub fn spec_of(cfg: &Config, image_side: usize, action_dim: usize) -> PolicySpec
         chunk_length: 1,
         control_rate_hz: cfg.sinew.control_rate_hz.unwrap_or(5.0),
         action_tokenizer: "bins".into(),
+        n_action_steps: None,
     }
 }
 

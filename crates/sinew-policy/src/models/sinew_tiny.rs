@@ -135,6 +135,11 @@ pub struct Config {
     /// and target's places in the image tell at the first frame; acting does not read it.
     #[serde(default)]
     pub aux_dim: usize,
+    /// Chunk entries to execute before the next inference (LeRobot's `n_action_steps`): the
+    /// runtime's default for sync execution, which `--steps` overrides. Unset, the runtime
+    /// executes half the chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_action_steps: Option<usize>,
 }
 
 fn one() -> f64 {
@@ -240,6 +245,7 @@ impl Config {
             pool_keypoints: false,
             keypoint_gain: 1.0,
             aux_dim: 0,
+            n_action_steps: None,
         }
     }
 
@@ -304,6 +310,14 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(format!("{name} must be positive"));
+            }
+        }
+        if let Some(n) = self.n_action_steps {
+            if n == 0 || n > self.chunk_length {
+                return Err(format!(
+                    "n_action_steps {n} is not between 1 and chunk_length {}",
+                    self.chunk_length
+                ));
             }
         }
         if self.n_bins < 2 {
@@ -932,6 +946,7 @@ pub fn spec_of(cfg: &Config) -> PolicySpec {
         chunk_length: cfg.chunk_length,
         control_rate_hz: cfg.control_rate_hz,
         action_tokenizer: "bins".into(),
+        n_action_steps: cfg.n_action_steps,
     }
 }
 
