@@ -208,11 +208,13 @@ fn record_train_run_and_evaluate() {
 }
 
 /// The policy shipped in policies/ (trained by Sinew on its own demonstrations, no joint state
-/// in) puts the named cube in the bowl and pushes the named cube into the named zone in
-/// closed loop on held-out seeds. Evaluation is deterministic: on these ten seeds per task it
-/// scores 8 of 10 on pick-and-place and 6 of 10 on push (60% and 58% over 100 seeds each).
+/// in) reaches for the named cube, puts it in the bowl and pushes it into the named zone in
+/// closed loop on held-out seeds, run as its folder says (7 actions per chunk). Evaluation is
+/// deterministic: on these ten seeds per task it scores 10 of 10 on reach, 9 of 10 on
+/// pick-and-place and 6 of 10 on push (87%, 68% and 79% over 100 seeds each); the bounds
+/// leave room for another machine's floating point.
 #[test]
-fn the_shipped_policy_places_and_pushes_the_named_cube() {
+fn the_shipped_policy_reaches_places_and_pushes_the_named_cube() {
     let base = std::env::temp_dir().join(format!("sinew-shipped-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let (ok, out, err) = sinew(&[
@@ -220,7 +222,7 @@ fn the_shipped_policy_places_and_pushes_the_named_cube() {
         "--policy",
         "policies/sinew-tiny-so101",
         "--tasks",
-        "pick-place,push",
+        "reach,pick-place,push",
         "--episodes",
         "10",
         "--jobs",
@@ -233,8 +235,8 @@ fn the_shipped_policy_places_and_pushes_the_named_cube() {
         serde_json::from_str(&std::fs::read_to_string(base.join("eval.json")).expect("eval.json"))
             .expect("json");
     let rows = e["per_episode"].as_array().expect("rows");
-    assert_eq!(rows.len(), 20, "{out}");
-    for (task, at_least) in [("pick-place", 6), ("push", 4)] {
+    assert_eq!(rows.len(), 30, "{out}");
+    for (task, at_least) in [("reach", 8), ("pick-place", 6), ("push", 4)] {
         let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["task"] == task).collect();
         let wins = mine.iter().filter(|r| r["success"] == true).count();
         assert!(wins >= at_least, "{task}: {wins} of 10\n{out}");
