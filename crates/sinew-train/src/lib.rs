@@ -467,15 +467,25 @@ impl Trainer {
 
         // The targets of each frame in the action space, `[T * D]`: the next T actions, the
         // last one repeated past the episode's end; as deltas, the first from the measured
-        // state and each next one from the action before it (the runtime adds them up).
+        // state and each next one from the action before it (the runtime adds them up). And
+        // its auxiliary goal targets, in the dataset's action units: the actions at its
+        // episode's key frame and last frame.
         let t_len = cfg.chunk_length;
+        let gripper = gripper_index(&ds);
         let mut raw: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
+        let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
         for e in &ds.episodes {
             let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
             let act: Vec<Vec<f64>> = rows
                 .iter()
                 .map(|f| f.action.iter().map(|v| *v as f64).collect())
                 .collect();
+            let mut goal = act
+                .get(key_frame(&act, gripper))
+                .cloned()
+                .unwrap_or_default();
+            goal.extend(act.last().cloned().unwrap_or_default());
+            goals.extend(std::iter::repeat_n(goal, rows.len()));
             let last = act.len().saturating_sub(1);
             for (k, f) in rows.iter().enumerate() {
                 let mut r = Vec::with_capacity(t_len * action_dim);
@@ -492,21 +502,6 @@ impl Trainer {
                 }
                 raw.push(r);
             }
-        }
-        // Auxiliary goal targets of each frame, in the dataset's action units: the actions at
-        // its episode's key frame and last frame.
-        let gripper = gripper_index(&ds);
-        let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
-        for e in &ds.episodes {
-            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
-            let act: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|f| f.action.iter().map(|v| *v as f64).collect())
-                .collect();
-            let key = key_frame(&act, gripper);
-            let mut g = act.get(key).cloned().unwrap_or_default();
-            g.extend(act.last().cloned().unwrap_or_default());
-            goals.extend(std::iter::repeat_n(g, rows.len()));
         }
         let goal_norm = normalizer(&stats_path, sinew_data::ACTION)?;
         let (action_norm, action_stats) = if delta {

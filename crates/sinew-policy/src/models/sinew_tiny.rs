@@ -792,7 +792,7 @@ impl SinewTiny {
 
     /// Logits `(B, chunk_length, action_dim, n_bins)`.
     pub fn forward(&self, x: &TinyInputs) -> candle_core::Result<Tensor> {
-        Ok(self.forward_with_aux(x)?.0)
+        Ok(self.run(x, false)?.0)
     }
 
     /// The logits, and the auxiliary head's outputs `(B, aux_dim)` when `aux_dim > 0`.
@@ -800,6 +800,11 @@ impl SinewTiny {
         &self,
         x: &TinyInputs,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        self.run(x, true)
+    }
+
+    /// The logits, and the auxiliary outputs when asked for and built (acting skips them).
+    fn run(&self, x: &TinyInputs, aux: bool) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let cfg = &self.cfg;
         let dev = x.images.device();
         let b = x.images.dim(0)?;
@@ -821,8 +826,8 @@ impl SinewTiny {
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
         let q = norm(&self.ln_f, &q)?;
         let aux = match &self.aux_head {
-            Some(h) => Some(h.forward(&q.mean(1)?)?),
-            None => None,
+            Some(h) if aux => Some(h.forward(&q.mean(1)?)?),
+            _ => None,
         };
         let logits =
             self.head
