@@ -106,7 +106,15 @@ pub struct Bus {
     session: zenoh::Session,
     role: SessionRole,
     shm: Option<Arc<ShmProvider<PosixShmProviderBackend>>>,
+    /// Answers other sessions' [`Bus::flush`] queries.
+    _flush_queryable: zenoh::query::Queryable<()>,
 }
+
+/// Key prefix of the queryables that answer [`Bus::flush`]; each session declares
+/// `<prefix>/<zid>`.
+pub const FLUSH_KEY_PREFIX: &str = "sinew/_bus/flush";
+/// How long [`Bus::close`] waits for peers to confirm that they received everything.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,8 +176,24 @@ impl Bus {
         } else {
             None
         };
+        let flush_key = format!("{FLUSH_KEY_PREFIX}/{}", session.zid());
+        let reply_key = flush_key.clone();
+        let flush_queryable = session
+            .declare_queryable(flush_key.clone())
+            .callback(move |query| {
+                if let Err(e) = query.reply(reply_key.clone(), Vec::<u8>::new()).wait() {
+                    tracing::debug!(error = %e, "answering a flush query");
+                }
+            })
+            .wait()
+            .map_err(|e| zerr("declare_queryable", &flush_key, e))?;
         tracing::debug!(zid = %session.zid(), ?role, "bus session open");
-        Ok(Self { session, role, shm })
+        Ok(Self {
+            session,
+            role,
+            shm,
+            _flush_queryable: flush_queryable,
+        })
     }
 
     /// What this session became when it opened.
@@ -334,8 +358,49 @@ impl Bus {
             .map_err(|e| zerr("put", key, e))
     }
 
-    /// Closes the session: undeclares everything and closes its connections.
+    /// Waits until every connected Sinew session has received what this one published so far,
+    /// or until `timeout`. Returns how many other sessions confirmed.
+    ///
+    /// zenoh's `put` returns once a message is queued, not once it is on the wire, and closing a
+    /// session can lose the tail of that queue. This sends a query at the lowest priority on
+    /// the same connections, so it leaves after everything queued before it; each Sinew session
+    /// answers it once it has processed what came before. Non-Sinew subscribers (zenoh tools,
+    /// bridges) do not answer and are not waited for.
+    pub fn flush(&self, timeout: Duration) -> usize {
+        let own = format!("{FLUSH_KEY_PREFIX}/{}", self.session.zid());
+        let replies = match self
+            .session
+            .get(format!("{FLUSH_KEY_PREFIX}/*"))
+            .target(zenoh::query::QueryTarget::All)
+            .consolidation(zenoh::query::ConsolidationMode::None)
+            .priority(Priority::Background)
+            .congestion_control(CongestionControl::Block)
+            .timeout(timeout)
+            .wait()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "flush query");
+                return 0;
+            }
+        };
+        let mut confirmed = 0;
+        // The channel closes when every queryable answered or the timeout passed.
+        while let Ok(reply) = replies.recv() {
+            if let Ok(sample) = reply.result() {
+                if sample.key_expr().as_str() != own {
+                    confirmed += 1;
+                }
+            }
+        }
+        confirmed
+    }
+
+    /// Closes the session: first [flushes](Bus::flush) what was published (at most
+    /// [`CLOSE_FLUSH_TIMEOUT`]), then undeclares everything and closes its connections.
     pub fn close(self) {
+        let peers = self.flush(CLOSE_FLUSH_TIMEOUT);
+        tracing::debug!(peers, "flushed before closing");
         if let Err(e) = self.session.close().wait() {
             tracing::warn!(error = %e, "closing the zenoh session");
         }

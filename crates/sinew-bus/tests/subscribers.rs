@@ -173,6 +173,28 @@ fn a_full_queue_drops_and_counts() {
 }
 
 #[test]
+fn flush_returns_once_the_peer_has_everything_published_before_it() {
+    let (a, b) = pair();
+    let key = "test_flush/joint_states";
+    let queue = b.subscribe::<JointState>(key, 1000).expect("subscriber");
+    let publisher = reliable_publisher(&a, key);
+    assert!(publisher.wait_for_subscribers(WAIT));
+    for seq in 1..=300 {
+        publisher.put(&state(seq)).expect("put");
+    }
+    assert_eq!(a.flush(WAIT), 1, "the one peer confirms");
+    // Confirmed means delivered: everything is already queued, no waiting needed.
+    let got: Vec<u32> = std::iter::from_fn(|| queue.try_recv())
+        .map(|r| r.msg.header.stamp.nanosec)
+        .collect();
+    assert_eq!(got, (1..=300).collect::<Vec<u32>>());
+    a.close();
+    // With no peer left, there is nobody to confirm and flush does not wait.
+    assert_eq!(b.flush(WAIT), 0);
+    b.close();
+}
+
+#[test]
 fn bad_endpoints_and_config_files_are_named() {
     let err = Bus::open(&BusConfig {
         connect: vec!["localhost".into()],
