@@ -177,6 +177,55 @@ fn record_train_run_and_evaluate() {
     assert!(ok, "{err}");
     assert!(out.contains("reach on so101"), "{out}");
 
+    // DAgger: the policy drives, the expert labels. Same seeds, so the first frame (same
+    // state) has the clean demonstration's label; then the states are the policy's. This
+    // barely trained policy fails, and its episodes are kept all the same.
+    let dagger = base.join("dagger");
+    let (ok, out, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+        "--policy",
+        s(&pol),
+        "--out",
+        s(&dagger),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2 episodes") && out.contains("the policy drove 2"),
+        "{out}"
+    );
+    let dagger_frames = sinew_data::Dataset::open(&dagger)
+        .and_then(|d| d.read_frames())
+        .expect("dagger dataset");
+    assert_eq!(dagger_frames[0].state, clean_frames[0].state);
+    assert_eq!(dagger_frames[0].action, clean_frames[0].action);
+    let differ = clean_frames
+        .iter()
+        .zip(&dagger_frames)
+        .filter(|(a, b)| a.episode_index == 0 && b.episode_index == 0 && a.state != b.state)
+        .count();
+    assert!(differ > 0, "the policy drove the same states as the expert");
+    for (flags, named) in [
+        (
+            vec!["--policy", s(&pol), "--expert-fraction", "1.5"],
+            "--expert-fraction",
+        ),
+        (vec!["--expert-fraction", "0.5"], "--policy"),
+    ] {
+        let mut args = vec!["dataset", "record", "--task", "reach", "--episodes", "1"];
+        args.extend(flags);
+        let out_dir = base.join("bad-dagger");
+        args.extend(["--out", s(&out_dir)]);
+        let (ok, _, err) = sinew(&args);
+        assert!(!ok && err.contains(named), "{err}");
+    }
+
     // Evaluating the expert gives its known success rate (reach: every episode).
     let ev = base.join("eval");
     let (ok, out, err) = sinew(&[

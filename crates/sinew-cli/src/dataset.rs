@@ -12,6 +12,13 @@
 //! the arm joints are sent the expert's targets plus Gaussian noise, and the expert, acting on
 //! the perturbed robot, labels how to recover. A policy trained on such data has seen the
 //! states its own small errors lead to.
+//!
+//! `--policy P` records DAgger data (Ross et al. 2011): the policy drives the robot, executing
+//! its chunks exactly as `sinew sim run` does in sync mode, and the expert, following along,
+//! labels every frame with what it would command there. `--expert-fraction F` lets the expert
+//! drive that fraction of the episodes instead (DAgger's mixture). Policy-driven episodes are
+//! kept whether or not they succeed: their labels are the expert's either way, and the states
+//! of failures are the ones the policy most needs labelled.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,9 +67,18 @@ pub struct RecordArgs {
     #[arg(long)]
     keep_failures: bool,
     /// Standard deviation (rad) of Gaussian noise added to the executed arm-joint targets
-    /// (the recorded actions stay the expert's); 0 records clean demonstrations.
+    /// (the recorded actions stay the expert's); 0 records clean demonstrations. Applies to
+    /// expert-driven episodes only.
     #[arg(long, default_value_t = 0.0)]
     noise: f64,
+    /// A policy folder to drive the episodes while the expert labels them (DAgger).
+    #[arg(long)]
+    policy: Option<String>,
+    /// With --policy: the fraction of episodes the expert drives instead (chosen per seed).
+    #[arg(long, default_value_t = 0.0)]
+    expert_fraction: f64,
+    #[command(flatten)]
+    device: crate::policy::DeviceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -103,9 +119,22 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             a.noise
         );
     }
+    if !(0.0..=1.0).contains(&a.expert_fraction) {
+        bail!(
+            "--expert-fraction {} must be between 0 and 1",
+            a.expert_fraction
+        );
+    }
+    if a.policy.is_none() && a.expert_fraction != 0.0 {
+        bail!("--expert-fraction needs --policy (without one the expert drives every episode)");
+    }
+    let mut learner = match &a.policy {
+        Some(p) => Some(Learner::load(p, &robot, &a.device)?),
+        None => None,
+    };
     let mut w = DatasetWriter::create(&a.out, spec)?;
     let t0 = Instant::now();
-    let mut summary: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut summary: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     for task_name in &a.task {
         let task = load_task(task_name)?;
         if (task.control_rate_hz - 10.0).abs() > 1e-9 {
@@ -115,14 +144,37 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
                 task.control_rate_hz
             );
         }
-        let (mut kept, mut tried) = (0u64, 0u64);
+        let (mut kept, mut tried, mut succeeded, mut driven) = (0u64, 0u64, 0u64, 0u64);
         let mut seed = a.seed;
         while kept < a.episodes && !stop.requested() {
             tried += 1;
             let ep = task.sample(&robot.config.name, seed)?;
-            let ok = demo(&robot, &task, &ep, &mut w, a.image_size, a.noise, seed)
-                .with_context(|| format!("{} seed {seed}", task.name))?;
-            if ok || a.keep_failures {
+            // The mixture is drawn per seed, so a rerun drives the same episodes the same way.
+            let expert_drives = learner.is_none()
+                || sinew_core::rng::SplitMix64(seed ^ 0xBE7A_0000_0000_0002).unit()
+                    < a.expert_fraction;
+            let driver = if expert_drives {
+                None
+            } else {
+                learner.as_mut()
+            };
+            let policy_driven = driver.is_some();
+            let ok = demo(
+                &robot,
+                &task,
+                &ep,
+                &mut w,
+                a.image_size,
+                a.noise,
+                seed,
+                driver,
+            )
+            .with_context(|| format!("{} seed {seed}", task.name))?;
+            if policy_driven {
+                driven += 1;
+                succeeded += u64::from(ok);
+            }
+            if ok || a.keep_failures || policy_driven {
                 w.end_episode(&ep.instruction)?;
                 kept += 1;
             } else {
@@ -135,7 +187,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             );
         }
         eprintln!();
-        summary.insert(task.name.clone(), (kept, tried));
+        summary.insert(task.name.clone(), (kept, tried, succeeded, driven));
     }
     let info = w.finish()?;
     let bytes = dir_size(&a.out);
@@ -148,8 +200,15 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
-    for (t, (k, n)) in summary {
-        println!("  {t}: {k} kept of {n} demonstrations (seeds {}..)", a.seed);
+    for (t, (k, n, ok, driven)) in summary {
+        print!("  {t}: {k} kept of {n} demonstrations (seeds {}..)", a.seed);
+        if driven > 0 {
+            print!(
+                "; the policy drove {driven} and succeeded in {ok} ({:.0}%)",
+                100.0 * ok as f64 / driven as f64
+            );
+        }
+        println!();
     }
     Ok(())
 }
@@ -169,7 +228,92 @@ fn dir_size(p: &std::path::Path) -> u64 {
     n
 }
 
-/// One demonstration; frames go to `w`. Returns whether it succeeded.
+/// A policy driving DAgger episodes, and how many entries of each chunk it executes.
+struct Learner {
+    policy: Box<dyn sinew_core::Policy>,
+    cameras: Vec<String>,
+    n_exec: usize,
+}
+
+impl Learner {
+    fn load(
+        name: &str,
+        robot: &sinew_robot::RobotDescription,
+        device: &crate::policy::DeviceArgs,
+    ) -> Result<Self> {
+        let dir = crate::sim::project_path(name, "policies");
+        let policy = sinew_policy::folder::load_policy(&dir, &device.options()?)
+            .with_context(|| format!("loading policy {}", dir.display()))?;
+        let s = policy.spec();
+        if s.action_kind != ActionKind::JointPosition {
+            bail!(
+                "policy {} emits {:?} actions; DAgger recording needs absolute joint positions",
+                dir.display(),
+                s.action_kind
+            );
+        }
+        if (s.control_rate_hz - 10.0).abs() > 1e-9 {
+            bail!(
+                "policy {} runs at {} Hz; datasets here are 10 fps",
+                dir.display(),
+                s.control_rate_hz
+            );
+        }
+        for cam in &s.cameras {
+            if !robot.config.cameras.iter().any(|c| &c.name == cam) {
+                bail!(
+                    "policy {} reads camera `{cam}`, which robot {} does not have",
+                    dir.display(),
+                    robot.config.name
+                );
+            }
+        }
+        let n_exec = s
+            .n_action_steps
+            .unwrap_or((s.chunk_length / 2).max(1))
+            .clamp(1, s.chunk_length.max(1));
+        Ok(Self {
+            cameras: s.cameras.clone(),
+            policy,
+            n_exec,
+        })
+    }
+
+    /// The policy's chunk for the current observation.
+    fn infer(&mut self, world: &SimWorld, instruction: &str, now: f64) -> Result<Vec<Vec<f64>>> {
+        let mut images = BTreeMap::new();
+        for cam in &self.cameras {
+            images.insert(cam.clone(), crate::sim_run::image_of(world, cam, now)?);
+        }
+        let (q, _) = world.joint_state();
+        let obs = sinew_core::Observation {
+            images,
+            joint_positions: q,
+            joint_velocities: Vec::new(),
+            instruction: instruction.to_owned(),
+            stamp_s: now,
+        };
+        let chunk = self
+            .policy
+            .infer(&obs)
+            .map_err(|e| anyhow::anyhow!("policy inference at t = {now:.2} s: {e}"))?;
+        if chunk.actions.is_empty() {
+            bail!("the policy returned an empty chunk at t = {now:.2} s");
+        }
+        let joints = world.robot.config.joints.len();
+        if let Some(a) = chunk.actions.iter().find(|a| a.len() != joints) {
+            bail!(
+                "the policy returned a {}-joint action at t = {now:.2} s; the robot has {joints}",
+                a.len()
+            );
+        }
+        Ok(chunk.actions)
+    }
+}
+
+/// One demonstration; frames go to `w`. The expert drives, or `learner` drives while the
+/// expert labels. Returns whether it succeeded.
+#[allow(clippy::too_many_arguments)]
 fn demo(
     robot: &sinew_robot::RobotDescription,
     task: &sinew_sim::TaskSpec,
@@ -178,7 +322,14 @@ fn demo(
     size: u32,
     noise_rad: f64,
     seed: u64,
+    mut learner: Option<&mut Learner>,
 ) -> Result<bool> {
+    if let Some(l) = learner.as_deref_mut() {
+        l.policy.reset();
+    }
+    // The learner's current chunk and the next entry to execute.
+    let mut plan: Vec<Vec<f64>> = Vec::new();
+    let mut next = 0usize;
     let mut rng = sinew_core::rng::SplitMix64(seed ^ 0xDA27_0000_0000_0001);
     let gripper = robot.config.gripper_index();
     let mut world = SimWorld::new(robot.clone(), Some(ep), None)?;
@@ -235,8 +386,18 @@ fn demo(
             let state: Vec<f32> = q.iter().map(|v| *v as f32).collect();
             let action: Vec<f32> = target.iter().map(|v| *v as f32).collect();
             w.add_frame(&state, &action, &images)?;
-            let mut executed = target;
-            if noise_rad > 0.0 {
+            let mut executed = match learner.as_deref_mut() {
+                None => target,
+                Some(l) => {
+                    if next >= plan.len().min(l.n_exec) {
+                        plan = l.infer(&world, &ep.instruction, now)?;
+                        next = 0;
+                    }
+                    next += 1;
+                    plan[next - 1].clone()
+                }
+            };
+            if noise_rad > 0.0 && learner.is_none() {
                 for (i, v) in executed.iter_mut().enumerate() {
                     if Some(i) != gripper {
                         *v += noise_rad * rng.normal();

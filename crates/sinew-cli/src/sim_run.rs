@@ -251,7 +251,7 @@ impl Driver {
     }
 }
 
-fn image_of(world: &SimWorld, camera: &str, stamp_s: f64) -> Result<Image> {
+pub(crate) fn image_of(world: &SimWorld, camera: &str, stamp_s: f64) -> Result<Image> {
     Ok(frames_of(world, camera, stamp_s, false)?.0)
 }
 
