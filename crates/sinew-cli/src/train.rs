@@ -26,7 +26,8 @@ pub struct TrainArgs {
     #[arg(long)]
     steps: Option<u64>,
     /// Start from this policy folder's weights (fine-tuning; same dataset vocabulary and
-    /// architecture) instead of a fresh initialisation. Ignored when resuming a checkpoint.
+    /// architecture) instead of a fresh initialisation, keeping its normalisation statistics.
+    /// Give it again when resuming (the weights then come from the checkpoint).
     #[arg(long)]
     init: Option<PathBuf>,
     /// Start over even if OUT holds a checkpoint.
@@ -49,7 +50,8 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
     }
     let device = sinew_policy::device::parse_device(&a.device.device)?;
     let t0 = Instant::now();
-    let mut trainer = Trainer::new(&a.dataset, cfg.clone(), &device)
+    let init_stats = a.init.as_ref().map(|d| d.join("stats.json"));
+    let mut trainer = Trainer::with_stats(&a.dataset, cfg.clone(), &device, init_stats.as_deref())
         .with_context(|| format!("preparing {}", a.dataset.display()))?;
     let (n_train, n_val) = trainer.split();
     eprintln!(

@@ -374,6 +374,19 @@ impl Trainer {
     /// Prepares a run on `dataset` (decoding every frame once). `image_size` must be the
     /// dataset's image side.
     pub fn new(dataset: &Path, cfg: TrainConfig, device: &Device) -> Result<Self, TrainError> {
+        Self::with_stats(dataset, cfg, device, None)
+    }
+
+    /// Like [`Trainer::new`], but normalising with the statistics file `stats` (a policy
+    /// folder's `stats.json`) instead of the dataset's. Fine-tuning a policy on new data keeps
+    /// its normalisation this way, so its weights mean what they meant: with the new data's
+    /// min/max, every target would shift under them.
+    pub fn with_stats(
+        dataset: &Path,
+        cfg: TrainConfig,
+        device: &Device,
+        stats: Option<&Path>,
+    ) -> Result<Self, TrainError> {
         let ds = Dataset::open(dataset)?;
         let frames = ds.read_frames()?;
         let sizes = ds.check_images(&frames)?;
@@ -457,13 +470,16 @@ impl Trainer {
         model_cfg.robot = ds.info.robot_type.clone();
         model_cfg.validate().map_err(TrainError::Config)?;
 
-        let stats_path = dataset.join("meta/stats.json");
+        let data_stats_path = dataset.join("meta/stats.json");
+        let stats_path = stats.map_or_else(|| data_stats_path.clone(), Path::to_path_buf);
         let state_norm = normalizer(&stats_path, sinew_data::STATE)?;
-        let all_stats: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&stats_path)
-                .map_err(|e| TrainError::Io(stats_path.clone(), e))?,
-        )
-        .map_err(|e| TrainError::Config(format!("{}: {e}", stats_path.display())))?;
+        let read_json = |p: &Path| -> Result<serde_json::Value, TrainError> {
+            serde_json::from_str(
+                &std::fs::read_to_string(p).map_err(|e| TrainError::Io(p.to_path_buf(), e))?,
+            )
+            .map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
+        };
+        let all_stats = read_json(&stats_path)?;
 
         // The targets of each frame in the action space, `[T * D]`: the next T actions, the
         // last one repeated past the episode's end; as deltas, the first from the measured
@@ -503,8 +519,31 @@ impl Trainer {
                 raw.push(r);
             }
         }
-        let goal_norm = normalizer(&stats_path, sinew_data::ACTION)?;
-        let (action_norm, action_stats) = if delta {
+        // Goals are absolute actions; a joint_delta policy's stats.json holds deltas, so its
+        // goals keep the dataset's scale.
+        let goal_norm = normalizer(
+            if delta { &data_stats_path } else { &stats_path },
+            sinew_data::ACTION,
+        )?;
+        let (action_norm, action_stats) = if delta && stats.is_some() {
+            let get = |k: &str| -> Result<Vec<f64>, TrainError> {
+                serde_json::from_value(all_stats[sinew_data::ACTION][k].clone()).map_err(|e| {
+                    TrainError::Config(format!(
+                        "{}: {}.{k}: {e}",
+                        stats_path.display(),
+                        sinew_data::ACTION
+                    ))
+                })
+            };
+            (
+                Normalizer::Quantile {
+                    q01: get("min")?,
+                    q99: get("max")?,
+                    mask: vec![true; action_dim],
+                },
+                all_stats[sinew_data::ACTION].clone(),
+            )
+        } else if delta {
             let (mut lo, mut hi) = (
                 vec![f64::INFINITY; action_dim],
                 vec![f64::NEG_INFINITY; action_dim],

@@ -244,6 +244,41 @@ fn a_goal_head_learns_and_fine_tuning_starts_from_a_policy() {
     assert_eq!(started.loss, trained.loss);
     assert_eq!(started.aux_mae, trained.aux_mae);
 
+    // Fine-tuning keeps the policy's normalisation, not the new data's: with another action
+    // range the targets change (so does the loss) and the folder written carries that range.
+    let stats_path = out.join("stats.json");
+    let mut stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats_path).expect("stats")).expect("json");
+    let widen = |v: &mut serde_json::Value, by: f64| {
+        for x in v.as_array_mut().expect("array") {
+            *x = serde_json::json!(x.as_f64().expect("number") + by);
+        }
+    };
+    widen(&mut stats["action"]["min"], -0.5);
+    widen(&mut stats["action"]["max"], 0.5);
+    let wide_stats = tmp("wide-stats.json");
+    std::fs::write(&wide_stats, stats.to_string()).expect("write");
+    let mut kept = Trainer::with_stats(&dataset(), cfg.clone(), &Device::Cpu, Some(&wide_stats))
+        .expect("with stats");
+    kept.init_from(&out).expect("init");
+    let shifted = kept.validate(64).expect("val").expect("some");
+    assert_ne!(shifted.loss, trained.loss);
+    let kept_out = tmp("kept-stats");
+    kept.save(&kept_out).expect("save");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(kept_out.join("stats.json")).expect("stats"))
+            .expect("json");
+    assert_eq!(written["action"]["max"], stats["action"]["max"]);
+    let missing = Trainer::with_stats(
+        &dataset(),
+        cfg.clone(),
+        &Device::Cpu,
+        Some(&tmp("no-such-stats.json")),
+    )
+    .map(|_| ())
+    .expect_err("missing stats");
+    assert!(missing.to_string().contains("no-such-stats"), "{missing}");
+
     // A policy without a goal head: the head starts fresh, everything else is loaded.
     let mut plain_cfg = cfg.clone();
     plain_cfg.aux_weight = 0.0;
