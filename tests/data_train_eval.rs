@@ -211,12 +211,46 @@ fn record_train_run_and_evaluate() {
         .filter(|(a, b)| a.episode_index == 0 && b.episode_index == 0 && a.state != b.state)
         .count();
     assert!(differ > 0, "the policy drove the same states as the expert");
+    // Takeover: the policy drives unrecorded up to a random step, then the expert takes over
+    // from wherever the arm is; only the expert's successful part is kept.
+    let takeover = base.join("takeover");
+    let (ok, out, err) = sinew(&[
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+        "--policy",
+        s(&pol),
+        "--takeover",
+        "0.5",
+        "--out",
+        s(&takeover),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2 episodes") && !out.contains("the policy drove"),
+        "{out}"
+    );
+    let takeover_frames = sinew_data::Dataset::open(&takeover)
+        .and_then(|d| d.read_frames())
+        .expect("takeover dataset");
+    assert_eq!(takeover_frames[0].frame_index, 0);
+    assert_ne!(
+        takeover_frames[0].state, clean_frames[0].state,
+        "the recording starts where the policy left the arm"
+    );
     for (flags, named) in [
         (
             vec!["--policy", s(&pol), "--expert-fraction", "1.5"],
             "--expert-fraction",
         ),
         (vec!["--expert-fraction", "0.5"], "--policy"),
+        (vec!["--takeover", "0.5"], "--policy"),
+        (vec!["--policy", s(&pol), "--takeover", "0"], "--takeover"),
     ] {
         let mut args = vec!["dataset", "record", "--task", "reach", "--episodes", "1"];
         args.extend(flags);

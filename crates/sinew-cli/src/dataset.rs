@@ -77,6 +77,11 @@ pub struct RecordArgs {
     /// With --policy: the fraction of episodes the expert drives instead (chosen per seed).
     #[arg(long, default_value_t = 0.0)]
     expert_fraction: f64,
+    /// With --policy: the policy drives up to a random step within this fraction of the task's
+    /// step limit, unrecorded; then the expert takes over from that state and only its part
+    /// is recorded, kept when it succeeds (e.g. 0.4).
+    #[arg(long, value_name = "FRACTION")]
+    takeover: Option<f64>,
     #[command(flatten)]
     device: crate::policy::DeviceArgs,
 }
@@ -125,6 +130,14 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             a.expert_fraction
         );
     }
+    if let Some(f) = a.takeover {
+        if !(f > 0.0 && f <= 1.0) {
+            bail!("--takeover {f} must be a fraction of the step limit in (0, 1]");
+        }
+    }
+    if a.policy.is_none() && a.takeover.is_some() {
+        bail!("--takeover needs --policy (the expert takes over from it)");
+    }
     if a.policy.is_none() && a.expert_fraction != 0.0 {
         bail!("--expert-fraction needs --policy (without one the expert drives every episode)");
     }
@@ -168,13 +181,14 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
                 a.noise,
                 seed,
                 driver,
+                a.takeover,
             )
             .with_context(|| format!("{} seed {seed}", task.name))?;
-            if policy_driven {
+            if policy_driven && a.takeover.is_none() {
                 driven += 1;
                 succeeded += u64::from(ok);
             }
-            if ok || a.keep_failures || policy_driven {
+            if ok || a.keep_failures || (policy_driven && a.takeover.is_none()) {
                 w.end_episode(&ep.instruction)?;
                 kept += 1;
             } else {
@@ -323,10 +337,21 @@ fn demo(
     noise_rad: f64,
     seed: u64,
     mut learner: Option<&mut Learner>,
+    takeover: Option<f64>,
 ) -> Result<bool> {
     if let Some(l) = learner.as_deref_mut() {
         l.policy.reset();
     }
+    // Takeover: the policy drives up to this step, unrecorded; then a fresh expert drives
+    // and records. Otherwise (u64::MAX) the policy, if any, drives throughout.
+    let switch_step = match takeover {
+        Some(within) if learner.is_some() => {
+            let u = sinew_core::rng::SplitMix64(seed ^ 0x7A6E_0000_0000_0003).unit();
+            (u * within * task.step_limit as f64) as u64
+        }
+        _ => u64::MAX,
+    };
+    let mut taken = false;
     // The learner's current chunk and the next entry to execute.
     let mut plan: Vec<Vec<f64>> = Vec::new();
     let mut next = 0usize;
@@ -352,7 +377,8 @@ fn demo(
         if step != steps || now == 0.0 {
             steps = step;
             if success(&world, task.success, task.touch_distance_m)? {
-                return Ok(true);
+                // A policy that succeeds before the takeover leaves nothing recorded.
+                return Ok(switch_step == u64::MAX || taken);
             }
             if step >= task.step_limit as u64 {
                 return Ok(false);
@@ -364,31 +390,42 @@ fn demo(
         };
         if let Some(req) = rt.poll(now, &sensors) {
             rt.inference_started(req.step, now);
+            if req.step >= switch_step && !taken {
+                // Its phases start over from wherever the policy left the robot and the cube.
+                expert = Expert::new(task.success);
+                taken = true;
+            }
+            let before_takeover = switch_step != u64::MAX && !taken;
             let (q, _) = world.joint_state();
             let target = expert.act(&world, 1.0 / task.control_rate_hz)?;
             let mut images = Vec::new();
-            for cam in &robot.config.cameras {
-                let f = world.render_camera(&cam.name)?;
-                let full = image::RgbImage::from_raw(f.width, f.height, f.rgb)
-                    .context("rendered frame size")?;
-                let small = sinew_policy::preprocess::resize_with(
-                    full,
-                    size,
-                    size,
-                    image::imageops::FilterType::Triangle,
-                );
-                images.push(RgbImage {
-                    width: size,
-                    height: size,
-                    data: small.into_raw(),
-                });
+            // Frames before a takeover are not recorded: no need to render them.
+            if !before_takeover {
+                for cam in &robot.config.cameras {
+                    let f = world.render_camera(&cam.name)?;
+                    let full = image::RgbImage::from_raw(f.width, f.height, f.rgb)
+                        .context("rendered frame size")?;
+                    let small = sinew_policy::preprocess::resize_with(
+                        full,
+                        size,
+                        size,
+                        image::imageops::FilterType::Triangle,
+                    );
+                    images.push(RgbImage {
+                        width: size,
+                        height: size,
+                        data: small.into_raw(),
+                    });
+                }
             }
             let state: Vec<f32> = q.iter().map(|v| *v as f32).collect();
             let action: Vec<f32> = target.iter().map(|v| *v as f32).collect();
-            w.add_frame(&state, &action, &images)?;
+            if !before_takeover {
+                w.add_frame(&state, &action, &images)?;
+            }
+            let expert_drives = learner.is_none() || taken;
             let mut executed = match learner.as_deref_mut() {
-                None => target,
-                Some(l) => {
+                Some(l) if !expert_drives => {
                     if next >= plan.len().min(l.n_exec) {
                         plan = l.infer(&world, &ep.instruction, now)?;
                         next = 0;
@@ -396,8 +433,9 @@ fn demo(
                     next += 1;
                     plan[next - 1].clone()
                 }
+                _ => target,
             };
-            if noise_rad > 0.0 && learner.is_none() {
+            if noise_rad > 0.0 && expert_drives {
                 for (i, v) in executed.iter_mut().enumerate() {
                     if Some(i) != gripper {
                         *v += noise_rad * rng.normal();
