@@ -391,8 +391,11 @@ fn demo(
         if let Some(req) = rt.poll(now, &sensors) {
             rt.inference_started(req.step, now);
             if req.step >= switch_step && !taken {
-                // Its phases start over from wherever the policy left the robot and the cube.
-                expert = Expert::new(task.success);
+                // It reads its phase from wherever the policy left the robot and the cube.
+                expert = Expert::taking_over(
+                    task.success,
+                    &sinew_sim::expert::ExpertView::of_world(&world),
+                )?;
                 taken = true;
             }
             let before_takeover = switch_step != u64::MAX && !taken;

@@ -119,6 +119,78 @@ impl Expert {
         }
     }
 
+    /// An expert taking over mid-episode from whatever drove before (a policy): its phase is
+    /// read from the state instead of starting from the top, so that its labels continue
+    /// what is under way. Pick-and-place with the cube held between the closed jaws resumes
+    /// at the lift, keeping the wrist's yaw (a fresh expert would open the gripper and drop
+    /// it); a push with the pusher low resumes pushing when it is behind the cube on the line
+    /// to the zone, and otherwise retreats upwards first; a reach right above the cube goes
+    /// straight down.
+    pub fn taking_over(kind: SuccessKind, world: &ExpertView<'_>) -> Result<Self, SimError> {
+        let mut e = Self::new(kind);
+        let Some(cube) = world.target_pose else {
+            return Ok(e);
+        };
+        let size = world.target_size;
+        let c = cube.translation.vector;
+        let ee_pose = world.ee_pose()?;
+        let ee = ee_pose.translation.vector;
+        match kind {
+            SuccessKind::Touch => {
+                let top = c + Vector3::new(0.0, 0.0, size / 2.0);
+                if (ee - top).xy().norm() < 0.01 && ee.z < top.z + APPROACH_M + 0.015 {
+                    e.phase = Phase::Down;
+                }
+            }
+            SuccessKind::InZone => {
+                let Some(zone) = world
+                    .episode
+                    .and_then(|ep| ep.goal_zone.and_then(|z| ep.zones.get(z)))
+                else {
+                    return Ok(e);
+                };
+                let half = size / 2.0;
+                if ee.z < c.z + half + APPROACH_M - 0.01 {
+                    let to_goal = Vector3::new(zone.center[0] - c.x, zone.center[1] - c.y, 0.0);
+                    let dir = to_goal.normalize();
+                    let rel = ee - c;
+                    let along = rel.dot(&dir);
+                    let lateral = (rel - dir * along).xy().norm();
+                    if to_goal.norm() > 1e-6
+                        && along < -half
+                        && lateral < half * 0.5
+                        && ee.z < half * 2.0
+                    {
+                        e.phase = Phase::Carry;
+                        e.push_dir = Some(dir);
+                    } else {
+                        e.phase = Phase::Lift;
+                    }
+                }
+            }
+            SuccessKind::InBowl => {
+                let Some(g) = world.robot.config.gripper.as_ref() else {
+                    return Ok(e);
+                };
+                let Some(gi) = world.robot.config.gripper_index() else {
+                    return Ok(e);
+                };
+                let measured = world.q.get(gi).copied().unwrap_or(g.open);
+                let closing = (measured - g.open) / (g.closed - g.open);
+                // Held (or being gripped): the jaws more than half-way shut with the cube
+                // within one and a half cube sizes of the TCP. If it is not really held, the
+                // expert fails and the demonstration is not kept.
+                if closing > 0.5 && (c - ee).norm() < size * 1.5 {
+                    let y_in_base = ee_pose.rotation * Vector3::y();
+                    e.grasp_yaw = Some(y_in_base.y.atan2(y_in_base.x));
+                    e.hold = Some(ee);
+                    e.phase = Phase::Lift;
+                }
+            }
+        }
+        Ok(e)
+    }
+
     /// The current phase, for logs.
     pub fn phase_name(&self) -> &'static str {
         match self.phase {
