@@ -244,3 +244,48 @@ fn the_reach_expert_succeeds_on_a_few_seeds_of_both_robots() {
         }
     }
 }
+
+#[test]
+fn an_expert_taking_over_a_held_cube_keeps_it_and_finishes() {
+    use sinew_sim::expert::{success, Expert, ExpertView};
+    let task = TaskSpec::load_named(&root(), "pick-place").expect("task");
+    let r = robot("so101");
+    let g = r.config.gripper.clone().expect("gripper");
+    let gi = r.config.gripper_index().expect("gripper joint");
+    let ep = task.sample("so101", 0).expect("episode");
+    let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+    let dt = 1.0 / task.control_rate_hz;
+    let kind = task.success;
+    // Nothing under way at the start: the takeover starts from the top.
+    let start = Expert::taking_over(kind, &ExpertView::of_world(&world)).expect("takeover");
+    assert_eq!(start.phase_name(), "above");
+    let mut first = Expert::new(kind);
+    let mut steps = 0;
+    while first.phase_name() != "carry" {
+        let cmd = first.act(&world, dt).expect("act");
+        world.command(&cmd).expect("command");
+        world.advance(dt);
+        steps += 1;
+        assert!(steps < task.step_limit, "the expert never got to carry");
+    }
+    // Mid-carry, a fresh expert would open the jaws; one taking over keeps them shut.
+    let fresh = Expert::new(kind)
+        .act(&world, dt)
+        .expect("fresh expert acts");
+    assert_eq!(fresh[gi], g.open);
+    let mut second = Expert::taking_over(kind, &ExpertView::of_world(&world)).expect("takeover");
+    assert_eq!(second.phase_name(), "lift");
+    while steps < task.step_limit && !success(&world, kind, task.touch_distance_m).expect("check") {
+        let cmd = second.act(&world, dt).expect("act");
+        if second.phase_name() == "lift" {
+            assert_eq!(cmd[gi], g.closed);
+        }
+        world.command(&cmd).expect("command");
+        world.advance(dt);
+        steps += 1;
+    }
+    assert!(
+        success(&world, kind, task.touch_distance_m).expect("check"),
+        "the expert that took over did not finish"
+    );
+}
