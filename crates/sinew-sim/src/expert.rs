@@ -123,9 +123,7 @@ impl Expert {
     /// read from the state instead of starting from the top, so that its labels continue
     /// what is under way. Pick-and-place with the cube held between the closed jaws resumes
     /// at the lift, keeping the wrist's yaw (a fresh expert would open the gripper and drop
-    /// it); a push with the pusher low resumes pushing when it is behind the cube on the line
-    /// to the zone, and otherwise retreats upwards first; a reach right above the cube goes
-    /// straight down.
+    /// it); a reach right above the cube goes straight down; a push starts over.
     pub fn taking_over(kind: SuccessKind, world: &ExpertView<'_>) -> Result<Self, SimError> {
         let mut e = Self::new(kind);
         let Some(cube) = world.target_pose else {
@@ -142,32 +140,9 @@ impl Expert {
                     e.phase = Phase::Down;
                 }
             }
-            SuccessKind::InZone => {
-                let Some(zone) = world
-                    .episode
-                    .and_then(|ep| ep.goal_zone.and_then(|z| ep.zones.get(z)))
-                else {
-                    return Ok(e);
-                };
-                let half = size / 2.0;
-                if ee.z < c.z + half + APPROACH_M - 0.01 {
-                    let to_goal = Vector3::new(zone.center[0] - c.x, zone.center[1] - c.y, 0.0);
-                    let dir = to_goal.normalize();
-                    let rel = ee - c;
-                    let along = rel.dot(&dir);
-                    let lateral = (rel - dir * along).xy().norm();
-                    if to_goal.norm() > 1e-6
-                        && along < -half
-                        && lateral < half * 0.5
-                        && ee.z < half * 2.0
-                    {
-                        e.phase = Phase::Carry;
-                        e.push_dir = Some(dir);
-                    } else {
-                        e.phase = Phase::Lift;
-                    }
-                }
-            }
+            // A push starts from the top: re-approaching behind the cube from above did better
+            // than resuming mid-stroke (closed loop after fine-tuning on either).
+            SuccessKind::InZone => {}
             SuccessKind::InBowl => {
                 let Some(g) = world.robot.config.gripper.as_ref() else {
                     return Ok(e);
@@ -175,16 +150,23 @@ impl Expert {
                 let Some(gi) = world.robot.config.gripper_index() else {
                     return Ok(e);
                 };
-                let measured = world.q.get(gi).copied().unwrap_or(g.open);
-                let closing = (measured - g.open) / (g.closed - g.open);
-                // Held (or being gripped): the jaws more than half-way shut with the cube
-                // within one and a half cube sizes of the TCP. If it is not really held, the
-                // expert fails and the demonstration is not kept.
-                if closing > 0.5 && (c - ee).norm() < size * 1.5 {
+                let closing_of =
+                    |v: Option<&f64>| (v.copied().unwrap_or(g.open) - g.open) / (g.closed - g.open);
+                let measured = closing_of(world.q.get(gi));
+                let commanded = closing_of(world.targets.get(gi));
+                // Held, or being gripped: the jaws more than half-way shut (or told to shut)
+                // with the cube within one and a half cube sizes of the TCP. If it is not really
+                // held, the expert fails and the demonstration is not kept.
+                if (measured > 0.5 || commanded > 0.5) && (c - ee).norm() < size * 1.5 {
                     let y_in_base = ee_pose.rotation * Vector3::y();
                     e.grasp_yaw = Some(y_in_base.y.atan2(y_in_base.x));
                     e.hold = Some(ee);
-                    e.phase = Phase::Lift;
+                    // Still closing: let the jaws finish before lifting.
+                    e.phase = if measured > 0.5 {
+                        Phase::Lift
+                    } else {
+                        Phase::Close
+                    };
                 }
             }
         }
