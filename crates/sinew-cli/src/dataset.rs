@@ -82,6 +82,10 @@ pub struct RecordArgs {
     /// is recorded, kept when it succeeds (e.g. 0.4).
     #[arg(long, value_name = "FRACTION")]
     takeover: Option<f64>,
+    /// With --takeover: the tasks it applies to (default all); the expert alone drives the
+    /// others' episodes.
+    #[arg(long, value_delimiter = ',')]
+    takeover_tasks: Vec<String>,
     #[command(flatten)]
     device: crate::policy::DeviceArgs,
 }
@@ -163,7 +167,11 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             tried += 1;
             let ep = task.sample(&robot.config.name, seed)?;
             // The mixture is drawn per seed, so a rerun drives the same episodes the same way.
+            let skip_takeover = a.takeover.is_some()
+                && !a.takeover_tasks.is_empty()
+                && !a.takeover_tasks.iter().any(|t| t == &task.name);
             let expert_drives = learner.is_none()
+                || skip_takeover
                 || sinew_core::rng::SplitMix64(seed ^ 0xBE7A_0000_0000_0002).unit()
                     < a.expert_fraction;
             let driver = if expert_drives {

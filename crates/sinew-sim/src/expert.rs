@@ -123,7 +123,9 @@ impl Expert {
     /// read from the state instead of starting from the top, so that its labels continue
     /// what is under way. Pick-and-place with the cube held between the closed jaws resumes
     /// at the lift, keeping the wrist's yaw (a fresh expert would open the gripper and drop
-    /// it); a reach right above the cube goes straight down; a push starts over.
+    /// it); a push with the pusher low resumes pushing when it is behind the cube on the line
+    /// to the zone, and otherwise retreats upwards first; a reach right above the cube goes
+    /// straight down.
     pub fn taking_over(kind: SuccessKind, world: &ExpertView<'_>) -> Result<Self, SimError> {
         let mut e = Self::new(kind);
         let Some(cube) = world.target_pose else {
@@ -140,9 +142,32 @@ impl Expert {
                     e.phase = Phase::Down;
                 }
             }
-            // A push starts from the top: re-approaching behind the cube from above did better
-            // than resuming mid-stroke (closed loop after fine-tuning on either).
-            SuccessKind::InZone => {}
+            SuccessKind::InZone => {
+                let Some(zone) = world
+                    .episode
+                    .and_then(|ep| ep.goal_zone.and_then(|z| ep.zones.get(z)))
+                else {
+                    return Ok(e);
+                };
+                let half = size / 2.0;
+                if ee.z < c.z + half + APPROACH_M - 0.01 {
+                    let to_goal = Vector3::new(zone.center[0] - c.x, zone.center[1] - c.y, 0.0);
+                    let dir = to_goal.normalize();
+                    let rel = ee - c;
+                    let along = rel.dot(&dir);
+                    let lateral = (rel - dir * along).xy().norm();
+                    if to_goal.norm() > 1e-6
+                        && along < -half
+                        && lateral < half * 0.5
+                        && ee.z < half * 2.0
+                    {
+                        e.phase = Phase::Carry;
+                        e.push_dir = Some(dir);
+                    } else {
+                        e.phase = Phase::Lift;
+                    }
+                }
+            }
             SuccessKind::InBowl => {
                 let Some(g) = world.robot.config.gripper.as_ref() else {
                     return Ok(e);
