@@ -290,12 +290,12 @@ fn record_train_run_and_evaluate() {
     assert!(ev.join("eval.md").is_file());
 }
 
-/// The policy shipped in policies/ (trained by Sinew on its own demonstrations, no joint state
-/// in) reaches for the named cube, puts it in the bowl and pushes it into the named zone in
-/// closed loop on held-out seeds, run as its folder says (7 actions per chunk). Evaluation is
-/// deterministic: on these ten seeds per task it scores 10 of 10 on reach, 9 of 10 on
-/// pick-and-place and 6 of 10 on push (87%, 68% and 79% over 100 seeds each); the bounds
-/// leave room for another machine's floating point.
+/// The policy shipped in policies/ (trained by Sinew on its own demonstrations and takeover
+/// data, no joint state in) reaches for the named cube, puts it in the bowl and pushes it into
+/// the named zone in closed loop on held-out seeds, run as its folder says (7 actions per
+/// chunk). Evaluation is deterministic: on these ten seeds per task it scores 10 of 10 on
+/// reach, 7 of 10 on pick-and-place and 7 of 10 on push (92%, 66% and 86% over 100 seeds
+/// each); the bounds leave room for another machine's floating point.
 #[test]
 fn the_shipped_policy_reaches_places_and_pushes_the_named_cube() {
     let base = std::env::temp_dir().join(format!("sinew-shipped-{}", std::process::id()));
@@ -319,7 +319,7 @@ fn the_shipped_policy_reaches_places_and_pushes_the_named_cube() {
             .expect("json");
     let rows = e["per_episode"].as_array().expect("rows");
     assert_eq!(rows.len(), 30, "{out}");
-    for (task, at_least) in [("reach", 8), ("pick-place", 6), ("push", 4)] {
+    for (task, at_least) in [("reach", 8), ("pick-place", 6), ("push", 5)] {
         let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["task"] == task).collect();
         let wins = mine.iter().filter(|r| r["success"] == true).count();
         assert!(wins >= at_least, "{task}: {wins} of 10\n{out}");
