@@ -38,7 +38,7 @@ use crate::stop::Stop;
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
     /// Record scripted-expert demonstrations as a LeRobotDataset v3.0.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Summarise a LeRobotDataset v3.0 (Sinew's or LeRobot's) and check every frame.
     Info(InfoArgs),
 }
@@ -101,7 +101,7 @@ pub struct InfoArgs {
 
 pub fn run(cmd: DatasetCommand, stop: &Stop) -> Result<()> {
     match cmd {
-        DatasetCommand::Record(a) => record(a, stop),
+        DatasetCommand::Record(a) => record(*a, stop),
         DatasetCommand::Info(a) => info(a),
     }
 }
