@@ -21,6 +21,29 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf8")
 }
 
+/// `sinew dataset record` of two 32 px reach episodes into `dir`, with `extra` flags.
+fn record_reach(dir: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "dataset",
+        "record",
+        "--task",
+        "reach",
+        "--episodes",
+        "2",
+        "--image-size",
+        "32",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--out", s(dir)]);
+    sinew(&args)
+}
+
+fn frames(dir: &Path) -> Vec<sinew_data::Frame> {
+    sinew_data::Dataset::open(dir)
+        .and_then(|d| d.read_frames())
+        .expect("dataset")
+}
+
 #[test]
 fn record_train_run_and_evaluate() {
     let base = std::env::temp_dir().join(format!("sinew-dte-{}", std::process::id()));
@@ -181,28 +204,13 @@ fn record_train_run_and_evaluate() {
     // state) has the clean demonstration's label; then the states are the policy's. This
     // barely trained policy fails, and its episodes are kept all the same.
     let dagger = base.join("dagger");
-    let (ok, out, err) = sinew(&[
-        "dataset",
-        "record",
-        "--task",
-        "reach",
-        "--episodes",
-        "2",
-        "--image-size",
-        "32",
-        "--policy",
-        s(&pol),
-        "--out",
-        s(&dagger),
-    ]);
+    let (ok, out, err) = record_reach(&dagger, &["--policy", s(&pol)]);
     assert!(ok, "{err}");
     assert!(
         out.contains("2 episodes") && out.contains("the policy drove 2"),
         "{out}"
     );
-    let dagger_frames = sinew_data::Dataset::open(&dagger)
-        .and_then(|d| d.read_frames())
-        .expect("dagger dataset");
+    let dagger_frames = frames(&dagger);
     assert_eq!(dagger_frames[0].state, clean_frames[0].state);
     assert_eq!(dagger_frames[0].action, clean_frames[0].action);
     let differ = clean_frames
@@ -214,30 +222,13 @@ fn record_train_run_and_evaluate() {
     // Takeover: the policy drives unrecorded up to a random step, then the expert takes over
     // from wherever the arm is; only the expert's successful part is kept.
     let takeover = base.join("takeover");
-    let (ok, out, err) = sinew(&[
-        "dataset",
-        "record",
-        "--task",
-        "reach",
-        "--episodes",
-        "2",
-        "--image-size",
-        "32",
-        "--policy",
-        s(&pol),
-        "--takeover",
-        "0.5",
-        "--out",
-        s(&takeover),
-    ]);
+    let (ok, out, err) = record_reach(&takeover, &["--policy", s(&pol), "--takeover", "0.5"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("2 episodes") && !out.contains("the policy drove"),
         "{out}"
     );
-    let takeover_frames = sinew_data::Dataset::open(&takeover)
-        .and_then(|d| d.read_frames())
-        .expect("takeover dataset");
+    let takeover_frames = frames(&takeover);
     assert_eq!(takeover_frames[0].frame_index, 0);
     assert_ne!(
         takeover_frames[0].state, clean_frames[0].state,
