@@ -44,24 +44,21 @@ fn frames(dir: &Path) -> Vec<sinew_data::Frame> {
         .expect("dataset")
 }
 
+/// Frames of episode 0, paired by position, whose states differ.
+fn states_differing_in_episode_0(a: &[sinew_data::Frame], b: &[sinew_data::Frame]) -> usize {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.episode_index == 0 && y.episode_index == 0 && x.state != y.state)
+        .count()
+}
+
 #[test]
 fn record_train_run_and_evaluate() {
     let base = std::env::temp_dir().join(format!("sinew-dte-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).expect("dir");
     let ds = base.join("ds");
-    let (ok, out, err) = sinew(&[
-        "dataset",
-        "record",
-        "--task",
-        "reach",
-        "--episodes",
-        "2",
-        "--image-size",
-        "32",
-        "--out",
-        s(&ds),
-    ]);
+    let (ok, out, err) = record_reach(&ds, &[]);
     assert!(ok, "{err}");
     assert!(out.contains("2 episodes"), "{out}");
     let (ok, out, err) = sinew(&["dataset", "info", s(&ds), "--json"]);
@@ -75,34 +72,15 @@ fn record_train_run_and_evaluate() {
     // DART: the same seeds with noise on what is executed start from the same state, then
     // visit other states (and so get other labels); bad noise is refused, naming the flag.
     let noisy = base.join("noisy");
-    let (ok, _, err) = sinew(&[
-        "dataset",
-        "record",
-        "--task",
-        "reach",
-        "--episodes",
-        "2",
-        "--image-size",
-        "32",
-        "--noise",
-        "0.05",
-        "--out",
-        s(&noisy),
-    ]);
+    let (ok, _, err) = record_reach(&noisy, &["--noise", "0.05"]);
     assert!(ok, "{err}");
-    let clean_frames = sinew_data::Dataset::open(&ds)
-        .and_then(|d| d.read_frames())
-        .expect("clean dataset");
-    let noisy_frames = sinew_data::Dataset::open(&noisy)
-        .and_then(|d| d.read_frames())
-        .expect("noisy dataset");
+    let clean_frames = frames(&ds);
+    let noisy_frames = frames(&noisy);
     assert_eq!(clean_frames[0].state, noisy_frames[0].state);
-    let differ = clean_frames
-        .iter()
-        .zip(&noisy_frames)
-        .filter(|(a, b)| a.episode_index == 0 && b.episode_index == 0 && a.state != b.state)
-        .count();
-    assert!(differ > 0, "noise changed no state");
+    assert!(
+        states_differing_in_episode_0(&clean_frames, &noisy_frames) > 0,
+        "noise changed no state"
+    );
     let (ok, _, err) = sinew(&[
         "dataset",
         "record",
@@ -213,12 +191,10 @@ fn record_train_run_and_evaluate() {
     let dagger_frames = frames(&dagger);
     assert_eq!(dagger_frames[0].state, clean_frames[0].state);
     assert_eq!(dagger_frames[0].action, clean_frames[0].action);
-    let differ = clean_frames
-        .iter()
-        .zip(&dagger_frames)
-        .filter(|(a, b)| a.episode_index == 0 && b.episode_index == 0 && a.state != b.state)
-        .count();
-    assert!(differ > 0, "the policy drove the same states as the expert");
+    assert!(
+        states_differing_in_episode_0(&clean_frames, &dagger_frames) > 0,
+        "the policy drove the same states as the expert"
+    );
     // Takeover: the policy drives unrecorded up to a random step, then the expert takes over
     // from wherever the arm is; only the expert's successful part is kept.
     let takeover = base.join("takeover");
