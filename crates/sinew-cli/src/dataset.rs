@@ -281,19 +281,9 @@ impl Learner {
                 s.control_rate_hz
             );
         }
-        for cam in &s.cameras {
-            if !robot.config.cameras.iter().any(|c| &c.name == cam) {
-                bail!(
-                    "policy {} reads camera `{cam}`, which robot {} does not have",
-                    dir.display(),
-                    robot.config.name
-                );
-            }
-        }
-        let n_exec = s
-            .n_action_steps
-            .unwrap_or((s.chunk_length / 2).max(1))
-            .clamp(1, s.chunk_length.max(1));
+        crate::sim_run::check_cameras(robot, &s.cameras)
+            .with_context(|| format!("policy {}", dir.display()))?;
+        let n_exec = crate::sim_run::sync_steps(s.chunk_length, s.n_action_steps);
         Ok(Self {
             cameras: s.cameras.clone(),
             policy,
@@ -408,7 +398,12 @@ fn demo(
             }
             let before_takeover = switch_step != u64::MAX && !taken;
             let (q, _) = world.joint_state();
-            let target = expert.act(&world, 1.0 / task.control_rate_hz)?;
+            // Before a takeover nothing is labelled, so the expert need not solve its IK.
+            let target = if before_takeover {
+                Vec::new()
+            } else {
+                expert.act(&world, 1.0 / task.control_rate_hz)?
+            };
             let mut images = Vec::new();
             // Frames before a takeover are not recorded: no need to render them.
             if !before_takeover {

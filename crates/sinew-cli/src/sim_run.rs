@@ -83,17 +83,34 @@ pub struct ExecutionArgs {
     pub interpolation: InterpolationArg,
 }
 
+/// Chunk entries executed per inference in sync mode: the one asked for (flag or policy),
+/// else half the chunk; always within the chunk.
+pub(crate) fn sync_steps(chunk_length: usize, asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or((chunk_length / 2).max(1))
+        .clamp(1, chunk_length.max(1))
+}
+
+/// Fails, naming the camera, when the policy reads one the robot does not have.
+pub(crate) fn check_cameras(robot: &RobotDescription, cameras: &[String]) -> Result<()> {
+    for cam in cameras {
+        if !robot.config.cameras.iter().any(|c| &c.name == cam) {
+            bail!(
+                "the policy reads camera `{cam}`, which robot {} does not have",
+                robot.config.name
+            );
+        }
+    }
+    Ok(())
+}
+
 impl ExecutionArgs {
     /// The execution for a policy of `chunk_length` that asks for `n_action_steps` (sync).
     pub fn execution(&self, chunk_length: usize, n_action_steps: Option<usize>) -> Execution {
         let half = (chunk_length / 2).max(1);
         match self.execution {
             ExecutionArg::Sync => Execution::Sync {
-                steps: self
-                    .steps
-                    .or(n_action_steps)
-                    .unwrap_or(half)
-                    .clamp(1, chunk_length.max(1)),
+                steps: sync_steps(chunk_length, self.steps.or(n_action_steps)),
             },
             ExecutionArg::Async => Execution::Async {
                 threshold: self.threshold.unwrap_or(half),
@@ -298,14 +315,7 @@ pub fn run_episode(
             )
         }
     };
-    for cam in &cameras {
-        if !robot.config.cameras.iter().any(|c| &c.name == cam) {
-            bail!(
-                "the policy reads camera `{cam}`, which robot {} does not have",
-                robot.config.name
-            );
-        }
-    }
+    check_cameras(robot, &cameras)?;
     let mut cfg = RuntimeConfig::new(
         robot,
         policy_rate,
