@@ -81,6 +81,14 @@ fn record_train_run_and_evaluate() {
         states_differing_in_episode_0(&clean_frames, &noisy_frames) > 0,
         "noise changed no state"
     );
+    // Workers record seeds in parallel; the dataset is the one a single worker writes.
+    let noisy_jobs = base.join("noisy-jobs");
+    let (ok, _, err) = record_reach(&noisy_jobs, &["--noise", "0.05", "--jobs", "3"]);
+    assert!(ok, "{err}");
+    assert!(
+        frames(&noisy_jobs) == noisy_frames,
+        "--jobs 3 changed the dataset"
+    );
     let (ok, _, err) = sinew(&[
         "dataset",
         "record",
@@ -205,6 +213,16 @@ fn record_train_run_and_evaluate() {
         "{out}"
     );
     let takeover_frames = frames(&takeover);
+    let takeover_jobs = base.join("takeover-jobs");
+    let (ok, _, err) = record_reach(
+        &takeover_jobs,
+        &["--policy", s(&pol), "--takeover", "0.5", "--jobs", "2"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        frames(&takeover_jobs) == takeover_frames,
+        "--jobs 2 changed the takeover dataset"
+    );
     assert_eq!(takeover_frames[0].frame_index, 0);
     assert_ne!(
         takeover_frames[0].state, clean_frames[0].state,

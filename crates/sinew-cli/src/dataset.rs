@@ -19,9 +19,13 @@
 //! drive that fraction of the episodes instead (DAgger's mixture). Policy-driven episodes are
 //! kept whether or not they succeed: their labels are the expert's either way, and the states
 //! of failures are the ones the policy most needs labelled.
+//!
+//! `--jobs J` simulates J episodes at once. Seeds are handed out and written in order, so the
+//! dataset is the same for any J.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -86,6 +90,10 @@ pub struct RecordArgs {
     /// others' episodes.
     #[arg(long, value_delimiter = ',')]
     takeover_tasks: Vec<String>,
+    /// Episodes simulated at once (with --policy, each worker loads its own copy). The
+    /// dataset does not depend on it.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     #[command(flatten)]
     device: crate::policy::DeviceArgs,
 }
@@ -145,10 +153,13 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
     if a.policy.is_none() && a.expert_fraction != 0.0 {
         bail!("--expert-fraction needs --policy (without one the expert drives every episode)");
     }
-    let mut learner = match &a.policy {
-        Some(p) => Some(Learner::load(p, &robot, &a.device)?),
-        None => None,
-    };
+    if a.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    if let Some(p) = &a.policy {
+        // Fail before any worker starts (each loads its own copy).
+        Learner::load(p, &robot, &a.device)?;
+    }
     let mut w = DatasetWriter::create(&a.out, spec)?;
     let t0 = Instant::now();
     let mut summary: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
@@ -161,55 +172,9 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
                 task.control_rate_hz
             );
         }
-        let (mut kept, mut tried, mut succeeded, mut driven) = (0u64, 0u64, 0u64, 0u64);
-        let mut seed = a.seed;
-        while kept < a.episodes && !stop.requested() {
-            tried += 1;
-            let ep = task.sample(&robot.config.name, seed)?;
-            // The mixture is drawn per seed, so a rerun drives the same episodes the same way.
-            let skip_takeover = a.takeover.is_some()
-                && !a.takeover_tasks.is_empty()
-                && !a.takeover_tasks.iter().any(|t| t == &task.name);
-            let expert_drives = learner.is_none()
-                || skip_takeover
-                || sinew_core::rng::SplitMix64(seed ^ 0xBE7A_0000_0000_0002).unit()
-                    < a.expert_fraction;
-            let driver = if expert_drives {
-                None
-            } else {
-                learner.as_mut()
-            };
-            let policy_driven = driver.is_some();
-            let ok = demo(
-                &robot,
-                &task,
-                &ep,
-                &mut w,
-                a.image_size,
-                a.noise,
-                seed,
-                driver,
-                a.takeover,
-            )
-            .with_context(|| format!("{} seed {seed}", task.name))?;
-            if policy_driven && a.takeover.is_none() {
-                driven += 1;
-                succeeded += u64::from(ok);
-            }
-            if ok || a.keep_failures || (policy_driven && a.takeover.is_none()) {
-                w.end_episode(&ep.instruction)?;
-                kept += 1;
-            } else {
-                w.discard_episode();
-            }
-            seed += 1;
-            eprint!(
-                "\rdataset: {} {kept}/{} episodes ({tried} tried)   ",
-                task.name, a.episodes
-            );
-        }
+        let counts = record_task(&a, &robot, &task, &mut w, stop)?;
         eprintln!();
-        summary.insert(task.name.clone(), (kept, tried, succeeded, driven));
+        summary.insert(task.name.clone(), counts);
     }
     let info = w.finish()?;
     let bytes = dir_size(&a.out);
@@ -233,6 +198,148 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         println!();
     }
     Ok(())
+}
+
+/// One frame of a demonstration, held until its episode is written.
+struct RecordedFrame {
+    state: Vec<f32>,
+    action: Vec<f32>,
+    images: Vec<RgbImage>,
+}
+
+/// One seed's episode, as a worker hands it back.
+struct SeedEpisode {
+    succeeded: bool,
+    policy_driven: bool,
+    instruction: String,
+    frames: Vec<RecordedFrame>,
+}
+
+type SeedResult = Result<SeedEpisode, String>;
+
+/// Records `task`'s episodes into `w` with `--jobs` workers. Seeds are handed out in order and
+/// their episodes written in seed order, so the dataset is the same for any number of workers:
+/// the first `--episodes` kept seeds from `--seed` on. Returns (kept, tried, policy successes,
+/// policy-driven episodes).
+fn record_task(
+    a: &RecordArgs,
+    robot: &sinew_robot::RobotDescription,
+    task: &sinew_sim::TaskSpec,
+    w: &mut DatasetWriter,
+    stop: &Stop,
+) -> Result<(u64, u64, u64, u64)> {
+    let (mut kept, mut tried, mut succeeded, mut driven) = (0u64, 0u64, 0u64, 0u64);
+    if a.episodes == 0 {
+        return Ok((kept, tried, succeeded, driven));
+    }
+    let next_seed = AtomicU64::new(a.seed);
+    let done = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::unbounded::<(u64, SeedResult)>();
+    std::thread::scope(|s| -> Result<()> {
+        for k in 0..a.jobs {
+            let tx = tx.clone();
+            let (next_seed, done) = (&next_seed, &done);
+            std::thread::Builder::new()
+                .name(format!("sinew-record-{k}"))
+                .spawn_scoped(s, move || {
+                    let mut learner = None;
+                    while !done.load(Ordering::Relaxed) && !stop.requested() {
+                        let seed = next_seed.fetch_add(1, Ordering::Relaxed);
+                        let r = record_seed(a, robot, task, seed, &mut learner)
+                            .map_err(|e| format!("{} seed {seed}: {e:#}", task.name));
+                        if tx.send((seed, r)).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+        }
+        drop(tx);
+        // Results arrive in any order; they are written in seed order.
+        let mut pending: BTreeMap<u64, SeedResult> = BTreeMap::new();
+        let mut want = a.seed;
+        let written = (|| -> Result<()> {
+            for (seed, r) in rx.iter() {
+                pending.insert(seed, r);
+                while let Some(r) = pending.remove(&want) {
+                    let e = r.map_err(|e| anyhow::anyhow!(e))?;
+                    tried += 1;
+                    // Policy-driven DAgger episodes are kept whether they succeed or not.
+                    let dagger = e.policy_driven && a.takeover.is_none();
+                    if dagger {
+                        driven += 1;
+                        succeeded += u64::from(e.succeeded);
+                    }
+                    if e.succeeded || a.keep_failures || dagger {
+                        for f in &e.frames {
+                            w.add_frame(&f.state, &f.action, &f.images)?;
+                        }
+                        w.end_episode(&e.instruction)?;
+                        kept += 1;
+                    }
+                    want += 1;
+                    eprint!(
+                        "\rdataset: {} {kept}/{} episodes ({tried} tried)   ",
+                        task.name, a.episodes
+                    );
+                    if kept >= a.episodes {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Stops the workers, whether this task is complete, interrupted or failed.
+        done.store(true, Ordering::Relaxed);
+        written
+    })?;
+    Ok((kept, tried, succeeded, driven))
+}
+
+/// Runs one seed's episode: the expert drives, or the policy (`--policy`, loaded into
+/// `learner` on first use) drives or hands over to the expert, as the arguments ask.
+fn record_seed(
+    a: &RecordArgs,
+    robot: &sinew_robot::RobotDescription,
+    task: &sinew_sim::TaskSpec,
+    seed: u64,
+    learner: &mut Option<Learner>,
+) -> Result<SeedEpisode> {
+    let ep = task.sample(&robot.config.name, seed)?;
+    // The mixture is drawn per seed, so a rerun drives the same episodes the same way.
+    let skip_takeover = a.takeover.is_some()
+        && !a.takeover_tasks.is_empty()
+        && !a.takeover_tasks.iter().any(|t| t == &task.name);
+    let expert_drives = a.policy.is_none()
+        || skip_takeover
+        || sinew_core::rng::SplitMix64(seed ^ 0xBE7A_0000_0000_0002).unit() < a.expert_fraction;
+    let driver = match (&a.policy, expert_drives) {
+        (Some(p), false) => {
+            if learner.is_none() {
+                *learner = Some(Learner::load(p, robot, &a.device)?);
+            }
+            learner.as_mut()
+        }
+        _ => None,
+    };
+    let policy_driven = driver.is_some();
+    let mut frames = Vec::new();
+    let succeeded = demo(
+        robot,
+        task,
+        &ep,
+        &mut frames,
+        a.image_size,
+        a.noise,
+        seed,
+        driver,
+        a.takeover,
+    )?;
+    Ok(SeedEpisode {
+        succeeded,
+        policy_driven,
+        instruction: ep.instruction,
+        frames,
+    })
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {
@@ -323,14 +430,14 @@ impl Learner {
     }
 }
 
-/// One demonstration; frames go to `w`. The expert drives, or `learner` drives while the
+/// One demonstration; its frames are pushed onto `frames`. The expert drives, or `learner` drives while the
 /// expert labels. Returns whether it succeeded.
 #[allow(clippy::too_many_arguments)]
 fn demo(
     robot: &sinew_robot::RobotDescription,
     task: &sinew_sim::TaskSpec,
     ep: &sinew_sim::Episode,
-    w: &mut DatasetWriter,
+    frames: &mut Vec<RecordedFrame>,
     size: u32,
     noise_rad: f64,
     seed: u64,
@@ -427,7 +534,11 @@ fn demo(
             let state: Vec<f32> = q.iter().map(|v| *v as f32).collect();
             let action: Vec<f32> = target.iter().map(|v| *v as f32).collect();
             if !before_takeover {
-                w.add_frame(&state, &action, &images)?;
+                frames.push(RecordedFrame {
+                    state,
+                    action,
+                    images,
+                });
             }
             let expert_drives = learner.is_none() || taken;
             let mut executed = match learner.as_deref_mut() {

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use sinew_core::{Image, Observation, Policy};
 use sinew_policy::models::sinew_tiny::{
-    build_text_tokenizer, Config, SinewTiny, SinewTinyPolicy, TinyInputs,
+    build_text_tokenizer, stem, Config, SinewTiny, SinewTinyPolicy, TinyInputs,
 };
 
 fn small_config(vocab: usize) -> Config {
@@ -708,9 +708,11 @@ fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) 
     let grads = loss(&model).backward().expect("backward");
     let mut names = vec![
         "vision.conv.0.weight",
+        "vision.conv.0.bias",
         "vision.norm.0.weight",
         "vision.film.0.weight",
         "vision.conv.1.weight",
+        "vision.norm.1.bias",
         "vision.kp.conv.weight",
         "vision.kp.proj.weight",
     ];
@@ -753,4 +755,23 @@ fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) 
         checked += 1;
     }
     assert_eq!(checked, names.len());
+}
+
+/// The stem's product over image patches computes candle's 4x4 stride-4 convolution, and a
+/// kernel of another shape is refused.
+#[test]
+fn the_stem_is_a_4x4_stride_4_convolution() {
+    let d = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (3, 5, 16, 24), &d).expect("x");
+    let w = Tensor::randn(0f32, 0.3, (7, 5, 4, 4), &d).expect("w");
+    let want = x.conv2d(&w, 0, 4, 1, 1).expect("conv");
+    let got = stem(&x, &w).expect("stem");
+    assert_eq!(got.dims(), want.dims());
+    let err: f32 = (got - want)
+        .and_then(|e| e.abs()?.max_all()?.to_scalar())
+        .expect("error");
+    assert!(err < 1e-4, "stem differs from conv2d by {err}");
+    let bad = Tensor::zeros((7, 5, 3, 3), DType::F32, &d).expect("bad");
+    let e = stem(&x, &bad).expect_err("a 3x3 kernel");
+    assert!(e.to_string().contains("4, 4"), "{e}");
 }

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{
-    conv2d, embedding, group_norm, layer_norm, linear, Conv2d, Conv2dConfig, Embedding, GroupNorm,
-    LayerNorm, Linear, VarBuilder, VarMap,
+    conv2d, embedding, layer_norm, linear, Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear,
+    VarBuilder, VarMap,
 };
 use serde::{Deserialize, Serialize};
 use sinew_core::{ActionChunk, ActionKind, Observation, Policy, PolicyError, PolicySpec, Timings};
@@ -367,7 +367,8 @@ const CNN_GROUPS: usize = 8;
 #[derive(Debug, Clone)]
 struct Cnn {
     convs: Vec<Conv2d>,
-    norms: Vec<GroupNorm>,
+    /// Each stage's group-norm scale and shift `(C,)` (`Config::cnn_norm`).
+    norms: Vec<(Tensor, Tensor)>,
     film: Vec<Linear>,
     /// Patch tokens (`Config::patch_tokens`).
     proj: Option<Linear>,
@@ -412,12 +413,11 @@ impl Cnn {
             };
             convs.push(conv2d(c_in, *c, k, conv_cfg, vb.pp(format!("conv.{i}")))?);
             if cfg.cnn_norm {
-                norms.push(group_norm(
-                    CNN_GROUPS,
-                    *c,
-                    1e-5,
-                    vb.pp(format!("norm.{i}")),
-                )?);
+                let vn = vb.pp(format!("norm.{i}"));
+                norms.push((
+                    vn.get_with_hints(*c, "weight", candle_nn::Init::Const(1.0))?,
+                    vn.get_with_hints(*c, "bias", candle_nn::Init::Const(0.0))?,
+                ));
             }
             if cfg.film {
                 let zero = candle_nn::Init::Const(0.0);
@@ -492,16 +492,45 @@ impl Cnn {
         };
         let mut kp_tokens = None;
         for (i, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(&x)?;
-            if let Some(n) = self.norms.get(i) {
-                x = n.forward(&x)?;
+            x = if i == 0 {
+                stem(&x, conv.weight())?
+            } else {
+                conv3x3_stride2(&x, conv.weight())?
+            };
+            let (b, ch, _, _) = x.dims4()?;
+            // Per-sample, per-channel (B, C) maps, applied as (B, C, 1, 1) broadcasts: candle
+            // sums a broadcast's gradient fast only over trailing dimensions, and a (1, C, 1, 1)
+            // one (a bias, a norm's scale) over batch and pixels element by element, which
+            // made those few additions a tenth of a training step.
+            let per_sample = |v: &Tensor| v.unsqueeze(0)?.broadcast_as((b, ch));
+            if let Some(bias) = conv.bias() {
+                x = x.broadcast_add(&per_sample(bias)?.reshape((b, ch, 1, 1))?)?;
+            }
+            // The stage's group norm and FiLM, one affine map: (x̂ w + b)(1 + γ) + β.
+            let (mut scale, mut shift) = (None, None);
+            if let Some((w, bias)) = self.norms.get(i) {
+                x = normalise_groups(&x, CNN_GROUPS, 1e-5)?;
+                scale = Some(per_sample(w)?);
+                shift = Some(per_sample(bias)?);
             }
             if let (Some(f), Some(c)) = (self.film.get(i), cond) {
-                let ch = x.dim(1)?;
-                let gb = f.forward(c)?;
-                let gamma = (gb.narrow(1, 0, ch)? + 1.0)?.unsqueeze(2)?.unsqueeze(3)?;
-                let beta = gb.narrow(1, ch, ch)?.unsqueeze(2)?.unsqueeze(3)?;
-                x = x.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+                let gb = lin(f, c)?;
+                let gamma = (gb.narrow(1, 0, ch)? + 1.0)?;
+                let beta = gb.narrow(1, ch, ch)?;
+                shift = Some(match shift {
+                    Some(t) => ((t * &gamma)? + beta)?,
+                    None => beta,
+                });
+                scale = Some(match scale {
+                    Some(w) => (w * gamma)?,
+                    None => gamma,
+                });
+            }
+            if let Some(w) = scale {
+                x = x.broadcast_mul(&w.reshape((b, ch, 1, 1))?)?;
+            }
+            if let Some(t) = shift {
+                x = x.broadcast_add(&t.reshape((b, ch, 1, 1))?)?;
             }
             x = x.relu()?;
             if i == 1 {
@@ -510,16 +539,15 @@ impl Cnn {
                     kp_tokens = Some(match embed {
                         Some(embed) => {
                             let (b, k) = (x.dim(0)?, embed.dim(1)?);
-                            proj.forward(&xy.reshape((b, k, 2))?)?
-                                .broadcast_add(embed)?
+                            lin(proj, &xy.reshape((b, k, 2))?)?.broadcast_add(embed)?
                         }
-                        None => proj.forward(&xy)?.unsqueeze(1)?,
+                        None => lin(proj, &xy)?.unsqueeze(1)?,
                     });
                 }
             }
         }
         let patches = match &self.proj {
-            Some(p) => Some(p.forward(&patch_rows(&x)?)?),
+            Some(p) => Some(lin(p, &patch_rows(&x)?)?),
             None => None,
         };
         let x = match (patches, kp_tokens) {
@@ -533,6 +561,86 @@ impl Cnn {
             None => Ok(x),
         }
     }
+}
+
+/// The 4x4 stride-4 stem convolution (no padding, no bias) of `x` `(B, C, H, W)` with
+/// `weight` `(O, C, 4, 4)`, as one matrix product over the image's patches: the same numbers
+/// as `conv2d`, at a third of its training cost. The input needs no gradient (it is the
+/// image), and candle's convolution backward pass computes one anyway, pixel by pixel.
+pub fn stem(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (o, wc, kh, kw) = weight.dims4()?;
+    if (wc, kh, kw) != (c, 4, 4) || h % 4 != 0 || w % 4 != 0 {
+        candle_core::bail!(
+            "stem: a (O, {c}, 4, 4) kernel over sides divisible by 4 expected, got {:?} over {h}x{w}",
+            weight.dims()
+        );
+    }
+    let (gh, gw) = (h / 4, w / 4);
+    let patches = x
+        .reshape((b, c, gh, 4, gw, 4))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b * gh * gw, c * 16))?;
+    patches
+        .matmul(&weight.reshape((o, c * 16))?.t()?)?
+        .reshape((b, gh * gw, o))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, o, gh, gw))
+}
+
+/// A 3x3 stride-2 convolution with one pixel of zero padding (no bias) of `x` `(B, C, H, W)`
+/// with `weight` `(O, C, 3, 3)`, as a gather of the 9 taps of every output pixel and one
+/// matrix product: the same numbers as `conv2d`, a quarter faster to train through.
+fn conv3x3_stride2(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (o, wc, kh, kw) = weight.dims4()?;
+    if (wc, kh, kw) != (c, 3, 3) || h % 2 != 0 || w % 2 != 0 {
+        candle_core::bail!(
+            "conv3x3_stride2: a (O, {c}, 3, 3) kernel over even sides expected, got {:?} over {h}x{w}",
+            weight.dims()
+        );
+    }
+    let (oh, ow, pw) = (h / 2, w / 2, w + 2);
+    let mut taps = Vec::with_capacity(oh * ow * 9);
+    for i in 0..oh {
+        for j in 0..ow {
+            for dy in 0..3 {
+                for dx in 0..3 {
+                    taps.push(((2 * i + dy) * pw + 2 * j + dx) as u32);
+                }
+            }
+        }
+    }
+    let taps = Tensor::from_vec(taps, oh * ow * 9, x.device())?;
+    let cols = x
+        .permute((0, 2, 3, 1))?
+        .contiguous()?
+        .pad_with_zeros(1, 1, 1)?
+        .pad_with_zeros(2, 1, 1)?
+        .reshape((b, (h + 2) * pw, c))?
+        .index_select(&taps, 1)?
+        .reshape((b * oh * ow, 9 * c))?;
+    let kernel = weight.permute((2, 3, 1, 0))?.reshape((9 * c, o))?;
+    cols.matmul(&kernel)?
+        .reshape((b, oh * ow, o))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, o, oh, ow))
+}
+
+/// Group normalisation without the affine map: each sample's `groups` groups of channels of
+/// `x` `(B, C, H, W)` to zero mean and unit variance (biased, plus `eps`), as candle-nn's
+/// `GroupNorm` computes them.
+fn normalise_groups(x: &Tensor, groups: usize, eps: f64) -> candle_core::Result<Tensor> {
+    let dims = x.dims4()?;
+    let n = dims.1 / groups * dims.2 * dims.3;
+    let g = x.reshape((dims.0, groups, n))?;
+    let mean = (g.sum_keepdim(2)? / n as f64)?;
+    let g = g.broadcast_sub(&mean)?;
+    let var = (g.sqr()?.sum_keepdim(2)? / n as f64)?;
+    g.broadcast_div(&(var + eps)?.sqrt()?)?.reshape(dims)
 }
 
 /// A feature map `(B, C, H, W)` as rows of pixels `(B, HW, C)`, contiguous. The copy
@@ -549,7 +657,7 @@ pub fn spatial_softmax(x: &Tensor, conv: &Linear, gain: f64) -> candle_core::Res
     let (b, _, h, w) = x.dims4()?;
     // Contiguous first: candle 0.11 gives wrong gradients for a linear layer whose 3-D input
     // is a transposed view (see `patch_rows`).
-    let maps = conv.forward(&patch_rows(x)?)?; // (B, HW, K)
+    let maps = lin(conv, &patch_rows(x)?)?; // (B, HW, K)
     let maps = if gain == 1.0 { maps } else { (maps * gain)? };
     let p = softmax(&maps.transpose(1, 2)?.contiguous()?)?; // (B, K, HW)
     let at = |i: usize, n: usize| 2.0 * (i as f32 + 0.5) / n as f32 - 1.0;
@@ -590,11 +698,45 @@ fn norm(ln: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
     let xn = xc.broadcast_div(&(var + ln.eps())?.sqrt()?)?;
-    let y = xn.broadcast_mul(ln.weight())?;
+    let y = (xn * rows(ln.weight(), x.shape())?)?;
     match ln.bias() {
-        Some(b) => y.broadcast_add(b),
+        Some(b) => y + rows(b, x.shape())?,
         None => Ok(y),
     }
+}
+
+/// `v` `(N,)` repeated into every row of `shape` `(..., N)`, by a product with a column of
+/// ones. A plain broadcast would do, but candle sums a broadcast's gradient over leading
+/// dimensions element by element; through the product it is one matrix product.
+fn rows(v: &Tensor, shape: &candle_core::Shape) -> candle_core::Result<Tensor> {
+    let n = v.elem_count();
+    let m = shape.elem_count() / n.max(1);
+    Tensor::ones((m, 1), v.dtype(), v.device())?
+        .matmul(&v.reshape((1, n))?)?
+        .reshape(shape)
+}
+
+/// A linear layer on `x` `(..., K)`. In training (the weights track gradients) it is one
+/// matrix product over all rows, with the bias added by [`rows`]: candle-nn's forward pass
+/// broadcasts the weights over a 3-D input's batch, and summing that broadcast's gradient
+/// (and the bias's) element by element cost more than the products themselves. Inference
+/// keeps candle-nn's path.
+fn lin(l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    if !l.weight().track_op() {
+        return l.forward(x);
+    }
+    let (n, k) = l.weight().dims2()?;
+    let mut dims = x.dims().to_vec();
+    let m = x.elem_count() / k.max(1);
+    let y = x.reshape((m, k))?.matmul(&l.weight().t()?)?;
+    let y = match l.bias() {
+        Some(b) => (y + rows(b, &(m, n).into())?)?,
+        None => y,
+    };
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    y.reshape(dims)
 }
 
 #[derive(Debug, Clone)]
@@ -625,9 +767,7 @@ impl Block {
     fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.n_heads;
-        let qkv = self
-            .qkv
-            .forward(&norm(&self.ln1, x)?)?
+        let qkv = lin(&self.qkv, &norm(&self.ln1, x)?)?
             .reshape((b, n, 3, self.n_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
@@ -636,10 +776,11 @@ impl Block {
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
         let attn = softmax(&scores)?;
         let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        let x = (x + self.proj.forward(&y)?)?;
-        let h = self
-            .fc2
-            .forward(&self.fc1.forward(&norm(&self.ln2, &x)?)?.gelu_erf()?)?;
+        let x = (x + lin(&self.proj, &y)?)?;
+        let h = lin(
+            &self.fc2,
+            &lin(&self.fc1, &norm(&self.ln2, &x)?)?.gelu_erf()?,
+        )?;
         x + h
     }
 }
@@ -815,7 +956,7 @@ impl SinewTiny {
         let text = words.broadcast_add(&self.text_pos)?;
         let mut parts = vec![vis, text];
         if let Some(sp) = &self.state_proj {
-            parts.push(sp.forward(&x.state)?.unsqueeze(1)?);
+            parts.push(lin(sp, &x.state)?.unsqueeze(1)?);
         }
         parts.push(self.queries.expand((b, cfg.chunk_length, cfg.d_model))?);
         let mut h = Tensor::cat(&parts, 1)?;
@@ -826,17 +967,15 @@ impl SinewTiny {
         let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
         let q = norm(&self.ln_f, &q)?;
         let aux = match &self.aux_head {
-            Some(h) if aux => Some(h.forward(&q.mean(1)?)?),
+            Some(h) if aux => Some(lin(h, &q.mean(1)?)?),
             _ => None,
         };
         let logits =
-            self.head
-                .forward(&q)?
-                .reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))?;
+            lin(&self.head, &q)?.reshape((b, cfg.chunk_length, cfg.action_dim, cfg.n_bins))?;
         let Some(hg) = &self.head_gauss else {
             return Ok((logits, aux));
         };
-        let g = hg.forward(&q)?;
+        let g = lin(hg, &q)?;
         let mu = g
             .narrow(2, 0, cfg.action_dim)?
             .unsqueeze(3)?
@@ -1225,5 +1364,62 @@ impl Policy for SinewTinyPolicy {
             observation_stamp_s: obs.stamp_s,
             warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gathered 3x3 stride-2 product is candle's padded convolution.
+    #[test]
+    fn the_gathered_3x3_stride_2_product_is_conv2d() -> candle_core::Result<()> {
+        let d = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 8, 10), &d)?;
+        let w = Tensor::randn(0f32, 0.3, (5, 6, 3, 3), &d)?;
+        let want = x.conv2d(&w, 1, 2, 1, 1)?;
+        let got = conv3x3_stride2(&x, &w)?;
+        assert_eq!(got.dims(), want.dims());
+        let err: f32 = (got - want)?.abs()?.max_all()?.to_scalar()?;
+        assert!(err < 1e-4, "{err}");
+        assert!(conv3x3_stride2(&x, &Tensor::zeros((5, 6, 4, 4), DType::F32, &d)?).is_err());
+        Ok(())
+    }
+
+    /// A linear layer in training (weights that track gradients) gives candle-nn's numbers.
+    #[test]
+    fn the_training_linear_path_is_candle_nn_linear() -> candle_core::Result<()> {
+        let d = Device::Cpu;
+        let w = candle_core::Var::randn(0f32, 0.3, (7, 5), &d)?;
+        let b = candle_core::Var::randn(0f32, 0.3, 7, &d)?;
+        let l = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+        for shape in [vec![4, 5], vec![3, 4, 5]] {
+            let x = Tensor::randn(0f32, 1.0, shape, &d)?;
+            let want =
+                Linear::new(w.as_tensor().detach(), Some(b.as_tensor().detach())).forward(&x)?;
+            let got = lin(&l, &x)?;
+            assert_eq!(got.dims(), want.dims());
+            let err: f32 = (got - want)?.abs()?.max_all()?.to_scalar()?;
+            assert!(err < 1e-5, "{err}");
+        }
+        Ok(())
+    }
+
+    /// Normalising the groups, then scaling and shifting per channel, is candle-nn's
+    /// `GroupNorm` (which the first policies were trained with).
+    #[test]
+    fn normalised_groups_with_an_affine_map_are_candle_nn_group_norm() -> candle_core::Result<()> {
+        let d = Device::Cpu;
+        let x = Tensor::randn(0f32, 2.0, (3, 16, 5, 7), &d)?;
+        let w = Tensor::randn(0f32, 1.0, 16, &d)?;
+        let b = Tensor::randn(0f32, 1.0, 16, &d)?;
+        let gn = candle_nn::GroupNorm::new(w.clone(), b.clone(), 16, CNN_GROUPS, 1e-5)?;
+        let want = gn.forward(&x)?;
+        let got = normalise_groups(&x, CNN_GROUPS, 1e-5)?
+            .broadcast_mul(&w.reshape((1, 16, 1, 1))?)?
+            .broadcast_add(&b.reshape((1, 16, 1, 1))?)?;
+        let err: f32 = (got - want)?.abs()?.max_all()?.to_scalar()?;
+        assert!(err < 1e-5, "{err}");
+        Ok(())
     }
 }
