@@ -10,10 +10,7 @@ use sinew_msgs::{Header, JointState, JointTrajectory, Message, StringMsg, Time};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    sinew_bus::free_loopback_port().expect("a free loopback port")
 }
 
 fn sinew(args: &[&str]) -> Child {

@@ -101,6 +101,26 @@ fn zerr(op: &'static str, key: &str, e: impl std::fmt::Display) -> BusError {
     }
 }
 
+/// A loopback TCP port that is free now, for a listener a test (or a tool) is about to open,
+/// chosen below Linux's ephemeral range (32768 on). Binding port 0 hands out a port from that
+/// range, and every outgoing connection on the machine takes its local port from the same
+/// range: one of them can take it before the listener binds ("Address already in use").
+/// Candidates start at a place drawn from the process id and advance on each call, so
+/// concurrent callers in one process never get the same port. None when none is free.
+pub fn free_loopback_port() -> Option<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    (0..SPAN).find_map(|_| {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .ok()
+            .map(|_| port)
+    })
+}
+
 /// A connection to the bus. Cheap to share by reference; close it with [`Bus::close`].
 pub struct Bus {
     session: zenoh::Session,

@@ -6,10 +6,7 @@ use sinew_bus::{Bus, BusConfig, Qos};
 use sinew_msgs::{Header, JointState, Message, Time};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    sinew_bus::free_loopback_port().expect("a free loopback port")
 }
 
 /// Two sessions joined over loopback TCP: (publisher side, subscriber side).
