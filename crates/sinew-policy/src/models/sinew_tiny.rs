@@ -582,12 +582,18 @@ pub fn stem(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
         .permute((0, 2, 4, 1, 3, 5))?
         .contiguous()?
         .reshape((b * gh * gw, c * 16))?;
-    patches
-        .matmul(&weight.reshape((o, c * 16))?.t()?)?
-        .reshape((b, gh * gw, o))?
+    let y = patches.matmul(&weight.reshape((o, c * 16))?.t()?)?;
+    map_of_rows(&y, b, gh, gw)
+}
+
+/// Pixel rows `(B * H * W, C)` back to a feature map `(B, C, H, W)`, contiguous: the inverse
+/// of [`patch_rows`].
+fn map_of_rows(y: &Tensor, b: usize, h: usize, w: usize) -> candle_core::Result<Tensor> {
+    let c = y.dim(1)?;
+    y.reshape((b, h * w, c))?
         .transpose(1, 2)?
         .contiguous()?
-        .reshape((b, o, gh, gw))
+        .reshape((b, c, h, w))
 }
 
 /// A 3x3 stride-2 convolution with one pixel of zero padding (no bias) of `x` `(B, C, H, W)`
@@ -623,11 +629,7 @@ fn conv3x3_stride2(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
         .index_select(&taps, 1)?
         .reshape((b * oh * ow, 9 * c))?;
     let kernel = weight.permute((2, 3, 1, 0))?.reshape((9 * c, o))?;
-    cols.matmul(&kernel)?
-        .reshape((b, oh * ow, o))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((b, o, oh, ow))
+    map_of_rows(&cols.matmul(&kernel)?, b, oh, ow)
 }
 
 /// Group normalisation without the affine map: each sample's `groups` groups of channels of
