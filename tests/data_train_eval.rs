@@ -143,7 +143,14 @@ fn record_train_run_and_evaluate() {
     ] {
         assert!(pol.join(f).is_file(), "{f}");
     }
-    // Running it again resumes at the end: nothing to do.
+    let n_action_steps = |pol: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(pol.join("config.json")).expect("config.json");
+        serde_json::from_str::<serde_json::Value>(&text).expect("json")["n_action_steps"].clone()
+    };
+    // Unset in the configuration: the runtime then executes half the chunk.
+    assert!(n_action_steps(&pol).is_null());
+    // Running it again resumes at the end: nothing to do but rewrite the folder, here with
+    // the chunk entries to execute set from the command line.
     let (ok, _, err) = sinew(&[
         "train",
         "--dataset",
@@ -152,8 +159,24 @@ fn record_train_run_and_evaluate() {
         s(&cfg),
         "--out",
         s(&pol),
+        "--n-action-steps",
+        "3",
     ]);
     assert!(ok && err.contains("resuming at step 6"), "{err}");
+    assert_eq!(n_action_steps(&pol), 3);
+    // More than the chunk (4 here) is refused, naming the setting.
+    let (ok, _, err) = sinew(&[
+        "train",
+        "--dataset",
+        s(&ds),
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&base.join("p-n5")),
+        "--n-action-steps",
+        "5",
+    ]);
+    assert!(!ok && err.contains("n_action_steps 5"), "{err}");
     // A bad configuration key is an error naming the file.
     std::fs::write(base.join("bad.toml"), "stepz = 3\n").expect("bad");
     let (ok, _, err) = sinew(&[

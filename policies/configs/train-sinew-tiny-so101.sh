@@ -48,5 +48,5 @@ timed "stage 2" "$sinew" train --dataset "$work/dart" --config "$configs/sinew-t
 record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
 timed "stage 3" "$sinew" train --dataset "$work/takeover-1" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage2" --out "$work/stage3"
 record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
-timed "stage 4" "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage3" --out "$work/sinew-tiny-so101"
+timed "stage 4" "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage3" --out "$work/sinew-tiny-so101" --n-action-steps 9
 "$sinew" eval --policy "$work/sinew-tiny-so101" --tasks reach,push,pick-place --episodes 100 --jobs 2 --out "$work/eval"

@@ -25,6 +25,11 @@ pub struct TrainArgs {
     /// Override the configuration's step count.
     #[arg(long)]
     steps: Option<u64>,
+    /// Override the configuration's `n_action_steps`: how many chunk entries the written policy
+    /// executes before its next inference. It sets how the policy is run, not how it is
+    /// trained, so the weights are the same whatever it is.
+    #[arg(long)]
+    n_action_steps: Option<usize>,
     /// Start from this policy folder's weights (fine-tuning; same dataset vocabulary and
     /// architecture) instead of a fresh initialisation, keeping its normalisation statistics.
     /// Give it again when resuming (the weights then come from the checkpoint).
@@ -47,6 +52,9 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
     };
     if let Some(s) = a.steps {
         cfg.steps = s;
+    }
+    if let Some(n) = a.n_action_steps {
+        cfg.n_action_steps = Some(n);
     }
     let device = sinew_policy::device::parse_device(&a.device.device)?;
     let t0 = Instant::now();
@@ -155,6 +163,11 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
         }
     }
     bar.finish();
+    if trainer.step() == start_step {
+        // Nothing left to train: write the folder again so that the run settings given now
+        // (`decode`, `n_action_steps`) apply to it.
+        trainer.save(&a.out)?;
+    }
     let wall = t_loop.elapsed().as_secs_f64();
     let done = trainer.step() - start_step;
     let v = trainer.validate(usize::MAX)?;
