@@ -8,7 +8,8 @@
 # 1. behaviour cloning from scratch (sinew-tiny-so101-base.toml);
 # 2. fine-tuning with the goal loss (sinew-tiny-so101-goal.toml);
 # 3. takeover data from the stage-2 policy, and fine-tuning on it (sinew-tiny-so101.toml);
-# 4. takeover data from the stage-3 policy (other seeds), and the same fine-tuning on it.
+# 4. takeover data from the stage-3 policy (other seeds), and the same fine-tuning on it, written
+#    to run 9 chunk entries per inference (stage 3 keeps 7, which its takeover data used).
 # Then the evaluation on 100 held-out seeds per task. Every step's wall time goes to
 # WORKDIR/times.txt. Run again after an interruption: finished datasets are kept and training
 # resumes from its last checkpoint.
