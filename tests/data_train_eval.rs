@@ -122,16 +122,21 @@ fn record_train_run_and_evaluate() {
          d_model = 32\nn_layers = 1\nn_heads = 2\nmlp_dim = 64\nchunk_length = 4\nn_bins = 32\n",
     )
     .expect("config");
+    let train = |config: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            s(&ds),
+            "--config",
+            s(config),
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        sinew(&args)
+    };
     let pol = base.join("policy");
-    let (ok, out, err) = sinew(&[
-        "train",
-        "--dataset",
-        s(&ds),
-        "--config",
-        s(&cfg),
-        "--out",
-        s(&pol),
-    ]);
+    let (ok, out, err) = train(&cfg, &pol, &[]);
     assert!(ok, "{err}");
     assert!(out.contains("6 steps"), "{out}");
     for f in [
@@ -151,43 +156,15 @@ fn record_train_run_and_evaluate() {
     assert!(n_action_steps(&pol).is_null());
     // Running it again resumes at the end: nothing to do but rewrite the folder, here with
     // the chunk entries to execute set from the command line.
-    let (ok, _, err) = sinew(&[
-        "train",
-        "--dataset",
-        s(&ds),
-        "--config",
-        s(&cfg),
-        "--out",
-        s(&pol),
-        "--n-action-steps",
-        "3",
-    ]);
+    let (ok, _, err) = train(&cfg, &pol, &["--n-action-steps", "3"]);
     assert!(ok && err.contains("resuming at step 6"), "{err}");
     assert_eq!(n_action_steps(&pol), 3);
     // More than the chunk (4 here) is refused, naming the setting.
-    let (ok, _, err) = sinew(&[
-        "train",
-        "--dataset",
-        s(&ds),
-        "--config",
-        s(&cfg),
-        "--out",
-        s(&base.join("p-n5")),
-        "--n-action-steps",
-        "5",
-    ]);
+    let (ok, _, err) = train(&cfg, &base.join("p-n5"), &["--n-action-steps", "5"]);
     assert!(!ok && err.contains("n_action_steps 5"), "{err}");
     // A bad configuration key is an error naming the file.
     std::fs::write(base.join("bad.toml"), "stepz = 3\n").expect("bad");
-    let (ok, _, err) = sinew(&[
-        "train",
-        "--dataset",
-        s(&ds),
-        "--config",
-        s(&base.join("bad.toml")),
-        "--out",
-        s(&base.join("p2")),
-    ]);
+    let (ok, _, err) = train(&base.join("bad.toml"), &base.join("p2"), &[]);
     assert!(
         !ok && err.contains("bad.toml") && err.contains("stepz"),
         "{err}"
