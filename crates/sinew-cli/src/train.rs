@@ -164,9 +164,9 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
     }
     bar.finish();
     if trainer.step() == start_step {
-        // Nothing left to train: write the folder again so that the run settings given now
-        // (`decode`, `n_action_steps`) apply to it.
-        trainer.save(&a.out)?;
+        // Nothing left to train: write the policy folder again (the checkpoint is unchanged)
+        // so that the run settings given now (`decode`, `n_action_steps`) apply to it.
+        trainer.write_policy(&a.out)?;
     }
     let wall = t_loop.elapsed().as_secs_f64();
     let done = trainer.step() - start_step;

@@ -962,10 +962,9 @@ impl Trainer {
             .push((self.state.step, loss, val.unwrap_or(f32::NAN)));
     }
 
-    /// Writes the policy folder `out` (config, weights, stats, tokenizer) and the checkpoint
-    /// `out/checkpoint/` (optimiser moments, step, generator, history). Each file is written to
-    /// a temporary name and renamed, so an interruption leaves the previous checkpoint whole.
-    pub fn save(&self, out: &Path) -> Result<(), TrainError> {
+    /// Writes the policy folder `out` (config, weights, stats, tokenizer) alone, without the
+    /// checkpoint: how a finished run applies new run settings (`decode`, `n_action_steps`).
+    pub fn write_policy(&self, out: &Path) -> Result<(), TrainError> {
         SinewTinyPolicy::save_folder(
             out,
             &self.model_cfg,
@@ -973,6 +972,14 @@ impl Trainer {
             &self.tokenizer,
             &self.stats,
         )?;
+        Ok(())
+    }
+
+    /// Writes the policy folder `out` (config, weights, stats, tokenizer) and the checkpoint
+    /// `out/checkpoint/` (optimiser moments, step, generator, history). Each file is written to
+    /// a temporary name and renamed, so an interruption leaves the previous checkpoint whole.
+    pub fn save(&self, out: &Path) -> Result<(), TrainError> {
+        self.write_policy(out)?;
         let ck = out.join("checkpoint");
         std::fs::create_dir_all(&ck).map_err(|e| TrainError::Io(ck.clone(), e))?;
         let mut moments: HashMap<String, Tensor> = HashMap::new();
