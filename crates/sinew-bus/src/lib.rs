@@ -21,7 +21,11 @@
 //! ([`SubscriberStats`]) and logged with the key and the defect.
 
 pub mod config;
-pub mod keys;
+/// Key names (defined in `sinew-msgs`, shared with the recorder).
+pub use sinew_msgs::keys;
+pub mod robot;
+
+pub use robot::{BusOracle, BusRobot};
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -62,14 +66,9 @@ pub enum BusError {
         /// zenoh's error.
         reason: String,
     },
-    /// A key or namespace is not valid.
-    #[error("invalid key {key:?}: {reason}")]
-    InvalidKey {
-        /// The key.
-        key: String,
-        /// Why.
-        reason: String,
-    },
+    /// A robot namespace is not valid.
+    #[error(transparent)]
+    Namespace(#[from] sinew_msgs::keys::InvalidNamespace),
     /// A declaration or a put failed.
     #[error("zenoh {op} on {key:?} failed: {reason}")]
     Zenoh {

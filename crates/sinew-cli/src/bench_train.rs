@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 use sinew_train::{TrainConfig, Trainer};
 
-use crate::policy::DeviceArgs;
+use crate::args::DeviceArgs;
 
 #[derive(Debug, Args)]
 pub struct TrainBenchArgs {

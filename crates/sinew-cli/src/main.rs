@@ -1,8 +1,7 @@
 //! `sinew`: the command-line tool of the Sinew embodied-agent runtime.
 //!
-//! It wires the adapter crates together. Today: inspecting and driving the bus
-//! (`sinew topics ...`), measuring it (`sinew bench bus`) and checking robot descriptions
-//! (`sinew robot check`, `sinew robot fk`).
+//! Argument parsing and printing only: what each command does lives in `sinew-app` (the
+//! loops, episodes, serving, replay, datasets) and in the adapter crates.
 
 /// mimalloc keeps freed pages for reuse. With glibc's malloc, every large tensor candle
 /// frees goes back to the kernel and the next one is page-faulted in again: a training step
@@ -11,9 +10,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod args;
 mod bench;
 mod bench_policy;
-mod bench_record;
 mod bench_train;
 mod dataset;
 mod eval;
@@ -23,13 +22,10 @@ mod replay;
 mod robot;
 mod run;
 mod sim;
-mod sim_run;
-mod sim_serve;
 mod stop;
 mod tokens;
 mod topics;
 mod train;
-mod viz;
 
 use std::path::PathBuf;
 

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use sinew_core::{Image, Observation};
-use sinew_policy::device::{parse_device, parse_dtype};
-use sinew_policy::folder::{inspect, load_policy, LoadOptions};
+use sinew_core::Observation;
+use sinew_policy::folder::{inspect, load_policy};
+use sinew_policy::preprocess::read_image_file;
+
+use crate::args::DeviceArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -26,36 +28,6 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-/// Where and how a model runs.
-#[derive(Debug, Clone, Args)]
-pub struct DeviceArgs {
-    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// `auto` (f32 on the CPU, bf16 on CUDA), `f32`, `bf16` or `f16`.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
-    /// OpenVLA: the dataset whose statistics un-normalise actions.
-    #[arg(long)]
-    pub unnorm_key: Option<String>,
-    /// OpenVLA: plain greedy decoding exactly as the release (default: only action tokens).
-    #[arg(long)]
-    pub unconstrained: bool,
-}
-
-impl DeviceArgs {
-    pub fn options(&self) -> Result<LoadOptions> {
-        let device = parse_device(&self.device)?;
-        let dtype = parse_dtype(&self.dtype, &device)?;
-        Ok(LoadOptions {
-            device,
-            dtype,
-            unnorm_key: self.unnorm_key.clone(),
-            unconstrained: self.unconstrained,
-        })
-    }
 }
 
 #[derive(Debug, Args)]
@@ -131,30 +103,19 @@ fn info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_image(path: &std::path::Path) -> Result<Image> {
-    let img = image::open(path)
-        .with_context(|| format!("reading image {}", path.display()))?
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    Ok(Image {
-        width: w,
-        height: h,
-        encoding: "rgb8".into(),
-        step: 3 * w,
-        data: img.into_raw().into(),
-        ..Default::default()
-    })
-}
-
 fn run_once(a: RunArgs) -> Result<()> {
     let mut images = BTreeMap::new();
     for spec in &a.images {
         let Some((name, file)) = spec.split_once('=') else {
             bail!("--image {spec}: expected NAME=FILE, for example front=frame.png");
         };
-        images.insert(name.to_owned(), load_image(std::path::Path::new(file))?);
+        images.insert(
+            name.to_owned(),
+            read_image_file(std::path::Path::new(file))
+                .with_context(|| format!("reading image {file}"))?,
+        );
     }
-    let mut policy = load_policy(&a.dir, &a.device.options()?)?;
+    let mut policy = load_policy(&a.dir, &a.device.spec().options()?)?;
     let obs = Observation {
         images,
         joint_positions: a.state,

@@ -12,7 +12,7 @@ use sinew_bus::keys::{kind_for_key, RobotKeys};
 use sinew_bus::{Bus, BusConfig};
 use sinew_record::{read_recording, McapRecorder};
 
-use crate::sim::load_robot;
+use sinew_app::resolve::load_robot;
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]

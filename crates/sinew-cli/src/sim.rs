@@ -1,13 +1,19 @@
-//! `sinew sim`: run the simulator's scripted experts, and measure the simulator.
+//! `sinew sim`: scripted experts, the simulator's speed, the simulated robot served on the bus,
+//! and episodes driven by a policy through the runtime (lockstep, reproducible).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use sinew_robot::RobotDescription;
-use sinew_sim::{Intrinsics, SimWorld, TaskSpec};
+use sinew_app::batch::{run_batch, BatchSpec};
+use sinew_app::episode::PolicyName;
+use sinew_app::resolve::{load_robot, load_task};
+use sinew_app::serve::{sim_serve, SimServeSpec};
+use sinew_bus::{Bus, BusConfig};
+use sinew_sim::SimWorld;
 
+use crate::args::{DeviceArgs, ExecutionArgs, RerunArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Subcommand)]
@@ -17,9 +23,9 @@ pub enum SimCommand {
     /// Measure physics steps/s and render frames/s.
     Bench(SimBenchArgs),
     /// Serve the simulated robot on the bus, on the keys a real robot uses.
-    Serve(crate::sim_serve::ServeArgs),
+    Serve(ServeArgs),
     /// Drive simulated episodes with a policy through the runtime (lockstep, reproducible).
-    Run(Box<crate::sim_run::SimRunArgs>),
+    Run(Box<SimRunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -57,53 +63,81 @@ pub struct SimBenchArgs {
     frames: u32,
 }
 
-/// Finds the project root (the folder with robots/ and sim/) from the working directory up.
-pub fn project_root() -> PathBuf {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.ancestors()
-        .find(|p| p.join("robots").is_dir() && p.join("sim").is_dir())
-        .map(Path::to_path_buf)
-        .unwrap_or(cwd)
+/// `sim serve`: publishes `<ns>/joint_states`, `<ns>/camera/<cam>/image_raw` (and
+/// `.../depth/image_raw`) and `<ns>/instruction`; executes `trajectory_msgs/JointTrajectory`
+/// received on `<ns>/joint_commands` through the robot's position, velocity and acceleration
+/// limits. Real time by default; with `--lockstep`, simulated time advances one control step
+/// per command received, so a client's run is reproducible.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Robot name (a folder under robots/) or path.
+    #[arg(long, default_value = "so101")]
+    robot: String,
+    /// Task name or file.
+    #[arg(long, default_value = "reach")]
+    task: String,
+    /// Episode seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Advance one control step per command instead of running in real time.
+    #[arg(long)]
+    lockstep: bool,
+    /// Camera frame rate in real-time mode, Hz.
+    #[arg(long, default_value_t = 15.0)]
+    camera_hz: f64,
+    /// Stop after this many seconds of simulated time.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Real time: hold (brake to a stop) when no command came for this long, s.
+    #[arg(long, default_value_t = 0.25)]
+    command_timeout: f64,
 }
 
-/// `name` as given when it exists, otherwise under the project's `folder` (robots, policies).
-pub fn project_path(name: &str, folder: &str) -> PathBuf {
-    let p = Path::new(name);
-    if p.exists() {
-        p.to_path_buf()
-    } else {
-        project_root().join(folder).join(name)
-    }
+#[derive(Debug, Args)]
+pub struct SimRunArgs {
+    /// Robot name (a folder under robots/) or path.
+    #[arg(long, default_value = "so101")]
+    pub robot: String,
+    /// Task name or file.
+    #[arg(long, default_value = "pick-place")]
+    pub task: String,
+    /// `expert` (the task's scripted expert) or a policy folder.
+    #[arg(long, default_value = "expert")]
+    pub policy: String,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 10)]
+    pub episodes: u64,
+    /// Seed of the first episode (episode i uses seed + i).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Episodes simulated at once (each worker loads its own copy of the policy); the results
+    /// do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub exec: ExecutionArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Write per-episode results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print nothing per episode.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Record each episode to DIR/episode_<seed>.mcap (rosbag2 MCAP) and .rrd, with an index
+    /// in DIR/episodes.jsonl (seed, task, instruction, outcome).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub rerun: RerunArgs,
 }
 
-pub fn load_robot(name: &str) -> Result<RobotDescription> {
-    let p = Path::new(name);
-    let path = if p.exists() {
-        p.to_path_buf()
-    } else {
-        project_root().join("robots").join(name)
-    };
-    RobotDescription::load(&path)
-        .with_context(|| format!("loading robot {name:?} ({})", path.display()))
-}
-
-pub fn load_task(name: &str) -> Result<TaskSpec> {
-    let p = Path::new(name);
-    let path = if p.is_file() {
-        p.to_path_buf()
-    } else {
-        sinew_sim::task::task_path(&project_root(), name)
-    };
-    TaskSpec::from_file(&path)
-        .with_context(|| format!("loading task {name:?} ({})", path.display()))
-}
-
-pub fn run(cmd: SimCommand, bus: &sinew_bus::BusConfig, stop: &Stop) -> Result<()> {
+pub fn run(cmd: SimCommand, bus: &BusConfig, stop: &Stop) -> Result<()> {
     match cmd {
         SimCommand::Expert(a) => expert(a, stop),
         SimCommand::Bench(a) => bench(a),
-        SimCommand::Serve(a) => crate::sim_serve::serve(a, bus, stop),
-        SimCommand::Run(a) => crate::sim_run::sim_run(*a, stop),
+        SimCommand::Serve(a) => serve(a, bus, stop),
+        SimCommand::Run(a) => sim_run(*a, stop),
     }
 }
 
@@ -111,9 +145,7 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
     let robot = load_robot(&a.robot)?;
     let task = load_task(&a.task)?;
     let start = Instant::now();
-    let mut ok = 0u64;
-    let mut done = 0u64;
-    let mut steps = 0u64;
+    let (mut ok, mut done, mut steps) = (0u64, 0u64, 0u64);
     for seed in a.seed..a.seed + a.episodes {
         if stop.requested() {
             break;
@@ -121,9 +153,7 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
         let out = sinew_sim::expert::run_expert_episode(&robot, &task, seed)?;
         done += 1;
         steps += out.steps as u64;
-        if out.success {
-            ok += 1;
-        }
+        ok += u64::from(out.success);
         if a.verbose_episodes {
             println!(
                 "seed {seed:>5}  {}  {:>3} steps  {}",
@@ -133,14 +163,13 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
             );
         }
     }
-    let secs = start.elapsed().as_secs_f64();
     println!(
         "{} on {}: expert success {ok}/{done} = {:.1}%  mean length {:.1} steps  {:.2} episodes/s",
         task.name,
         robot.config.name,
         100.0 * ok as f64 / done.max(1) as f64,
         steps as f64 / done.max(1) as f64,
-        done as f64 / secs
+        done as f64 / start.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -150,40 +179,139 @@ fn bench(a: SimBenchArgs) -> Result<()> {
     let task = load_task(&a.task)?;
     let ep = task.sample(&robot.config.name, 0)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
-    let n = (a.sim_seconds * sinew_sim::PHYSICS_HZ) as u32;
-    let t = Instant::now();
-    world.step(n);
-    let physics = n as f64 / t.elapsed().as_secs_f64();
+    let b = world.bench(a.sim_seconds, a.frames)?;
     println!(
         "physics: {} on {} scene: {:.0} steps/s ({:.1}x real time at {} Hz)",
         robot.config.name,
         task.name,
-        physics,
-        physics / sinew_sim::PHYSICS_HZ,
+        b.physics_steps_per_s,
+        b.physics_steps_per_s / sinew_sim::PHYSICS_HZ,
         sinew_sim::PHYSICS_HZ
     );
-    let cam = robot
-        .config
-        .cameras
-        .first()
-        .context("the robot has no camera")?;
-    let world_from_camera = robot
-        .camera_pose(cam, &world.joint_state().0)?
-        .cast::<f32>();
-    for (w, h) in [(224u32, 224u32), (640, 480)] {
-        let k = Intrinsics {
-            width: w,
-            height: h,
-            fov_y: cam.fov_y_deg.to_radians(),
-        };
-        let t = Instant::now();
-        let mut checksum = 0u64;
-        for _ in 0..a.frames {
-            let f = world.render(&world_from_camera, &k);
-            checksum = checksum.wrapping_add(f.rgb[f.rgb.len() / 2] as u64);
+    for (w, h, fps) in b.render_frames_per_s {
+        println!(
+            "render {w}x{h} rgb+depth: {fps:.0} frames/s on one core (checksum {})",
+            b.checksum
+        );
+    }
+    Ok(())
+}
+
+fn serve(a: ServeArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
+    let spec = SimServeSpec {
+        robot: load_robot(&a.robot)?,
+        task: load_task(&a.task)?,
+        seed: a.seed,
+        lockstep: a.lockstep,
+        camera_hz: a.camera_hz.max(0.1),
+        duration_s: a.duration,
+        command_timeout_s: a.command_timeout,
+    };
+    let bus = Bus::open(bus_cfg)?;
+    let r = sim_serve(&spec, &bus, &mut |l| eprintln!("{l}"), &|| stop.requested())?;
+    let l = r.limited;
+    eprintln!(
+        "sim serve: {:.2} s simulated in {:.2} s wall (real-time factor {:.2}); commands applied {}, rejected {}, malformed {}, dropped {}; limited by the robot: position {}, velocity {}, acceleration {}, workspace {}; command timeouts {}",
+        r.robot_s,
+        r.wall_s,
+        r.robot_s / r.wall_s.max(1e-9),
+        r.applied,
+        r.rejected,
+        r.malformed,
+        r.dropped,
+        l.position,
+        l.velocity,
+        l.acceleration,
+        l.workspace,
+        r.command_timeouts
+    );
+    bus.close();
+    Ok(())
+}
+
+fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
+    if a.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let spec = BatchSpec {
+        robot: load_robot(&a.robot)?,
+        tasks: vec![load_task(&a.task)?],
+        policy: PolicyName::parse(&a.policy),
+        episodes: a.episodes,
+        seed: a.seed,
+        exec: a.exec.spec(),
+        device: a.device.spec(),
+        record: a.record.clone(),
+        task_folders: false,
+        rerun: a.rerun.spec(),
+        jobs: a.jobs,
+    };
+    let quiet = a.quiet;
+    let report = run_batch(
+        &spec,
+        |row| {
+            let r = &row.result;
+            if !quiet {
+                println!(
+                    "seed {:>5}  {}  {:>3} steps  {:>3} inferences ({:.1} ms)  {}",
+                    r.seed,
+                    if r.success { "success" } else { "FAIL   " },
+                    r.steps,
+                    r.inferences,
+                    r.mean_inference_ms,
+                    r.instruction
+                );
+            }
+        },
+        &|| stop.requested(),
+    )?;
+    let results: Vec<_> = report.rows.iter().map(|r| &r.result).collect();
+    let n = results.len().max(1) as f64;
+    let ok = results.iter().filter(|r| r.success).count();
+    let sim_s: f64 = results.iter().map(|r| r.sim_time_s).sum();
+    let commands: u64 = results.iter().map(|r| r.commands).sum();
+    let inferences: u64 = results.iter().map(|r| r.inferences).sum();
+    println!(
+        "{} on {} with {}: success {ok}/{} = {:.1}%  mean length {:.1} steps  {:.2} episodes/s  {:.1}x real time  commands {:.0} Hz, policy {:.1} Hz (simulated time)",
+        spec.tasks[0].name,
+        spec.robot.config.name,
+        a.policy,
+        results.len(),
+        100.0 * ok as f64 / n,
+        results.iter().map(|r| r.steps as f64).sum::<f64>() / n,
+        results.len() as f64 / report.wall_s,
+        sim_s / report.wall_s,
+        commands as f64 / sim_s.max(1e-9),
+        inferences as f64 / sim_s.max(1e-9)
+    );
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&results)?)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+    }
+    if let Some(o) = &report.outputs {
+        if a.record.is_some() {
+            eprintln!(
+                "sim run: recorded {} episode file(s), {:.1} MB of messages, to {}",
+                o.files,
+                o.bytes as f64 / 1e6,
+                a.record.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+            );
         }
-        let fps = a.frames as f64 / t.elapsed().as_secs_f64();
-        println!("render {w}x{h} rgb+depth: {fps:.0} frames/s on one core (checksum {checksum})");
+        if o.streams > 0 {
+            eprintln!(
+                "sim run: rerun: {} episode stream(s){} to {}",
+                o.streams,
+                if o.skipped > 0 {
+                    format!(", {} message(s) not shown", o.skipped)
+                } else {
+                    String::new()
+                },
+                spec.rerun.describe(a.record.as_deref())
+            );
+        }
+        if let Some(e) = &o.error {
+            bail!("{e} (what was written stays readable)");
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use sinew_train::{TrainConfig, Trainer};
 
-use crate::policy::DeviceArgs;
+use crate::args::DeviceArgs;
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]

@@ -38,10 +38,20 @@ pub enum Event {
         /// New interventions by kind.
         kinds: BTreeMap<String, u64>,
     },
-    /// The runtime started holding (reason as in the telemetry).
+    /// The robot started holding: one event per hold, however long it lasts.
     Hold {
-        /// Why.
+        /// Why, in words (`camera `front` frame is 512 ms old`).
         reason: String,
+        /// The reason's name (`camera_stale`, `estop`, ...; see the runtime's `HoldReason`).
+        #[serde(default)]
+        kind: String,
+    },
+    /// The robot follows the policy again after a hold.
+    HoldEnded {
+        /// The name of the reason the hold started with.
+        kind: String,
+        /// How long it held, s.
+        duration_s: f64,
     },
     /// The episode ended.
     Outcome {

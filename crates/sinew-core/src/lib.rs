@@ -1,12 +1,20 @@
-//! Sinew's domain types, shared by every adapter: what a policy sees ([`Observation`]), what
-//! it returns ([`ActionChunk`]), the action spaces ([`ActionKind`]) and the [`Policy`] trait.
+//! Sinew's domain types and contracts, shared by every adapter: what a policy sees
+//! ([`Observation`]), what it returns ([`ActionChunk`]), the action spaces ([`ActionKind`]),
+//! the [`Policy`] trait, a robot as the loop sees it ([`robot_io::RobotIo`]), the recorded
+//! [`events`], the error of description files ([`files::FileError`]) and the bounded hand-off
+//! thread every slow consumer runs on ([`handoff::Handoff`]).
 //!
 //! This crate knows no model framework, transport or simulator; it sits just above the wire
 //! types of `sinew-msgs` (camera frames are kept as `sensor_msgs/Image` so that a frame received
 //! from the bus reaches a policy without a copy).
 
 pub mod events;
+pub mod files;
+pub mod handoff;
 pub mod rng;
+pub mod robot_io;
+
+pub use robot_io::{Privileged, RobotIo};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +65,10 @@ pub struct Observation {
     pub instruction: String,
     /// When the observation was taken (s, on the runtime's clock).
     pub stamp_s: f64,
+    /// The policy step it was taken for (counted from 0 at the episode's start).
+    pub step: u64,
+    /// What a simulator knows beyond the sensors, when the robot is one: for scripted experts.
+    pub privileged: Option<Privileged>,
 }
 
 /// Where the time of one inference went (ms).
@@ -104,6 +116,11 @@ pub struct ActionChunk {
     /// Things that went wrong and were handled (a non-action token replaced, a FAST sequence
     /// decoded in relaxed mode, ...). Empty in the normal case.
     pub warnings: Vec<String>,
+    /// What a demonstrator commands for this observation, when the chunk comes from one (a
+    /// scripted expert): its own action before any exploration noise was added to `actions`.
+    /// Datasets record it as the frame's `action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Vec<f64>>,
 }
 
 impl ActionChunk {

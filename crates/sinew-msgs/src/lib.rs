@@ -24,6 +24,7 @@
 
 pub mod cdr;
 mod error;
+pub mod keys;
 mod messages;
 
 pub use bytes::Bytes;

@@ -2,6 +2,7 @@
 //! checkpoint loading, and VLA models in candle (OpenVLA, sinew-tiny) behind the
 //! [`sinew_core::Policy`] trait. CPU by default; the `cuda` feature adds candle's CUDA backend.
 
+pub mod bench;
 pub mod bins;
 pub mod device;
 pub mod fast;

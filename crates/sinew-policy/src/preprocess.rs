@@ -88,3 +88,30 @@ pub fn normalize(
     }
     Tensor::from_vec(planes, (1, 3, h, w), device).map_err(|e| PolicyError::Model(e.to_string()))
 }
+
+/// A camera frame as packed RGB resized to `width` x `height` with sinew-tiny's filter
+/// (`Triangle`): how datasets store frames, so training sees what inference sees.
+pub fn resized_rgb(
+    img: &Image,
+    what: &str,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, PolicyError> {
+    Ok(resize_with(to_rgb(img, what)?, width, height, FilterType::Triangle).into_raw())
+}
+
+/// An image file (any format the `image` crate reads here: PNG) as an `rgb8` frame.
+pub fn read_image_file(path: &std::path::Path) -> Result<Image, PolicyError> {
+    let img = image::open(path)
+        .map_err(|e| PolicyError::Io(path.to_owned(), std::io::Error::other(e.to_string())))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    Ok(Image {
+        width: w,
+        height: h,
+        encoding: "rgb8".into(),
+        step: 3 * w,
+        data: img.into_raw().into(),
+        ..Default::default()
+    })
+}

@@ -8,17 +8,21 @@
 //! - [`RecorderThread`]: the writer on its own thread behind a bounded channel; what a full
 //!   channel drops is counted, and a write error (disk full) stops the recorder with the reason
 //!   while the caller keeps going.
+//! - [`RecordedRobot`]: a recording played back as a robot, for the control loop (replay
+//!   through a policy, compared with what was commanded).
 //! - [`read_recording`] / [`RecordingInfo`]: messages and per-topic statistics of a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+pub mod robot;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+pub use robot::{decoded_messages, DecodeNotes, PlaybackError, RecordedRobot};
+
 use mcap::records::MessageHeader;
 use serde::Serialize;
+use sinew_core::handoff::{Closed, Consumer, Handoff};
 use sinew_msgs::{Message, MessageKind, MsgDef};
 
 /// Errors of recordings.
@@ -49,15 +53,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The ROS topic name of a bus key (`so101/joint_states` -> `/so101/joint_states`).
-pub fn topic_of_key(key: &str) -> String {
-    format!("/{}", key.trim_start_matches('/'))
-}
-
-/// The bus key of a ROS topic name.
-pub fn key_of_topic(topic: &str) -> String {
-    topic.trim_start_matches('/').to_owned()
-}
+pub use sinew_msgs::keys::{key_of_topic, topic_of_key};
 
 /// What was written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -231,169 +227,77 @@ pub enum RecordItem {
     CloseFile,
 }
 
-/// The recorder's state, as reported by [`RecorderThread::close`].
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RecorderReport {
-    /// Files closed, with what they hold.
-    pub files: Vec<RecordSummary>,
-    /// Items the caller could not hand over because the channel was full.
-    pub dropped: u64,
-    /// Why the recorder stopped early, if it did.
-    pub error: Option<String>,
+/// The MCAP writer as the consumer of a hand-off thread: items switch files and write
+/// messages; a write error (disk full) closes the file it was writing, so it stays readable,
+/// and stops the recorder.
+#[derive(Debug, Default)]
+pub struct McapConsumer {
+    current: Option<McapRecorder>,
+    files: Vec<RecordSummary>,
 }
 
-/// An [`McapRecorder`] on its own thread.
-#[derive(Debug)]
-pub struct RecorderThread {
-    tx: Option<Sender<RecordItem>>,
-    handle: Option<JoinHandle<RecorderReport>>,
-    dropped: u64,
-    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+impl McapConsumer {
+    fn close_current(&mut self) -> Result<(), String> {
+        if let Some(r) = self.current.take() {
+            self.files.push(r.finish().map_err(|e| chain(&e))?);
+        }
+        Ok(())
+    }
 }
 
-impl RecorderThread {
-    /// Starts the thread `sinew-recorder` with a channel of `capacity` items.
-    pub fn spawn(capacity: usize) -> std::io::Result<Self> {
-        let (tx, rx) = bounded::<RecordItem>(capacity.max(1));
-        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stopped.clone();
-        let handle = std::thread::Builder::new()
-            .name("sinew-recorder".into())
-            .spawn(move || {
-                let mut report = RecorderReport::default();
-                let mut current: Option<McapRecorder> = None;
-                let fail = |report: &mut RecorderReport, e: RecordError| {
-                    tracing::error!("recorder stopped: {e}");
-                    report.error = Some(chain(&e));
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+impl Consumer for McapConsumer {
+    type Item = RecordItem;
+    type Report = Vec<RecordSummary>;
+
+    fn consume(&mut self, item: RecordItem) -> Result<(), String> {
+        match item {
+            RecordItem::Message {
+                key,
+                kind,
+                log_time_ns,
+                publish_time_ns,
+                cdr,
+            } => {
+                let Some(r) = self.current.as_mut() else {
+                    return Ok(());
                 };
-                for item in rx.iter() {
-                    if report.error.is_some() {
-                        continue; // drain, write nothing more
-                    }
-                    match item {
-                        RecordItem::Message {
-                            key,
-                            kind,
-                            log_time_ns,
-                            publish_time_ns,
-                            cdr,
-                        } => {
-                            if let Some(r) = current.as_mut() {
-                                if let Err(e) = r.write_raw(
-                                    &key,
-                                    kind.def(),
-                                    log_time_ns,
-                                    publish_time_ns,
-                                    &cdr,
-                                ) {
-                                    fail(&mut report, e);
-                                    // Close what was written so it stays readable.
-                                    if let Some(r) = current.take() {
-                                        if let Ok(s) = r.finish() {
-                                            report.files.push(s);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        RecordItem::NewFile { path, metadata } => {
-                            if let Some(r) = current.take() {
-                                match r.finish() {
-                                    Ok(s) => report.files.push(s),
-                                    Err(e) => fail(&mut report, e),
-                                }
-                            }
-                            match McapRecorder::create(&path, &metadata, None) {
-                                Ok(r) => current = Some(r),
-                                Err(e) => fail(&mut report, e),
-                            }
-                        }
-                        RecordItem::CloseFile => {
-                            if let Some(r) = current.take() {
-                                match r.finish() {
-                                    Ok(s) => report.files.push(s),
-                                    Err(e) => fail(&mut report, e),
-                                }
-                            }
-                        }
-                    }
+                if let Err(e) = r.write_raw(&key, kind.def(), log_time_ns, publish_time_ns, &cdr) {
+                    // Close what was written so it stays readable.
+                    let _ = self.close_current();
+                    return Err(chain(&e));
                 }
-                if let Some(r) = current.take() {
-                    match r.finish() {
-                        Ok(s) => report.files.push(s),
-                        Err(e) => fail(&mut report, e),
-                    }
-                }
-                report
-            })?;
-        Ok(Self {
-            tx: Some(tx),
-            handle: Some(handle),
-            dropped: 0,
-            stopped,
-        })
-    }
-
-    /// Hands an item over without waiting; `false` (and counted) when the channel is full or
-    /// the recorder has stopped.
-    pub fn send(&mut self, item: RecordItem) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        match tx.try_send(item) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped += 1;
-                false
+                Ok(())
             }
+            RecordItem::NewFile { path, metadata } => {
+                self.close_current()?;
+                self.current = Some(McapRecorder::create(&path, &metadata, None).map_err(|e| chain(&e))?);
+                Ok(())
+            }
+            RecordItem::CloseFile => self.close_current(),
         }
     }
 
-    /// Hands a file switch over, waiting for room (file boundaries are never dropped).
-    pub fn send_control(&mut self, item: RecordItem) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(item).is_ok())
+    fn close(&mut self) -> Result<(), String> {
+        self.close_current()
     }
 
-    /// Whether the recorder stopped on an error.
-    pub fn has_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Items dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// Finishes the open file and ends the thread.
-    pub fn close(mut self) -> RecorderReport {
-        self.finish_thread()
-    }
-
-    fn finish_thread(&mut self) -> RecorderReport {
-        self.tx = None;
-        let mut report = self
-            .handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_else(|| RecorderReport {
-                error: Some("the recorder thread panicked".into()),
-                ..Default::default()
-            });
-        report.dropped = self.dropped;
-        report
+    fn finish(self) -> Vec<RecordSummary> {
+        self.files
     }
 }
 
-impl Drop for RecorderThread {
-    /// A recorder dropped without `close` (an error path) still finishes its file.
-    fn drop(&mut self) {
-        if self.handle.is_some() {
-            let report = self.finish_thread();
-            if let Some(e) = report.error {
-                tracing::error!("recorder: {e}");
-            }
-        }
-    }
+/// An [`McapRecorder`] on the thread `sinew-recorder`: [`Handoff::send`] never waits (a full
+/// channel drops and counts), [`Handoff::send_blocking`] does (file boundaries, lockstep).
+pub type RecorderThread = Handoff<McapConsumer>;
+
+/// Starts the recorder thread with a channel of `capacity` items.
+pub fn spawn_recorder(capacity: usize) -> std::io::Result<RecorderThread> {
+    Handoff::spawn("sinew-recorder", capacity, McapConsumer::default())
 }
+
+/// What the recorder thread reports when closed: the files closed, items dropped, the error
+/// that stopped it.
+pub type RecorderReport = Closed<Option<Vec<RecordSummary>>>;
 
 /// One message read back.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use sinew_msgs::{
     Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, Message, StringMsg, Time,
 };
-use sinew_record::{read_recording, McapRecorder, RecordItem, RecorderThread};
+use sinew_record::{read_recording, spawn_recorder, McapRecorder, RecordItem};
 
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("sinew-record-{}-{name}", std::process::id()))
@@ -164,11 +164,11 @@ fn a_file_cut_short_yields_its_complete_chunks() {
 
 #[test]
 fn recorder_thread_splits_files_and_reports_a_failure() {
-    let mut r = RecorderThread::spawn(1024).expect("thread");
+    let mut r = spawn_recorder(1024).expect("thread");
     let a = tmp("ep0.mcap");
     let b = tmp("ep1.mcap");
     for (path, n) in [(&a, 10u64), (&b, 20)] {
-        assert!(r.send_control(RecordItem::NewFile {
+        assert!(r.send_blocking(RecordItem::NewFile {
             path: path.clone(),
             metadata: BTreeMap::new()
         }));
@@ -185,14 +185,15 @@ fn recorder_thread_splits_files_and_reports_a_failure() {
     }
     // A file in a folder that cannot be created: the recorder stops and says why.
     let bad = PathBuf::from("/proc/sinew-cannot-write-here/ep2.mcap");
-    r.send_control(RecordItem::NewFile {
+    r.send_blocking(RecordItem::NewFile {
         path: bad,
         metadata: BTreeMap::new(),
     });
     let report = r.close();
-    assert_eq!(report.files.len(), 2);
-    assert_eq!(report.files[0].messages, 10);
-    assert_eq!(report.files[1].messages, 20);
+    let files = report.report.clone().expect("the thread reports");
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].messages, 10);
+    assert_eq!(files[1].messages, 20);
     assert!(
         report
             .error
@@ -237,14 +238,14 @@ fn a_full_disk_stops_the_recorder_with_the_reason() {
     if !std::path::Path::new("/dev/full").exists() {
         return;
     }
-    let mut r = RecorderThread::spawn(64).expect("thread");
+    let mut r = spawn_recorder(64).expect("thread");
     let good = tmp("before-full.mcap");
-    r.send_control(RecordItem::NewFile {
+    r.send_blocking(RecordItem::NewFile {
         path: good.clone(),
         metadata: BTreeMap::new(),
     });
     for i in 0..5 {
-        r.send_control(RecordItem::Message {
+        r.send_blocking(RecordItem::Message {
             key: "so101/joint_states".into(),
             kind: sinew_msgs::MessageKind::JointState,
             log_time_ns: i,
@@ -252,14 +253,14 @@ fn a_full_disk_stops_the_recorder_with_the_reason() {
             cdr: state(i).to_cdr().into(),
         });
     }
-    r.send_control(RecordItem::NewFile {
+    r.send_blocking(RecordItem::NewFile {
         path: PathBuf::from("/dev/full"),
         metadata: BTreeMap::new(),
     });
     // Enough data to force writes past any buffering.
     for i in 0..2000 {
         let img = image(i);
-        r.send_control(RecordItem::Message {
+        r.send_blocking(RecordItem::Message {
             key: "so101/camera/front/image_raw".into(),
             kind: sinew_msgs::MessageKind::Image,
             log_time_ns: i,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 pub use sinew_core::ActionKind;
 
+use sinew_core::files::{parse_toml, read_text, FileError};
+
 use crate::RobotError;
 
 /// A robot folder's `robot.toml`.
@@ -171,11 +173,7 @@ pub struct ActionSpaceConfig {
 }
 
 fn field_err(file: &Path, field: String, reason: impl Into<String>) -> RobotError {
-    RobotError::Field {
-        file: file.to_owned(),
-        field,
-        reason: reason.into(),
-    }
+    FileError::field(file, field, reason).into()
 }
 
 fn finite(file: &Path, field: String, v: &[f64]) -> Result<(), RobotError> {
@@ -193,19 +191,12 @@ fn finite(file: &Path, field: String, v: &[f64]) -> Result<(), RobotError> {
 impl RobotConfig {
     /// Reads and checks the values that need no URDF (ranges, NaN, duplicates).
     pub fn from_file(path: &Path) -> Result<Self, RobotError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RobotError::Io {
-            path: path.to_owned(),
-            source: e,
-        })?;
-        Self::from_str_at(&text, path)
+        Self::from_str_at(&read_text(path)?, path)
     }
 
     /// Parses `text` as if read from `path` (used in errors).
     pub fn from_str_at(text: &str, path: &Path) -> Result<Self, RobotError> {
-        let cfg: RobotConfig = toml::from_str(text).map_err(|e| RobotError::Parse {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let cfg: RobotConfig = parse_toml(text, path)?;
         cfg.validate(path)?;
         Ok(cfg)
     }

@@ -72,10 +72,8 @@ impl KinematicTree {
         root: Option<&str>,
         active: Option<&[String]>,
     ) -> Result<Self, RobotError> {
-        let err = |what: String, reason: String| RobotError::Field {
-            file: file.to_owned(),
-            field: what,
-            reason,
+        let err = |what: String, reason: String| {
+            RobotError::from(sinew_core::files::FileError::field(file, what, reason))
         };
         let names: Vec<&str> = urdf.links.iter().map(|l| l.name.as_str()).collect();
         for (i, n) in names.iter().enumerate() {

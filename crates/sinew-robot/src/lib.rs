@@ -21,6 +21,7 @@ pub mod kinematics;
 use std::path::{Path, PathBuf};
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
+use sinew_core::files::{read_text, FileError};
 
 pub use config::{ActionKind, CameraConfig, GripperConfig, JointConfig, RobotConfig, SafetyConfig};
 pub use kinematics::{solve_ik, IkOptions, IkSolution, IkTarget, JointKind, KinematicTree};
@@ -28,32 +29,9 @@ pub use kinematics::{solve_ik, IkOptions, IkSolution, IkTarget, JointKind, Kinem
 /// Errors of robot descriptions and kinematics.
 #[derive(Debug, thiserror::Error)]
 pub enum RobotError {
-    /// A file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A file is not valid TOML or URDF.
-    #[error("{}: {reason}", path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        reason: String,
-    },
-    /// A field has a bad value.
-    #[error("{}: {field}: {reason}", file.display())]
-    Field {
-        /// The file.
-        file: PathBuf,
-        /// The field, e.g. `joints[2] (elbow_flex).position_min`.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// robot.toml or the URDF could not be read, or has a bad value.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A mesh file the URDF names does not exist.
     #[error("{}: link {link:?} uses mesh {filename:?}, which was not found (looked for {})", urdf.display(), looked.display())]
     MissingMesh {
@@ -158,14 +136,9 @@ impl RobotDescription {
         urdf_path: PathBuf,
         config: Option<(RobotConfig, PathBuf)>,
     ) -> Result<Self, RobotError> {
-        let text = std::fs::read_to_string(&urdf_path).map_err(|e| RobotError::Io {
-            path: urdf_path.clone(),
-            source: e,
-        })?;
-        let urdf = urdf_rs::read_from_string(&text).map_err(|e| RobotError::Parse {
-            path: urdf_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = read_text(&urdf_path)?;
+        let urdf =
+            urdf_rs::read_from_string(&text).map_err(|e| FileError::parse(&urdf_path, e))?;
         let mut warnings = Vec::new();
         let mut meshes = Vec::new();
         for link in &urdf.links {
@@ -226,27 +199,18 @@ impl RobotDescription {
             KinematicTree::from_urdf(&urdf, &cfg_file, Some(&config.base_link), Some(&names))
                 .map_err(|e| match e {
                     // Errors about joints or the base refer to robot.toml; others to the URDF.
-                    RobotError::Field { field, reason, .. }
+                    RobotError::File(FileError::Field { field, reason, .. })
                         if field.starts_with("joints[") || field == "base_link" =>
                     {
-                        RobotError::Field {
-                            file: cfg_file.clone(),
-                            field,
-                            reason,
-                        }
+                        FileError::field(&cfg_file, field, reason).into()
                     }
-                    RobotError::Field { field, reason, .. } => RobotError::Field {
-                        file: urdf_path.clone(),
-                        field,
-                        reason,
-                    },
+                    RobotError::File(FileError::Field { field, reason, .. }) => {
+                        FileError::field(&urdf_path, field, reason).into()
+                    }
                     other => other,
                 })?;
-        let field = |field: String, reason: String| RobotError::Field {
-            file: cfg_file.clone(),
-            field,
-            reason,
-        };
+        let field =
+            |field: String, reason: String| RobotError::from(FileError::field(&cfg_file, field, reason));
         let ee_link = tree.link_index(&config.ee_link).ok_or_else(|| {
             field(
                 "ee_link".into(),

@@ -188,7 +188,8 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn reason_name(r: &HoldReason) -> &'static str {
+/// The name of a hold reason, as counted in the telemetry and recorded in hold events.
+pub fn hold_kind(r: &HoldReason) -> &'static str {
     match r {
         HoldReason::WaitingForPolicy => "waiting_for_policy",
         HoldReason::JointStateStale { .. } => "joint_state_stale",
@@ -314,13 +315,13 @@ impl Runtime {
         if let Some(r) = &reason {
             let entering = match &self.hold {
                 None => true,
-                Some(old) => reason_name(old) != reason_name(r),
+                Some(old) => hold_kind(old) != hold_kind(r),
             };
             if entering {
                 *self
                     .stats
                     .holds
-                    .entry(reason_name(r).to_owned())
+                    .entry(hold_kind(r).to_owned())
                     .or_insert(0) += 1;
                 if !matches!(r, HoldReason::WaitingForPolicy) {
                     // Chunks predicted before the fault are stale once it clears.

@@ -1,25 +1,35 @@
 //! Sinew's runtime: the closed loop from sensor streams to safe joint commands, written over
 //! the `sinew-core` traits and the robot description only (no transport, simulator or model
-//! framework). The harnesses (`sinew run` on the bus, `sinew sim run` in lockstep) live in the
-//! CLI and feed it time, sensor freshness, chunks and e-stop events.
+//! framework).
 //!
+//! - [`session::Session`]: the one control loop, over any [`sinew_core::RobotIo`] (a robot on
+//!   the bus, the simulator in lockstep, a recording), with inference threaded or inline and
+//!   taps (recorders, viewers, datasets) watching.
 //! - [`control::Runtime`]: watchdog, when to ask for a chunk, interpolation, the command.
 //! - [`chunks::ChunkScheduler`]: chunks on a timeline of policy steps, sync or async
 //!   execution, merging, latency compensation.
 //! - [`safety::SafetyFilter`]: position, velocity and acceleration limits, NaN rejection,
 //!   workspace box, holding.
-//! - [`worker::InferenceWorker`]: the policy on its own named thread, panics and stalls
-//!   reported instead of taking the process down.
+//! - [`worker::Inference`]: the policy on its own named thread or inline, panics reported
+//!   instead of taking the process down.
+//! - [`policies`]: policies made of other policies (exploration noise).
 //! - [`telemetry::LoopStats`]: loop period percentiles.
 
 pub mod chunks;
 pub mod control;
+pub mod policies;
 pub mod safety;
+pub mod session;
 pub mod telemetry;
 pub mod worker;
 
 pub use chunks::{ChunkScheduler, Execution, Merge};
 pub use control::{
-    HoldReason, Interpolation, Request, Runtime, RuntimeConfig, RuntimeStats, Sensors,
+    hold_kind, HoldReason, Interpolation, Request, Runtime, RuntimeConfig, RuntimeStats, Sensors,
 };
+pub use session::{
+    End, Record, Session, SessionConfig, SessionError, SessionReport, StepRecord, Tap, Telemetry,
+    TickResult,
+};
+pub use worker::Inference;
 pub use safety::{Interventions, JointLimits, SafetyError, SafetyFilter, SafetyStats};

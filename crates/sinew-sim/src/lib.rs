@@ -3,48 +3,30 @@
 //!
 //! The world is data ([`SimWorld`]); [`SimWorld::command`] sets joint targets and
 //! [`SimWorld::step`] advances fixed 1/240 s physics steps, so the same seed and commands give
-//! the same trajectory.
+//! the same trajectory. [`SimRobot`] puts a world behind Sinew's robot interface (the loop
+//! drives it like any robot) and [`ExpertPolicy`] puts a task's scripted expert behind the
+//! policy interface (it reads the privileged scene from the observation).
 
 pub mod expert;
+pub mod policies;
 pub mod render;
+pub mod robot_io;
 pub mod task;
 pub mod world;
 
-use std::path::PathBuf;
 
 pub use render::{Frame, Intrinsics, Mesh};
 pub use task::{Episode, ObjectSpec, SuccessKind, TaskSpec};
+pub use policies::ExpertPolicy;
+pub use robot_io::SimRobot;
 pub use world::{SimObject, SimWorld, PHYSICS_HZ};
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// A file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A file is not valid TOML for its schema.
-    #[error("{}: {reason}", path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        reason: String,
-    },
-    /// A field with a bad value.
-    #[error("{}: {field}: {reason}", file.display())]
-    Field {
-        /// The file.
-        file: PathBuf,
-        /// The field.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A task file could not be read, or has a bad value.
+    #[error(transparent)]
+    File(#[from] sinew_core::files::FileError),
     /// Objects could not be placed without overlap.
     #[error("task {task}: could not place the objects for seed {seed}")]
     Placement {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use sinew_core::files::{parse_toml, read_text, FileError};
+
 use crate::SimError;
 
 /// Named colours objects may take, linear RGB 0-1.
@@ -131,24 +133,13 @@ fn default_spacing() -> f64 {
 impl TaskSpec {
     /// Reads and checks a task file.
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SimError::Io {
-            path: path.to_owned(),
-            source: e,
-        })?;
-        Self::from_str_at(&text, path)
+        Self::from_str_at(&read_text(path)?, path)
     }
 
     /// Parses `text` as if read from `path`.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Self, SimError> {
-        let spec: TaskSpec = toml::from_str(text).map_err(|e| SimError::Parse {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let bad = |field: &str, reason: String| SimError::Field {
-            file: path.to_owned(),
-            field: field.to_owned(),
-            reason,
-        };
+        let spec: TaskSpec = parse_toml(text, path)?;
+        let bad = |field: &str, reason: String| SimError::from(FileError::field(path, field, reason));
         if spec.instructions.is_empty() {
             return Err(bad(
                 "instructions",
@@ -278,11 +269,12 @@ pub struct Episode {
 
 impl TaskSpec {
     fn missing(&self, field: String, reason: &str) -> SimError {
-        SimError::Field {
-            file: PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
+        FileError::field(
+            &PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
             field,
-            reason: reason.into(),
-        }
+            reason,
+        )
+        .into()
     }
 
     /// Samples the episode for `seed` on robot `robot` (which must have a region).

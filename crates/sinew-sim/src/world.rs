@@ -762,3 +762,57 @@ fn urdf_for_rapier(robot: &RobotDescription) -> urdf_rs::Robot {
     }
     urdf
 }
+
+/// What `sinew sim bench` measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimBench {
+    /// Physics steps per second.
+    pub physics_steps_per_s: f64,
+    /// Per resolution: width, height, rendered RGB + depth frames per second on one core.
+    pub render_frames_per_s: Vec<(u32, u32, f64)>,
+    /// A checksum of the rendered pixels (so the renders cannot be optimised away).
+    pub checksum: u64,
+}
+
+impl SimWorld {
+    /// Steps `sim_seconds` of physics, then renders `frames` frames from the robot's first
+    /// camera at 224x224 and 640x480, timing both.
+    pub fn bench(&mut self, sim_seconds: f64, frames: u32) -> Result<SimBench, SimError> {
+        let n = (sim_seconds * PHYSICS_HZ) as u32;
+        let t = std::time::Instant::now();
+        self.step(n);
+        let physics_steps_per_s = n as f64 / t.elapsed().as_secs_f64();
+        let cam = self
+            .robot
+            .config
+            .cameras
+            .first()
+            .cloned()
+            .ok_or_else(|| SimError::Robot("the robot has no camera".into()))?;
+        let world_from_camera = self
+            .robot
+            .camera_pose(&cam, &self.joint_state().0)
+            .map_err(|e| SimError::Robot(e.to_string()))?
+            .cast::<f32>();
+        let mut checksum = 0u64;
+        let mut render_frames_per_s = Vec::new();
+        for (w, h) in [(224u32, 224u32), (640, 480)] {
+            let k = Intrinsics {
+                width: w,
+                height: h,
+                fov_y: cam.fov_y_deg.to_radians(),
+            };
+            let t = std::time::Instant::now();
+            for _ in 0..frames {
+                let f = self.render(&world_from_camera, &k);
+                checksum = checksum.wrapping_add(f.rgb[f.rgb.len() / 2] as u64);
+            }
+            render_frames_per_s.push((w, h, frames as f64 / t.elapsed().as_secs_f64()));
+        }
+        Ok(SimBench {
+            physics_steps_per_s,
+            render_frames_per_s,
+            checksum,
+        })
+    }
+}

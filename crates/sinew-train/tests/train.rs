@@ -49,7 +49,7 @@ fn fixture_observation(i: usize) -> Observation {
         joint_positions: f.state.iter().map(|v| *v as f64).collect(),
         joint_velocities: vec![],
         instruction: ds.tasks[f.task_index as usize].clone(),
-        stamp_s: 0.0,
+        ..Default::default()
     }
 }
 

@@ -41,7 +41,7 @@ use sinew_robot::actions::ActionDecoder;
 use sinew_robot::RobotDescription;
 
 pub use read::{read_rrd, EntityInfo, RrdSummary};
-pub use thread::{VizItem, VizReport, VizThread};
+pub use thread::{spawn_viz, VizConsumer, VizItem, VizReport, VizThread};
 
 /// Errors of the rerun adapter.
 #[derive(Debug, thiserror::Error)]
@@ -626,11 +626,22 @@ impl Viz {
                     )
                     .map_err(rr)?;
             }
-            Event::Hold { reason } => {
+            Event::Hold { reason, .. } => {
                 self.rec
                     .log(
                         "events",
                         &TextLog::new(format!("hold: {reason}")).with_level(TextLogLevel::WARN),
+                    )
+                    .map_err(rr)?;
+            }
+            Event::HoldEnded { kind, duration_s } => {
+                self.rec
+                    .log(
+                        "events",
+                        &TextLog::new(format!(
+                            "following the policy again after {duration_s:.2} s ({kind})"
+                        ))
+                        .with_level(TextLogLevel::INFO),
                     )
                     .map_err(rr)?;
             }

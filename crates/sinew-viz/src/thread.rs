@@ -1,10 +1,6 @@
 //! [`Viz`] on its own thread (`sinew-rerun`), fed through a bounded channel.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use sinew_core::handoff::{Closed, Consumer, Handoff};
 use sinew_msgs::AnyMessage;
 use sinew_robot::RobotDescription;
 
@@ -35,151 +31,74 @@ pub enum VizItem {
     Close,
 }
 
-/// What the rerun thread did, as reported by [`VizThread::close`].
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct VizReport {
-    /// Streams closed: name and counters.
-    pub streams: Vec<(String, VizStats)>,
-    /// Items the caller could not hand over because the channel was full.
-    pub dropped: u64,
-    /// Why the thread stopped logging, if it did.
-    pub error: Option<String>,
+/// The rerun logger as the consumer of a hand-off thread: one stream at a time; a logging
+/// error finishes the stream (what was logged stays readable) and stops the consumer.
+#[derive(Debug, Default)]
+pub struct VizConsumer {
+    current: Option<(String, Viz)>,
+    streams: Vec<(String, VizStats)>,
 }
 
-/// The rerun logger thread.
-#[derive(Debug)]
-pub struct VizThread {
-    tx: Option<Sender<VizItem>>,
-    handle: Option<JoinHandle<VizReport>>,
-    dropped: u64,
-    stopped: Arc<AtomicBool>,
+impl VizConsumer {
+    fn close_current(&mut self) -> Result<(), String> {
+        if let Some((name, v)) = self.current.take() {
+            let stats = v.finish().map_err(|e| e.to_string())?;
+            self.streams.push((name, stats));
+        }
+        Ok(())
+    }
 }
 
-impl VizThread {
-    /// Starts the thread `sinew-rerun` with a channel of `capacity` items.
-    pub fn spawn(capacity: usize) -> std::io::Result<Self> {
-        let (tx, rx) = bounded::<VizItem>(capacity.max(1));
-        let stopped = Arc::new(AtomicBool::new(false));
-        let flag = stopped.clone();
-        let handle = std::thread::Builder::new()
-            .name("sinew-rerun".into())
-            .spawn(move || {
-                let mut report = VizReport::default();
-                let mut current: Option<(String, Viz)> = None;
-                let close = |report: &mut VizReport, cur: &mut Option<(String, Viz)>| {
-                    if let Some((name, v)) = cur.take() {
-                        match v.finish() {
-                            Ok(s) => report.streams.push((name, s)),
-                            Err(e) => report.error = Some(e.to_string()),
-                        }
-                    }
+impl Consumer for VizConsumer {
+    type Item = VizItem;
+    type Report = Vec<(String, VizStats)>;
+
+    fn consume(&mut self, item: VizItem) -> Result<(), String> {
+        match item {
+            VizItem::Open { robot, name, sink } => {
+                self.close_current()?;
+                let v = Viz::new(*robot, &name, &sink).map_err(|e| e.to_string())?;
+                self.current = Some((name, v));
+                Ok(())
+            }
+            VizItem::Message {
+                stream,
+                time_ns,
+                msg,
+            } => {
+                let Some((_, v)) = self.current.as_mut() else {
+                    return Ok(());
                 };
-                for item in rx.iter() {
-                    if report.error.is_some() {
-                        continue; // drain
+                if let Err(e) = v.log(&stream, time_ns, &msg) {
+                    // Keep what was logged: finish the stream.
+                    if let Some((_, v)) = self.current.take() {
+                        let _ = v.finish();
                     }
-                    match item {
-                        VizItem::Open { robot, name, sink } => {
-                            close(&mut report, &mut current);
-                            match Viz::new(*robot, &name, &sink) {
-                                Ok(v) => current = Some((name, v)),
-                                Err(e) => report.error = Some(e.to_string()),
-                            }
-                        }
-                        VizItem::Message {
-                            stream,
-                            time_ns,
-                            msg,
-                        } => {
-                            if let Some((_, v)) = current.as_mut() {
-                                if let Err(e) = v.log(&stream, time_ns, &msg) {
-                                    report.error = Some(e.to_string());
-                                }
-                            }
-                        }
-                        VizItem::Close => close(&mut report, &mut current),
-                    }
-                    if let Some(e) = &report.error {
-                        tracing::error!("rerun logging stopped: {e}");
-                        flag.store(true, Ordering::SeqCst);
-                        // Keep what was logged: finish the stream.
-                        if let Some((_, v)) = current.take() {
-                            let _ = v.finish();
-                        }
-                    }
+                    return Err(e.to_string());
                 }
-                close(&mut report, &mut current);
-                report
-            })?;
-        Ok(Self {
-            tx: Some(tx),
-            handle: Some(handle),
-            dropped: 0,
-            stopped,
-        })
-    }
-
-    /// Hands an item over without waiting; `false` (and counted) when the channel is full or the
-    /// thread has stopped. For real-time loops.
-    pub fn send(&mut self, item: VizItem) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        if self.has_stopped() {
-            self.dropped += 1;
-            return false;
-        }
-        match tx.try_send(item) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped += 1;
-                false
+                Ok(())
             }
+            VizItem::Close => self.close_current(),
         }
     }
 
-    /// Hands an item over, waiting for room (stream boundaries, and lockstep simulation where
-    /// nothing may be dropped).
-    pub fn send_blocking(&mut self, item: VizItem) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(item).is_ok())
+    fn close(&mut self) -> Result<(), String> {
+        self.close_current()
     }
 
-    /// Whether logging stopped on an error.
-    pub fn has_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
-
-    /// Items dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// Finishes the open stream and ends the thread.
-    pub fn close(mut self) -> VizReport {
-        self.finish_thread()
-    }
-
-    fn finish_thread(&mut self) -> VizReport {
-        self.tx = None;
-        let mut report = self
-            .handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_else(|| VizReport {
-                error: Some("the rerun thread panicked".into()),
-                ..Default::default()
-            });
-        report.dropped = self.dropped;
-        report
+    fn finish(self) -> Vec<(String, VizStats)> {
+        self.streams
     }
 }
 
-impl Drop for VizThread {
-    /// Dropped without `close` (an error path), the thread still finishes its file.
-    fn drop(&mut self) {
-        if self.handle.is_some() {
-            let report = self.finish_thread();
-            if let Some(e) = report.error {
-                tracing::error!("rerun: {e}");
-            }
-        }
-    }
+/// The rerun logger on the thread `sinew-rerun`, fed through a bounded channel.
+pub type VizThread = Handoff<VizConsumer>;
+
+/// Starts the rerun thread with a channel of `capacity` items.
+pub fn spawn_viz(capacity: usize) -> std::io::Result<VizThread> {
+    Handoff::spawn("sinew-rerun", capacity, VizConsumer::default())
 }
+
+/// What the rerun thread reports when closed: the streams closed with their counters, items
+/// dropped, the error that stopped it.
+pub type VizReport = Closed<Option<Vec<(String, VizStats)>>>;

@@ -7,7 +7,7 @@ use sinew_msgs::{
     AnyMessage, Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time,
 };
 use sinew_robot::RobotDescription;
-use sinew_viz::{read_rrd, Sink, Stream, Viz, VizItem, VizThread};
+use sinew_viz::{read_rrd, spawn_viz, Sink, Stream, Viz, VizItem};
 
 fn robot() -> RobotDescription {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robots/so101");
@@ -163,7 +163,7 @@ fn an_episode_stream_holds_the_expected_entities() {
 fn the_thread_counts_every_item_it_could_not_take() {
     let robot = robot();
     let path = tmp("thread.rrd");
-    let mut t = VizThread::spawn(4).expect("thread");
+    let mut t = spawn_viz(4).expect("thread");
     assert!(t.send_blocking(VizItem::Open {
         robot: Box::new(robot.clone()),
         name: "thread".into(),
@@ -186,8 +186,9 @@ fn the_thread_counts_every_item_it_could_not_take() {
     let report = t.close();
     assert_eq!(report.dropped, refused);
     assert!(report.error.is_none(), "{report:?}");
-    assert_eq!(report.streams.len(), 1);
-    assert_eq!(report.streams[0].1.logged, accepted);
+    let streams = report.report.clone().expect("the thread reports");
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0].1.logged, accepted);
     // What was accepted is in the file, and nothing else.
     let s = read_rrd(&path).expect("reads back");
     assert_eq!(s.rows("joints/shoulder_pan/measured"), accepted);

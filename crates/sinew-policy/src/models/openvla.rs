@@ -696,6 +696,7 @@ impl Policy for OpenVlaPolicy {
             timings: Timings::from_marks([t0, t1, t2, t3]),
             observation_stamp_s: obs.stamp_s,
             warnings,
+            label: None,
         })
     }
 }

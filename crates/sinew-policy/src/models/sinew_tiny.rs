@@ -1365,6 +1365,7 @@ impl Policy for SinewTinyPolicy {
             timings: Timings::from_marks([t0, t1, t2, t3]),
             observation_stamp_s: obs.stamp_s,
             warnings,
+            label: None,
         })
     }
 }

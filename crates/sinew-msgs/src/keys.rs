@@ -1,12 +1,20 @@
-//! Key names: built here and nowhere else.
+//! Key names: built here and nowhere else (the bus, the recorder and the replay read them from
+//! this module).
 //!
 //! Keys follow zenoh-bridge-ros2dds: the ROS topic name without its leading slash, robot
 //! namespace first (`/so101/joint_states` is `so101/joint_states`). A ROS 2 robot behind that
-//! bridge therefore publishes and subscribes on exactly the keys Sinew uses.
+//! bridge therefore publishes and subscribes on exactly the keys Sinew uses, and an MCAP
+//! recording names its channels by the ROS topic of each key ([`topic_of_key`]).
 
-use sinew_msgs::MessageKind;
+use crate::MessageKind;
 
-use crate::BusError;
+/// A robot namespace that cannot name keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid robot namespace {namespace:?}: a robot namespace is /-separated chunks of letters, digits, '_' and '-'")]
+pub struct InvalidNamespace {
+    /// The namespace given.
+    pub namespace: String,
+}
 
 /// The keys of one robot, under its namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +25,7 @@ pub struct RobotKeys {
 impl RobotKeys {
     /// Keys under `namespace` (e.g. `so101`). A namespace is one or more `/`-separated chunks
     /// of ASCII letters, digits, `_` and `-`.
-    pub fn new(namespace: &str) -> Result<Self, BusError> {
+    pub fn new(namespace: &str) -> Result<Self, InvalidNamespace> {
         let ns = namespace.trim_matches('/');
         let valid = !ns.is_empty()
             && ns.split('/').all(|chunk| {
@@ -27,10 +35,8 @@ impl RobotKeys {
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
         if !valid {
-            return Err(BusError::InvalidKey {
-                key: namespace.to_owned(),
-                reason: "a robot namespace is /-separated chunks of letters, digits, '_' and '-'"
-                    .into(),
+            return Err(InvalidNamespace {
+                namespace: namespace.to_owned(),
             });
         }
         Ok(Self {
@@ -84,6 +90,13 @@ impl RobotKeys {
         format!("{}/sinew/telemetry", self.namespace)
     }
 
+    /// `std_msgs/String`, the serving side's telemetry as JSON (1 Hz): commands applied and
+    /// rejected, and how often the robot's own limits changed them:
+    /// `<ns>/sinew/serve/telemetry`.
+    pub fn serve_telemetry(&self) -> String {
+        format!("{}/sinew/serve/telemetry", self.namespace)
+    }
+
     /// `trajectory_msgs/JointTrajectory`, the simulator's scripted expert's next target (an
     /// oracle for testing the loop without a model): `<ns>/sim/expert_action`.
     pub fn sim_expert_action(&self) -> String {
@@ -115,9 +128,16 @@ impl RobotKeys {
     }
 }
 
-/// The zenoh key for a ROS topic name, as zenoh-bridge-ros2dds maps it.
-pub fn key_from_ros_topic(topic: &str) -> String {
+/// The zenoh key of a ROS topic name, as zenoh-bridge-ros2dds maps it
+/// (`/so101/joint_states` -> `so101/joint_states`).
+pub fn key_of_topic(topic: &str) -> String {
     topic.trim_start_matches('/').to_owned()
+}
+
+/// The ROS topic name of a bus key (`so101/joint_states` -> `/so101/joint_states`); MCAP
+/// recordings name their channels this way.
+pub fn topic_of_key(key: &str) -> String {
+    format!("/{}", key.trim_start_matches('/'))
 }
 
 /// The message type carried on `key`, inferred from its last chunks by the conventions above.
@@ -142,7 +162,7 @@ mod tests {
     #[test]
     fn keys_follow_the_ros2dds_bridge() {
         let k = RobotKeys::new("/so101/").expect("valid");
-        assert_eq!(k.joint_states(), key_from_ros_topic("/so101/joint_states"));
+        assert_eq!(k.joint_states(), key_of_topic("/so101/joint_states"));
         assert_eq!(k.joint_commands(), "so101/joint_commands");
         assert_eq!(k.instruction(), "so101/instruction");
         assert_eq!(k.camera_image("front"), "so101/camera/front/image_raw");
@@ -163,6 +183,8 @@ mod tests {
             Some(MessageKind::JointTrajectory)
         );
         assert_eq!(kind_for_key("so101/unknown"), None);
+        assert_eq!(topic_of_key(&k.joint_states()), "/so101/joint_states");
+        assert_eq!(key_of_topic(&topic_of_key("lab/arm/estop")), "lab/arm/estop");
     }
 
     #[test]

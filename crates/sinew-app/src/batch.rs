@@ -1,0 +1,322 @@
+//! Batches of simulated episodes: `sinew sim run` (one task, recorded if asked) and
+//! `sinew eval` (several tasks, a success table per task and instruction template), both on
+//! the one worker pool.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+use sinew_robot::RobotDescription;
+use sinew_sim::TaskSpec;
+
+use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
+use crate::execution::ExecutionSpec;
+use crate::pool::{ordered_pool, Flow, Workers};
+use crate::recording::{
+    append_index, episode_metadata, episode_stem, Outputs, OutputsReport, RerunSpec,
+};
+use crate::resolve::{joint_names, DeviceSpec};
+
+/// A batch of episodes.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    /// The robot.
+    pub robot: RobotDescription,
+    /// The tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// The policy.
+    pub policy: PolicyName,
+    /// Episodes per task.
+    pub episodes: u64,
+    /// Seed of the first (episode i of every task uses seed + i).
+    pub seed: u64,
+    /// Chunk execution.
+    pub exec: ExecutionSpec,
+    /// Where models run.
+    pub device: DeviceSpec,
+    /// Record each episode under this folder (MCAP, `.rrd` unless `rerun.no_rrd`, and the
+    /// `episodes.jsonl` index).
+    pub record: Option<PathBuf>,
+    /// Record each task's episodes in a folder of its own (`<record>/<task>/`).
+    pub task_folders: bool,
+    /// Rerun output.
+    pub rerun: RerunSpec,
+    /// Episodes simulated at once (each worker loads its own copy of the policy).
+    pub jobs: usize,
+}
+
+/// One episode of a batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpisodeRow {
+    /// Its task.
+    pub task: String,
+    /// The instruction template the seed drew.
+    pub template: usize,
+    /// The result.
+    #[serde(flatten)]
+    pub result: EpisodeResult,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// Every episode, in task then seed order.
+    pub rows: Vec<EpisodeRow>,
+    /// Wall time, s.
+    pub wall_s: f64,
+    /// What the recorders wrote.
+    pub outputs: Option<OutputsReport>,
+}
+
+struct Worker {
+    driver: Driver,
+    outputs: Option<Outputs>,
+}
+
+/// Runs the batch; `on_episode` sees each episode as it finishes, in order.
+pub fn run_batch(
+    spec: &BatchSpec,
+    mut on_episode: impl FnMut(&EpisodeRow),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<BatchReport> {
+    let t0 = Instant::now();
+    // Fail early, once, on a policy that does not load or fit the robot.
+    Driver::new(&spec.policy, &spec.device)?.check_fits(&spec.robot)?;
+    let several = spec.task_folders;
+    let reports = Mutex::new(Vec::new());
+    let jobs = (0..spec.tasks.len())
+        .flat_map(|t| (spec.seed..spec.seed + spec.episodes).map(move |s| (t, s)));
+    let joints = joint_names(&spec.robot);
+    let opts = EpisodeOptions {
+        exec: spec.exec.clone(),
+        record_cameras: spec.record.is_some() || spec.rerun.connect.is_some(),
+    };
+    let init = |_k: usize| -> Result<Worker> {
+        Ok(Worker {
+            driver: Driver::new(&spec.policy, &spec.device)?,
+            outputs: Outputs::start(&spec.robot, spec.record.as_deref(), &spec.rerun)?,
+        })
+    };
+    let work = |w: &mut Worker, job: &(usize, u64)| -> Result<EpisodeRow> {
+        let (ti, seed) = *job;
+        let task = &spec.tasks[ti];
+        let episode = task.sample(&spec.robot.config.name, seed)?;
+        let result = match &mut w.outputs {
+            Some(out) => {
+                let stem = if several {
+                    format!("{}/{}", task.name, episode_stem(seed))
+                } else {
+                    episode_stem(seed)
+                };
+                let title = format!("{} {} seed {seed}", spec.robot.config.name, task.name);
+                let meta = episode_metadata(
+                    &spec.robot,
+                    &task.name,
+                    seed,
+                    spec.policy.as_str(),
+                    &spec.exec,
+                );
+                out.open(&stem, &title, meta)?;
+                let rate_hz = w.driver.rate_hz(task);
+                let r = {
+                    let mut tap = out.tap(&joints, rate_hz, false);
+                    run_episode(&spec.robot, task, seed, &mut w.driver, &opts, &mut [&mut tap])?
+                };
+                out.close_one()?;
+                r
+            }
+            None => run_episode(&spec.robot, task, seed, &mut w.driver, &opts, &mut [])?,
+        };
+        Ok(EpisodeRow {
+            task: task.name.clone(),
+            template: episode.template,
+            result,
+        })
+    };
+    let end = |w: Worker| {
+        if let Some(o) = w.outputs {
+            if let Ok(mut r) = reports.lock() {
+                r.push(o.finish());
+            }
+        }
+    };
+    let workers = Workers {
+        name: "sinew-episode",
+        count: spec.jobs,
+        init: &init,
+        work: &work,
+        end: &end,
+    };
+    let mut rows = Vec::new();
+    ordered_pool(
+        jobs,
+        &workers,
+        |(ti, seed), row: EpisodeRow| {
+            if let Some(dir) = &spec.record {
+                let task = &spec.tasks[ti];
+                let file = if several {
+                    format!("{}/{}.mcap", task.name, episode_stem(seed))
+                } else {
+                    format!("{}.mcap", episode_stem(seed))
+                };
+                let line = serde_json::json!({
+                    "file": file, "seed": seed, "task": task.name,
+                    "robot": spec.robot.config.name, "policy": spec.policy.as_str(),
+                    "instruction": row.result.instruction, "success": row.result.success,
+                    "steps": row.result.steps,
+                });
+                append_index(dir, &line)?;
+            }
+            on_episode(&row);
+            rows.push(row);
+            Ok(Flow::Continue)
+        },
+        stop,
+    )?;
+    let outputs = reports
+        .into_inner()
+        .ok()
+        .filter(|r| !r.is_empty())
+        .map(OutputsReport::merge);
+    Ok(BatchReport {
+        rows,
+        wall_s: t0.elapsed().as_secs_f64(),
+        outputs,
+    })
+}
+
+/// Success of one instruction template.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRow {
+    /// The template's index in the task file.
+    pub template: usize,
+    /// The template.
+    pub example: String,
+    /// Episodes drawn with it.
+    pub n_episodes: u64,
+    /// Their success, %.
+    pub pc_success: f64,
+}
+
+/// Success of one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    /// The task.
+    pub task: String,
+    /// Episodes.
+    pub n_episodes: u64,
+    /// Success, %.
+    pub pc_success: f64,
+    /// Mean policy steps.
+    pub mean_length: f64,
+    /// Mean policy steps of the successes.
+    pub mean_length_success: f64,
+    /// Inferences per simulated second.
+    pub policy_rate_hz: f64,
+    /// Mean inference wall time, ms.
+    pub mean_inference_ms: f64,
+    /// By instruction template.
+    pub by_instruction: Vec<TemplateRow>,
+}
+
+/// Per-task tables of a batch.
+pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
+    let mut per_task = Vec::new();
+    for task in tasks {
+        let mine: Vec<&EpisodeRow> = rows.iter().filter(|r| r.task == task.name).collect();
+        let n = mine.len().max(1) as f64;
+        let ok: Vec<&&EpisodeRow> = mine.iter().filter(|r| r.result.success).collect();
+        let sim_s: f64 = mine.iter().map(|r| r.result.sim_time_s).sum();
+        let infer: u64 = mine.iter().map(|r| r.result.inferences).sum();
+        let mut by: BTreeMap<usize, (String, u64, u64)> = BTreeMap::new();
+        for r in &mine {
+            let e = by.entry(r.template).or_insert_with(|| {
+                (
+                    task.instructions.get(r.template).cloned().unwrap_or_default(),
+                    0,
+                    0,
+                )
+            });
+            e.1 += 1;
+            e.2 += r.result.success as u64;
+        }
+        per_task.push(TaskRow {
+            task: task.name.clone(),
+            n_episodes: mine.len() as u64,
+            pc_success: 100.0 * ok.len() as f64 / n,
+            mean_length: mine.iter().map(|r| r.result.steps as f64).sum::<f64>() / n,
+            mean_length_success: ok.iter().map(|r| r.result.steps as f64).sum::<f64>()
+                / ok.len().max(1) as f64,
+            policy_rate_hz: infer as f64 / sim_s.max(1e-9),
+            mean_inference_ms: mine.iter().map(|r| r.result.mean_inference_ms).sum::<f64>() / n,
+            by_instruction: by
+                .into_iter()
+                .map(|(t, (ex, n, k))| TemplateRow {
+                    template: t,
+                    example: ex,
+                    n_episodes: n,
+                    pc_success: 100.0 * k as f64 / n.max(1) as f64,
+                })
+                .collect(),
+        });
+    }
+    per_task
+}
+
+/// An evaluation: its JSON report and its Markdown table.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    /// `eval.json`.
+    pub json: serde_json::Value,
+    /// `eval.md`.
+    pub markdown: String,
+}
+
+/// The report of an evaluation batch.
+pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
+    let rows = &report.rows;
+    let per_task = task_rows(&spec.tasks, rows);
+    let n_all = rows.len().max(1) as f64;
+    let ok_all = rows.iter().filter(|r| r.result.success).count() as f64;
+    let json = serde_json::json!({
+        "policy": spec.policy.as_str(),
+        "robot": spec.robot.config.name,
+        "seeds": format!("{}..{}", spec.seed, spec.seed + spec.episodes),
+        "aggregated": {
+            "pc_success": 100.0 * ok_all / n_all,
+            "n_episodes": rows.len(),
+            "eval_s": report.wall_s,
+            "eval_ep_s": report.wall_s / n_all,
+        },
+        "per_task": per_task,
+        "per_episode": rows,
+    });
+    let mut md = format!(
+        "# Evaluation of `{}` on {}\n\nSeeds {}..{} per task, {} episodes, {:.0} s wall.\n\n| task | episodes | success | mean length (steps) | policy rate (Hz) | inference (ms) |\n|---|---|---|---|---|---|\n",
+        spec.policy.as_str(),
+        spec.robot.config.name,
+        spec.seed,
+        spec.seed + spec.episodes,
+        rows.len(),
+        report.wall_s
+    );
+    for t in &per_task {
+        md += &format!(
+            "| {} | {} | {:.1}% | {:.1} | {:.1} | {:.1} |\n",
+            t.task, t.n_episodes, t.pc_success, t.mean_length, t.policy_rate_hz, t.mean_inference_ms
+        );
+    }
+    md += &format!("| **all** | {} | **{:.1}%** | | | |\n\n## By instruction template\n\n| task | template | episodes | success |\n|---|---|---|---|\n", rows.len(), 100.0 * ok_all / n_all);
+    for t in &per_task {
+        for b in &t.by_instruction {
+            md += &format!(
+                "| {} | `{}` | {} | {:.1}% |\n",
+                t.task, b.example, b.n_episodes, b.pc_success
+            );
+        }
+    }
+    EvalReport { json, markdown: md }
+}

@@ -1,0 +1,161 @@
+//! How chunks are executed, as the command line names it; kept in recordings' metadata so that
+//! `replay --compare` runs a recording exactly as it was run.
+
+use serde::{Deserialize, Serialize};
+use sinew_runtime::{Execution, Interpolation, Merge};
+
+/// Sync or async chunk execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// Execute `steps` entries of each chunk, then infer.
+    Sync,
+    /// Infer when `threshold` steps remain; merge overlaps.
+    Async,
+}
+
+/// How overlapping chunks are merged in async execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// The newest chunk wins.
+    Latest,
+    /// 0.3 old + 0.7 new.
+    Weighted,
+    /// ACT temporal ensembling, exp(-0.01 i).
+    Ensemble,
+}
+
+/// Policy-rate targets to command-rate commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterpolationMode {
+    /// Linear between policy steps.
+    Linear,
+    /// Each policy step's target from the start of the step.
+    Hold,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(s: &str, what: &str, allowed: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("{what} `{s}`: expected one of {allowed}"))
+}
+
+impl std::str::FromStr for ExecutionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse(s, "execution", "sync, async")
+    }
+}
+
+impl std::str::FromStr for MergeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse(s, "merge", "latest, weighted, ensemble")
+    }
+}
+
+impl std::str::FromStr for InterpolationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse(s, "interpolation", "linear, hold")
+    }
+}
+
+/// Chunk execution as asked for on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionSpec {
+    /// Sync or async.
+    pub execution: ExecutionMode,
+    /// Sync: entries executed per chunk (default: the policy's `n_action_steps`, else half the
+    /// chunk).
+    pub steps: Option<usize>,
+    /// Async: remaining steps that trigger the next inference (default: half the chunk).
+    pub threshold: Option<usize>,
+    /// Async: how overlapping chunks are merged.
+    pub merge: MergeMode,
+    /// Policy-rate targets to command-rate commands.
+    pub interpolation: InterpolationMode,
+}
+
+impl Default for ExecutionSpec {
+    fn default() -> Self {
+        Self {
+            execution: ExecutionMode::Sync,
+            steps: None,
+            threshold: None,
+            merge: MergeMode::Latest,
+            interpolation: InterpolationMode::Linear,
+        }
+    }
+}
+
+/// Chunk entries executed per inference in sync mode: the one asked for (flag or policy),
+/// else half the chunk; always within the chunk.
+pub fn sync_steps(chunk_length: usize, asked: Option<usize>) -> usize {
+    asked
+        .unwrap_or((chunk_length / 2).max(1))
+        .clamp(1, chunk_length.max(1))
+}
+
+impl ExecutionSpec {
+    /// The execution for a policy of `chunk_length` that asks for `n_action_steps` (sync).
+    pub fn execution(&self, chunk_length: usize, n_action_steps: Option<usize>) -> Execution {
+        let half = (chunk_length / 2).max(1);
+        match self.execution {
+            ExecutionMode::Sync => Execution::Sync {
+                steps: sync_steps(chunk_length, self.steps.or(n_action_steps)),
+            },
+            ExecutionMode::Async => Execution::Async {
+                threshold: self.threshold.unwrap_or(half),
+                merge: match self.merge {
+                    MergeMode::Latest => Merge::LatestOnly,
+                    MergeMode::Weighted => Merge::WeightedAverage { old_weight: 0.3 },
+                    MergeMode::Ensemble => Merge::TemporalEnsemble { m: 0.01 },
+                },
+            },
+        }
+    }
+
+    /// The interpolation.
+    pub fn interpolation(&self) -> Interpolation {
+        match self.interpolation {
+            InterpolationMode::Linear => Interpolation::Linear,
+            InterpolationMode::Hold => Interpolation::Hold,
+        }
+    }
+
+    /// As recorded in a recording's metadata.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_steps_come_from_the_flag_then_the_policy_then_half_the_chunk() {
+        let mut a = ExecutionSpec::default();
+        assert_eq!(a.execution(10, None), Execution::Sync { steps: 5 });
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 7 });
+        a.steps = Some(3);
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 3 });
+        // Never more than the chunk holds.
+        a.steps = Some(30);
+        assert_eq!(a.execution(10, Some(7)), Execution::Sync { steps: 10 });
+    }
+
+    #[test]
+    fn recordings_metadata_written_before_reads_back() {
+        // The JSON `sinew sim run` wrote into recordings before this module existed.
+        let old = r#"{"execution":"async","steps":null,"threshold":3,"merge":"ensemble","interpolation":"hold"}"#;
+        let e: ExecutionSpec = serde_json::from_str(old).expect("reads");
+        assert_eq!(e.execution, ExecutionMode::Async);
+        assert_eq!(e.to_json(), old);
+        assert_eq!("weighted".parse::<MergeMode>(), Ok(MergeMode::Weighted));
+        let err = "fast".parse::<ExecutionMode>().expect_err("not a mode");
+        assert_eq!(err, "execution `fast`: expected one of sync, async");
+    }
+}

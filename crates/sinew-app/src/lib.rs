@@ -1,0 +1,28 @@
+//! Sinew's application layer: what the `sinew` commands do, as a library the binary (and the
+//! end-to-end tests) call. It is the one crate that knows every adapter and wires them into
+//! the one control loop of `sinew-runtime`:
+//!
+//! - [`resolve`]: robots, tasks and policy folders by name, devices.
+//! - [`episode`]: a simulated episode through the loop; [`batch`]: `sim run` and `eval` on
+//!   the one worker pool ([`pool`]); [`dataset`]: demonstrations, DAgger and takeover data.
+//! - [`live`]: `sinew run` on a robot's bus keys; [`serve`]: a robot served on the bus
+//!   behind its own limits (`sim serve`, hardware drivers); [`replay`]: recordings through a
+//!   policy, to rerun, back on the bus.
+//! - [`recording`]: the recorder and rerun taps and the recording schema.
+//!
+//! Errors are `anyhow` with context: this is the application, and every error ends up in
+//! front of a user.
+
+pub mod batch;
+pub mod benches;
+pub mod dataset;
+pub mod episode;
+pub mod execution;
+pub mod live;
+pub mod pool;
+pub mod recording;
+pub mod replay;
+pub mod resolve;
+pub mod serve;
+
+pub use execution::ExecutionSpec;

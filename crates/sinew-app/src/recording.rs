@@ -1,0 +1,380 @@
+//! Recordings: the tap that turns what the loop saw and did into MCAP messages and rerun
+//! streams, the threads that write them, and the recording schema (each file's metadata, the
+//! `episodes.jsonl` index beside the files).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sinew_core::{ActionChunk, ActionKind};
+use sinew_msgs::keys::RobotKeys;
+use sinew_msgs::{
+    AnyMessage, Header, JointTrajectory, JointTrajectoryPoint, Message, MessageKind, StringMsg, Time,
+};
+use sinew_record::{spawn_recorder, RecordItem, RecorderThread};
+use sinew_robot::RobotDescription;
+use sinew_runtime::{Record, Tap};
+use sinew_viz::{spawn_viz, Sink, Stream, VizItem, VizThread};
+
+use crate::execution::ExecutionSpec;
+
+/// Bus key to viewer stream.
+pub type StreamMap = HashMap<String, Stream>;
+
+/// The viewer streams of a robot's keys.
+pub fn stream_map(keys: &RobotKeys, robot: &RobotDescription) -> StreamMap {
+    let mut m = StreamMap::new();
+    m.insert(keys.joint_states(), Stream::JointStates);
+    m.insert(keys.joint_commands(), Stream::JointCommands);
+    m.insert(keys.instruction(), Stream::Instruction);
+    m.insert(keys.action_chunk(), Stream::ActionChunk);
+    m.insert(keys.events(), Stream::Events);
+    m.insert(keys.sim_scene(), Stream::Scene);
+    for c in &robot.config.cameras {
+        m.insert(keys.camera_image(&c.name), Stream::Camera(c.name.clone()));
+        m.insert(keys.camera_depth(&c.name), Stream::Depth(c.name.clone()));
+    }
+    m
+}
+
+/// A chunk as `JointTrajectory`: one point per policy step, the action space in
+/// `header.frame_id`, joint names when the actions are joint positions.
+pub fn chunk_message(chunk: &ActionChunk, joint_names: &[String], rate_hz: f64) -> JointTrajectory {
+    let dim = chunk.dim();
+    let names = if chunk.kind == Some(ActionKind::JointPosition) && dim == joint_names.len() {
+        joint_names.to_vec()
+    } else {
+        (0..dim).map(|i| format!("action_{i}")).collect()
+    };
+    JointTrajectory {
+        header: Header::new(
+            Time::from_nanos((chunk.observation_stamp_s * 1e9).round() as i64),
+            chunk.kind.map_or("actions".to_owned(), |k| k.to_string()),
+        ),
+        joint_names: names,
+        points: chunk
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| JointTrajectoryPoint {
+                positions: a.clone(),
+                time_from_start: sinew_msgs::Duration::from_nanos(
+                    (i as f64 / rate_hz * 1e9) as i64,
+                ),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// Where rerun output goes besides the MCAP files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RerunSpec {
+    /// Stream live to a viewer at this address (`HOST:PORT` or a `rerun+http://` URL).
+    pub connect: Option<String>,
+    /// With a recording folder: no `.rrd` beside the MCAP files.
+    pub no_rrd: bool,
+}
+
+impl RerunSpec {
+    /// Whether anything goes to rerun, given the recording folder.
+    pub fn enabled(&self, record: Option<&Path>) -> bool {
+        self.connect.is_some() || (record.is_some() && !self.no_rrd)
+    }
+
+    /// The sink of the recording named `stem`: the viewer, else `DIR/<stem>.rrd`.
+    pub fn sink(&self, record: Option<&Path>, stem: &str) -> Sink {
+        match (&self.connect, record) {
+            (Some(a), _) => Sink::connect(a),
+            (None, Some(d)) => Sink::File(d.join(format!("{stem}.rrd"))),
+            (None, None) => Sink::File(PathBuf::from(format!("{stem}.rrd"))),
+        }
+    }
+
+    /// Where the streams went, for summary lines.
+    pub fn describe(&self, record: Option<&Path>) -> String {
+        match (&self.connect, record) {
+            (Some(a), _) => format!("the viewer at {a}"),
+            (None, Some(d)) => format!("{}/*.rrd", d.display()),
+            _ => "nowhere".into(),
+        }
+    }
+}
+
+/// The metadata of a simulated episode's recording: what `replay --compare` needs to run it
+/// again.
+pub fn episode_metadata(
+    robot: &RobotDescription,
+    task: &str,
+    seed: u64,
+    policy: &str,
+    exec: &ExecutionSpec,
+) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("robot".to_owned(), robot.config.name.clone());
+    meta.insert("task".to_owned(), task.to_owned());
+    meta.insert("seed".to_owned(), seed.to_string());
+    meta.insert("policy".to_owned(), policy.to_owned());
+    meta.insert("execution".to_owned(), exec.to_json());
+    meta
+}
+
+/// Appends one line to `DIR/episodes.jsonl`, the index of a recording folder.
+pub fn append_index(dir: &Path, line: &serde_json::Value) -> Result<()> {
+    let idx = dir.join("episodes.jsonl");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&idx)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .with_context(|| format!("writing {}", idx.display()))
+}
+
+/// The `episode_<seed>` stem of an episode's files.
+pub fn episode_stem(seed: u64) -> String {
+    format!("episode_{seed:06}")
+}
+
+/// The recorder and rerun threads of a run, one file (or viewer stream) per episode.
+#[derive(Debug)]
+pub struct Outputs {
+    dir: Option<PathBuf>,
+    rerun: RerunSpec,
+    recorder: Option<RecorderThread>,
+    viz: Option<VizThread>,
+    keys: RobotKeys,
+    streams: StreamMap,
+    robot: RobotDescription,
+}
+
+/// What the outputs wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputsReport {
+    /// MCAP files closed.
+    pub files: usize,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Items the real-time loop could not hand to the recorder.
+    pub recorder_dropped: u64,
+    /// Rerun streams closed.
+    pub streams: usize,
+    /// Messages the viewer could not show.
+    pub skipped: u64,
+    /// Items the real-time loop could not hand to the rerun thread.
+    pub viz_dropped: u64,
+    /// The first error that stopped a writer (what was written stays readable).
+    pub error: Option<String>,
+}
+
+impl OutputsReport {
+    /// What several workers' outputs wrote, together.
+    pub fn merge(reports: Vec<OutputsReport>) -> OutputsReport {
+        let mut out = OutputsReport::default();
+        for r in reports {
+            out.files += r.files;
+            out.bytes += r.bytes;
+            out.recorder_dropped += r.recorder_dropped;
+            out.streams += r.streams;
+            out.skipped += r.skipped;
+            out.viz_dropped += r.viz_dropped;
+            if out.error.is_none() {
+                out.error = r.error;
+            }
+        }
+        out
+    }
+}
+
+impl Outputs {
+    /// Threads for recording under `dir` (MCAP, and `.rrd` unless `rerun.no_rrd`) and/or
+    /// streaming to a viewer. `None` when nothing is asked for.
+    pub fn start(
+        robot: &RobotDescription,
+        dir: Option<&Path>,
+        rerun: &RerunSpec,
+    ) -> Result<Option<Self>> {
+        if dir.is_none() && rerun.connect.is_none() {
+            return Ok(None);
+        }
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let keys = RobotKeys::new(&robot.config.namespace)?;
+        Ok(Some(Self {
+            dir: dir.map(Path::to_path_buf),
+            rerun: rerun.clone(),
+            recorder: match dir {
+                Some(_) => Some(spawn_recorder(4096)?),
+                None => None,
+            },
+            viz: if rerun.enabled(dir) {
+                Some(spawn_viz(1024)?)
+            } else {
+                None
+            },
+            streams: stream_map(&keys, robot),
+            keys,
+            robot: robot.clone(),
+        }))
+    }
+
+    /// The recording folder.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Starts the files of one recording: `DIR/<stem>.mcap` (with `metadata`; `stem` may name
+    /// a subfolder) and its rerun stream named `title`.
+    pub fn open(
+        &mut self,
+        stem: &str,
+        title: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<()> {
+        if let Some(d) = &self.dir {
+            let path = d.join(format!("{stem}.mcap"));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            if let Some(r) = &mut self.recorder {
+                r.send_blocking(RecordItem::NewFile { path, metadata });
+            }
+        }
+        if let Some(v) = &mut self.viz {
+            v.send_blocking(VizItem::Open {
+                robot: Box::new(self.robot.clone()),
+                name: title.to_owned(),
+                sink: self.rerun.sink(self.dir.as_deref(), stem),
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the current recording; fails when a writer has stopped on an error.
+    pub fn close_one(&mut self) -> Result<()> {
+        if let Some(r) = &mut self.recorder {
+            r.send_blocking(RecordItem::CloseFile);
+            if r.has_stopped() {
+                bail!("the recorder stopped; see the error above (files written so far stay readable)");
+            }
+        }
+        if let Some(v) = &mut self.viz {
+            v.send_blocking(VizItem::Close);
+            if v.has_stopped() {
+                bail!("rerun logging stopped; see the error above (what was logged stays readable)");
+            }
+        }
+        Ok(())
+    }
+
+    /// The tap feeding the current recording. `realtime`: never wait for the writers (drop
+    /// and count instead); otherwise wait, so nothing is lost.
+    pub fn tap(&mut self, joints: &[String], policy_rate_hz: f64, realtime: bool) -> RecordTap<'_> {
+        RecordTap {
+            recorder: self.recorder.as_mut(),
+            viz: self.viz.as_mut(),
+            keys: &self.keys,
+            streams: &self.streams,
+            joints: joints.to_vec(),
+            policy_rate_hz,
+            realtime,
+        }
+    }
+
+    /// Closes the threads and reports what they wrote.
+    pub fn finish(self) -> OutputsReport {
+        let mut out = OutputsReport::default();
+        if let Some(r) = self.recorder {
+            let closed = r.close();
+            let files = closed.report.unwrap_or_default();
+            out.files = files.len();
+            out.bytes = files.iter().map(|f| f.bytes).sum();
+            out.recorder_dropped = closed.dropped;
+            out.error = closed.error.map(|e| format!("recording stopped: {e}"));
+        }
+        if let Some(v) = self.viz {
+            let closed = v.close();
+            let streams = closed.report.unwrap_or_default();
+            out.streams = streams.len();
+            out.skipped = streams.iter().map(|(_, s)| s.skipped).sum();
+            out.viz_dropped = closed.dropped;
+            if let Some(e) = closed.error {
+                out.error.get_or_insert(format!("rerun logging stopped: {e}"));
+            }
+        }
+        out
+    }
+}
+
+/// The tap writing what the loop saw and did to the recorder and the rerun thread.
+#[derive(Debug)]
+pub struct RecordTap<'a> {
+    recorder: Option<&'a mut RecorderThread>,
+    viz: Option<&'a mut VizThread>,
+    keys: &'a RobotKeys,
+    streams: &'a StreamMap,
+    joints: Vec<String>,
+    policy_rate_hz: f64,
+    realtime: bool,
+}
+
+impl RecordTap<'_> {
+    fn put<M: Message + Into<AnyMessage>>(&mut self, key: &str, msg: &M, ns: u64) {
+        if let Some(rec) = self.recorder.as_deref_mut() {
+            let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
+            if let Some(kind) = MessageKind::from_type_name(M::DEF.name) {
+                let item = RecordItem::Message {
+                    key: key.to_owned(),
+                    kind,
+                    log_time_ns: ns,
+                    publish_time_ns: publish,
+                    cdr: msg.to_cdr().into(),
+                };
+                if self.realtime {
+                    rec.send(item);
+                } else {
+                    rec.send_blocking(item);
+                }
+            }
+        }
+        if let (Some(viz), Some(stream)) = (self.viz.as_deref_mut(), self.streams.get(key)) {
+            let item = VizItem::Message {
+                stream: stream.clone(),
+                time_ns: ns,
+                msg: msg.clone().into(),
+            };
+            if self.realtime {
+                viz.send(item);
+            } else {
+                viz.send_blocking(item);
+            }
+        }
+    }
+}
+
+impl Tap for RecordTap<'_> {
+    fn record(&mut self, ns: u64, record: Record<'_>) {
+        let keys = self.keys;
+        match record {
+            Record::JointState(js) => self.put(&keys.joint_states(), js, ns),
+            Record::Frame { camera, frame } => {
+                self.put(&keys.camera_image(camera), &frame.color, ns);
+                if let Some(d) = &frame.depth {
+                    self.put(&keys.camera_depth(camera), d, ns);
+                }
+            }
+            Record::Instruction(s) => {
+                self.put(&keys.instruction(), &StringMsg { data: s.to_owned() }, ns)
+            }
+            Record::Scene(s) => self.put(&keys.sim_scene(), &StringMsg { data: s.to_json() }, ns),
+            Record::Event(e) => self.put(&keys.events(), &StringMsg { data: e.to_json() }, ns),
+            Record::Chunk(c) => {
+                let msg = chunk_message(c, &self.joints, self.policy_rate_hz);
+                self.put(&keys.action_chunk(), &msg, ns);
+            }
+            Record::Command(msg) => self.put(&keys.joint_commands(), msg, ns),
+        }
+    }
+}

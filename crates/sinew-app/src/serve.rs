@@ -1,0 +1,420 @@
+//! Serving a robot on the bus: one function for any [`RobotIo`] (the simulator today, a
+//! hardware driver next). It publishes the robot's joint states, camera frames and
+//! instruction on the robot's keys and executes `trajectory_msgs/JointTrajectory` commands
+//! received on `<ns>/joint_commands`, through the robot's own limits.
+//!
+//! The serving side never trusts the network: every command passes through a
+//! [`SafetyFilter`] with the position, velocity and acceleration limits of robot.toml (and its
+//! workspace box), so a step command from `sinew topics pub`, a replayed recording or a
+//! foreign client moves the robot no faster than its `velocity_max`. Commands that name an
+//! unknown joint, have the wrong length or hold NaN are rejected and counted. In real time,
+//! when commands stop arriving for longer than the command timeout, the robot brakes to a
+//! hold; a new command resumes. Interventions are counted in the serving telemetry
+//! (`<ns>/sinew/serve/telemetry`, 1 Hz).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sinew_bus::{Bus, Publisher, Subscriber};
+use sinew_core::robot_io::{joints_in_order, RobotIo, Timing};
+use sinew_msgs::keys::RobotKeys;
+use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time};
+use sinew_robot::RobotDescription;
+use sinew_runtime::safety::{SafetyFilter, SafetyStats};
+
+use crate::resolve::joint_names;
+
+/// How a robot is served.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Lockstep (driven robots): one control step of this many seconds per command received.
+    pub lockstep_dt_s: Option<f64>,
+    /// Real time: the robot holds when no command came for this long, s.
+    pub command_timeout_s: f64,
+    /// Stop after this long on the robot's clock, s.
+    pub duration_s: Option<f64>,
+}
+
+/// What the serving side did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServeReport {
+    /// Commands executed.
+    pub applied: u64,
+    /// Commands refused (unknown joint, wrong length, NaN).
+    pub rejected: u64,
+    /// Payloads that were not a JointTrajectory.
+    pub malformed: u64,
+    /// Commands the subscriber's queue dropped.
+    pub dropped: u64,
+    /// Times the command stream stopped for longer than the timeout (real time).
+    pub command_timeouts: u64,
+    /// How often the robot's limits changed what was commanded.
+    pub limited: SafetyStats,
+    /// The robot's clock at the end, s.
+    pub robot_s: f64,
+    /// Wall time, s.
+    pub wall_s: f64,
+}
+
+/// The keys a served robot publishes on.
+struct Outlets {
+    joint_states: Publisher<JointState>,
+    cameras: Vec<(String, Publisher<Image>, Option<Publisher<Image>>)>,
+    instruction: Publisher<StringMsg>,
+    telemetry: Publisher<StringMsg>,
+    last_state: Option<f64>,
+    last_frames: Vec<Option<f64>>,
+}
+
+impl Outlets {
+    fn open(bus: &Bus, keys: &RobotKeys, robot: &RobotDescription) -> Result<Self> {
+        let cameras = robot
+            .config
+            .cameras
+            .iter()
+            .map(|c| -> Result<_> {
+                let depth = match c.depth {
+                    true => Some(bus.publisher(&keys.camera_depth(&c.name))?),
+                    false => None,
+                };
+                Ok((c.name.clone(), bus.publisher(&keys.camera_image(&c.name))?, depth))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            joint_states: bus.publisher(&keys.joint_states())?,
+            last_frames: vec![None; cameras.len()],
+            cameras,
+            instruction: bus.publisher(&keys.instruction())?,
+            telemetry: bus.publisher(&keys.serve_telemetry())?,
+            last_state: None,
+        })
+    }
+
+    /// Publishes what is new (`all`: everything, new or not).
+    fn publish(&mut self, robot: &mut dyn RobotIo, all: bool) -> Result<()> {
+        if let Some(js) = robot.joint_state() {
+            if all || self.last_state != Some(js.stamp_s) {
+                self.last_state = Some(js.stamp_s);
+                self.joint_states.put(&js.value)?;
+            }
+        }
+        for (i, (name, color, depth)) in self.cameras.iter().enumerate() {
+            let stamp = robot.frame_stamp(name);
+            if stamp.is_some() && (all || stamp != self.last_frames[i]) {
+                if let Some(f) = robot.frame(name)? {
+                    self.last_frames[i] = Some(f.stamp_s);
+                    color.put(&f.value.color)?;
+                    if let (Some(p), Some(d)) = (depth, &f.value.depth) {
+                        p.put(d)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_instruction(&self, robot: &dyn RobotIo) -> Result<()> {
+        if let Some(i) = robot.instruction() {
+            self.instruction.put(&StringMsg { data: i.to_owned() })?;
+        }
+        Ok(())
+    }
+}
+
+/// The serving side's command path: validation, the robot's limits, the hold on timeout.
+struct CommandPath {
+    joints: Vec<String>,
+    base_link: String,
+    filter: SafetyFilter,
+    target: Option<Vec<f64>>,
+    last_command_s: f64,
+    timed_out: bool,
+    report: ServeReport,
+}
+
+impl CommandPath {
+    /// The full joint target a command asks for; joints it does not name keep their target.
+    fn target_of(&self, msg: &JointTrajectory) -> Result<Vec<f64>, String> {
+        let point = msg.points.last().ok_or("trajectory without points")?;
+        if point.positions.len() != msg.joint_names.len() {
+            return Err(format!(
+                "{} positions for {} joint names",
+                point.positions.len(),
+                msg.joint_names.len()
+            ));
+        }
+        let mut q = self
+            .target
+            .clone()
+            .unwrap_or_else(|| self.filter.last_command().to_vec());
+        for (name, v) in msg.joint_names.iter().zip(&point.positions) {
+            let i = self
+                .joints
+                .iter()
+                .position(|j| j == name)
+                .ok_or_else(|| format!("unknown joint {name:?}"))?;
+            if !v.is_finite() {
+                return Err(format!("joint {name:?} is {v}"));
+            }
+            q[i] = *v;
+        }
+        Ok(q)
+    }
+
+    /// Takes one received command.
+    fn take(&mut self, msg: &JointTrajectory, now_s: f64) {
+        match self.target_of(msg) {
+            Ok(q) => {
+                self.report.applied += 1;
+                self.target = Some(q);
+                self.last_command_s = now_s;
+                self.timed_out = false;
+            }
+            Err(e) => {
+                self.report.rejected += 1;
+                let n = self.report.rejected;
+                if n <= 5 || n.is_multiple_of(100) {
+                    tracing::warn!(count = n, "joint command rejected: {e}");
+                }
+            }
+        }
+    }
+
+    /// The next command for the robot, within its limits.
+    fn command(&mut self, stamp: Time) -> JointTrajectory {
+        let (q, _) = self.filter.filter(self.target.as_deref());
+        self.report.limited = self.filter.stats();
+        JointTrajectory {
+            header: Header::new(stamp, self.base_link.clone()),
+            joint_names: self.joints.clone(),
+            points: vec![JointTrajectoryPoint {
+                positions: q,
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+/// Serves `robot` on the bus until `stop` returns true or the duration passes. `on_tick` runs
+/// after each step (the simulator publishes its expert's target and checks its task there).
+pub fn serve<R: RobotIo>(
+    robot: &mut R,
+    desc: &RobotDescription,
+    bus: &Bus,
+    opts: &ServeOptions,
+    mut on_tick: impl FnMut(&mut R) -> Result<()>,
+    stop: &dyn Fn() -> bool,
+) -> Result<ServeReport> {
+    let keys = RobotKeys::new(&desc.config.namespace)?;
+    let mut out = Outlets::open(bus, &keys, desc)?;
+    let commands: Subscriber<JointTrajectory> = bus.subscribe(&keys.joint_commands(), 64)?;
+    robot.refresh()?;
+    let joints = joint_names(desc);
+    let q_start = match robot.joint_state() {
+        Some(js) => joints_in_order(&js.value, &joints)?.0,
+        None => desc.home(),
+    };
+    let dt_s = opts
+        .lockstep_dt_s
+        .unwrap_or(1.0 / desc.config.command_rate_hz);
+    let mut limits = SafetyFilter::for_robot(desc, &q_start).context("the serving-side limits")?;
+    if opts.lockstep_dt_s.is_some() {
+        let l = limits.limits().to_vec();
+        limits = SafetyFilter::new(l, dt_s, &q_start)?;
+    }
+    let mut path = CommandPath {
+        joints,
+        base_link: desc.config.base_link.clone(),
+        filter: limits,
+        target: None,
+        last_command_s: 0.0,
+        timed_out: false,
+        report: ServeReport::default(),
+    };
+    let start = Instant::now();
+    let robot_now = |r: &R| match r.timing() {
+        Timing::Driven { now_s } => now_s,
+        Timing::RealTime { epoch, .. } => epoch.elapsed().as_secs_f64(),
+    };
+    let stamp_of = |r: &R| match r.timing() {
+        Timing::Driven { now_s } => Time::from_nanos((now_s * 1e9).round() as i64),
+        Timing::RealTime { .. } => Time::now(),
+    };
+    let end_s = opts.duration_s.unwrap_or(f64::INFINITY);
+    out.publish_instruction(robot)?;
+    out.publish(robot, true)?;
+    let mut next_telemetry = 0.0;
+    let mut last_publish = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / desc.config.command_rate_hz);
+    let mut next_tick = Instant::now();
+    while !stop() && robot_now(robot) < end_s {
+        if let Some(dt) = opts.lockstep_dt_s {
+            // One control step per command; the observation is republished while none comes,
+            // so late subscribers get one.
+            match commands.recv_timeout(Duration::from_millis(100)) {
+                Some(m) => {
+                    path.take(&m.msg, robot_now(robot));
+                    let cmd = path.command(stamp_of(robot));
+                    robot.send(&cmd)?;
+                    robot.advance(dt)?;
+                    robot.refresh()?;
+                    on_tick(robot)?;
+                    out.publish(robot, false)?;
+                    last_publish = Instant::now();
+                }
+                None if last_publish.elapsed() > Duration::from_millis(500) => {
+                    out.publish_instruction(robot)?;
+                    out.publish(robot, true)?;
+                    last_publish = Instant::now();
+                }
+                None => {}
+            }
+        } else {
+            robot.refresh()?;
+            let now = robot_now(robot);
+            while let Some(m) = commands.try_recv() {
+                path.take(&m.msg, now);
+            }
+            if path.target.is_some() {
+                if !path.timed_out && now - path.last_command_s > opts.command_timeout_s {
+                    path.timed_out = true;
+                    path.report.command_timeouts += 1;
+                    tracing::warn!(
+                        "no joint command for {:.0} ms: holding",
+                        (now - path.last_command_s) * 1e3
+                    );
+                }
+                if path.timed_out {
+                    // Brake to a stop where the robot is.
+                    path.target = Some(path.filter.last_command().to_vec());
+                }
+                let cmd = path.command(stamp_of(robot));
+                robot.send(&cmd)?;
+            }
+            on_tick(robot)?;
+            out.publish(robot, false)?;
+            if now >= next_telemetry {
+                next_telemetry = now + 1.0;
+                out.publish_instruction(robot)?;
+                path.report.robot_s = now;
+                path.report.wall_s = start.elapsed().as_secs_f64();
+                let json = serde_json::to_string(&path.report).unwrap_or_default();
+                out.telemetry.put(&StringMsg { data: json })?;
+            }
+            next_tick += period;
+            let now_i = Instant::now();
+            if now_i > next_tick + period * 10 {
+                next_tick = now_i;
+            }
+            if next_tick > now_i {
+                // Pacing to the robot's command rate, not synchronisation.
+                std::thread::sleep(next_tick - now_i);
+            }
+        }
+    }
+    let cs = commands.stats();
+    let mut report = path.report;
+    report.malformed = cs.malformed;
+    report.dropped = cs.dropped;
+    report.robot_s = robot_now(robot);
+    report.wall_s = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A simulated task served like a real robot (`sinew sim serve`).
+#[derive(Debug, Clone)]
+pub struct SimServeSpec {
+    /// The robot.
+    pub robot: RobotDescription,
+    /// The task.
+    pub task: sinew_sim::TaskSpec,
+    /// The episode's seed.
+    pub seed: u64,
+    /// One control step per command instead of real time.
+    pub lockstep: bool,
+    /// Camera frame rate in real time, Hz.
+    pub camera_hz: f64,
+    /// Stop after this many simulated seconds.
+    pub duration_s: Option<f64>,
+    /// Hold when commands stop for this long (real time), s.
+    pub command_timeout_s: f64,
+}
+
+/// Serves the simulated task; `log` gets the lines worth printing (the start, the task's
+/// success). The scripted expert's next target is published on `<ns>/sim/expert_action` each
+/// control step (the oracle `sinew run --policy expert` follows).
+pub fn sim_serve(
+    spec: &SimServeSpec,
+    bus: &Bus,
+    log: &mut dyn FnMut(String),
+    stop: &dyn Fn() -> bool,
+) -> Result<ServeReport> {
+    use sinew_sim::expert::{success, Expert};
+    use sinew_sim::{SimRobot, SimWorld};
+    let robot = &spec.robot;
+    let task = &spec.task;
+    let ep = task.sample(&robot.config.name, spec.seed)?;
+    let world = SimWorld::new(robot.clone(), Some(&ep), None)?;
+    let keys = RobotKeys::new(&robot.config.namespace)?;
+    let mut sim = if spec.lockstep {
+        SimRobot::lockstep(world, Some(task.clone()), task.control_rate_hz)
+    } else {
+        SimRobot::real_time(world, Some(task.clone()), spec.camera_hz)
+    };
+    let expert_pub: Publisher<JointTrajectory> = bus.publisher(&keys.sim_expert_action())?;
+    log(format!(
+        "sim serve: {} on task {} seed {} ({}), {} mode; keys under {}/",
+        robot.config.name,
+        task.name,
+        spec.seed,
+        ep.instruction,
+        if spec.lockstep { "lockstep" } else { "real-time" },
+        keys.namespace()
+    ));
+    let dt_control = 1.0 / task.control_rate_hz;
+    let mut expert = Expert::new(task.success);
+    let mut next_expert = 0.0f64;
+    let mut succeeded = false;
+    let joints = joint_names(robot);
+    let opts = ServeOptions {
+        lockstep_dt_s: spec.lockstep.then_some(dt_control),
+        command_timeout_s: spec.command_timeout_s,
+        duration_s: spec.duration_s,
+    };
+    serve(
+        &mut sim,
+        robot,
+        bus,
+        &opts,
+        |sim: &mut SimRobot| {
+            let world = sim.world();
+            if spec.lockstep || world.time_s >= next_expert {
+                next_expert += dt_control;
+                let q = expert.act(world, dt_control)?;
+                let stamp = match sim.timing() {
+                    Timing::Driven { now_s } => Time::from_nanos((now_s * 1e9).round() as i64),
+                    Timing::RealTime { .. } => Time::now(),
+                };
+                expert_pub.put(&JointTrajectory {
+                    header: Header::new(stamp, robot.config.base_link.clone()),
+                    joint_names: joints.clone(),
+                    points: vec![JointTrajectoryPoint {
+                        positions: q,
+                        time_from_start: sinew_msgs::Duration::from_nanos((dt_control * 1e9) as i64),
+                        ..Default::default()
+                    }],
+                })?;
+            }
+            if !succeeded && success(sim.world(), task.success, task.touch_distance_m)? {
+                succeeded = true;
+                log(format!(
+                    "sim serve: task succeeded at t = {:.2} s",
+                    sim.world().time_s
+                ));
+            }
+            Ok(())
+        },
+        stop,
+    )
+}

@@ -1,0 +1,93 @@
+//! Argument groups shared by several commands, and their conversion into the application's
+//! settings.
+
+use clap::Args;
+use sinew_app::execution::{ExecutionMode, ExecutionSpec, InterpolationMode, MergeMode};
+use sinew_app::recording::RerunSpec;
+use sinew_app::resolve::DeviceSpec;
+
+/// How chunks are executed (kept in recordings' metadata so `replay --compare` runs the same
+/// way).
+#[derive(Debug, Clone, Args)]
+pub struct ExecutionArgs {
+    /// Chunk execution: `sync` (execute `--steps` entries of each chunk, then infer) or `async`
+    /// (infer when `--threshold` steps remain; merge overlaps with `--merge`).
+    #[arg(long, default_value = "sync")]
+    pub execution: ExecutionMode,
+    /// Sync: chunk entries executed before the next inference (default: the policy's
+    /// `n_action_steps`, else half the chunk, at least 1).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Async: remaining steps that trigger the next inference (default: half the chunk).
+    #[arg(long)]
+    pub threshold: Option<usize>,
+    /// Async: how overlapping chunks are merged: `latest` (the newest chunk wins), `weighted`
+    /// (0.3 old + 0.7 new) or `ensemble` (ACT temporal ensembling, exp(-0.01 i)).
+    #[arg(long, default_value = "latest")]
+    pub merge: MergeMode,
+    /// Policy-rate targets to command-rate commands: `linear` between policy steps, or `hold`
+    /// each step's target from the start of the step.
+    #[arg(long, default_value = "linear")]
+    pub interpolation: InterpolationMode,
+}
+
+impl ExecutionArgs {
+    pub fn spec(&self) -> ExecutionSpec {
+        ExecutionSpec {
+            execution: self.execution,
+            steps: self.steps,
+            threshold: self.threshold,
+            merge: self.merge,
+            interpolation: self.interpolation,
+        }
+    }
+}
+
+/// Where and how a model runs.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// `auto` (f32 on the CPU, bf16 on CUDA), `f32`, `bf16` or `f16`.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// OpenVLA: the dataset whose statistics un-normalise actions.
+    #[arg(long)]
+    pub unnorm_key: Option<String>,
+    /// OpenVLA: plain greedy decoding exactly as the release (default: only action tokens).
+    #[arg(long)]
+    pub unconstrained: bool,
+}
+
+impl DeviceArgs {
+    pub fn spec(&self) -> DeviceSpec {
+        DeviceSpec {
+            device: self.device.clone(),
+            dtype: self.dtype.clone(),
+            unnorm_key: self.unnorm_key.clone(),
+            unconstrained: self.unconstrained,
+        }
+    }
+}
+
+/// Rerun output flags.
+#[derive(Debug, Clone, Args)]
+pub struct RerunArgs {
+    /// Stream live to a rerun viewer at ADDR (`HOST:PORT`, default port of `rerun` is 9876, or a
+    /// full `rerun+http://...` URL).
+    #[arg(long, value_name = "ADDR")]
+    pub rerun_connect: Option<String>,
+    /// With `--record`: write only the MCAP files, no `.rrd` beside them.
+    #[arg(long)]
+    pub no_rrd: bool,
+}
+
+impl RerunArgs {
+    pub fn spec(&self) -> RerunSpec {
+        RerunSpec {
+            connect: self.rerun_connect.clone(),
+            no_rrd: self.no_rrd,
+        }
+    }
+}
