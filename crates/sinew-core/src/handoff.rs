@@ -26,7 +26,7 @@
 //!     h.send_blocking(i);
 //! }
 //! let closed = h.close();
-//! assert_eq!((closed.report, closed.dropped, closed.error), (10, 0, None));
+//! assert_eq!((closed.report, closed.dropped, closed.error), (Some(10), 0, None));
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
