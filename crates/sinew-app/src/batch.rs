@@ -123,7 +123,14 @@ pub fn run_batch(
                 let rate_hz = w.driver.rate_hz(task);
                 let r = {
                     let mut tap = out.tap(&joints, rate_hz, false);
-                    run_episode(&spec.robot, task, seed, &mut w.driver, &opts, &mut [&mut tap])?
+                    run_episode(
+                        &spec.robot,
+                        task,
+                        seed,
+                        &mut w.driver,
+                        &opts,
+                        &mut [&mut tap],
+                    )?
                 };
                 out.close_one()?;
                 r
@@ -235,7 +242,10 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
         for r in &mine {
             let e = by.entry(r.template).or_insert_with(|| {
                 (
-                    task.instructions.get(r.template).cloned().unwrap_or_default(),
+                    task.instructions
+                        .get(r.template)
+                        .cloned()
+                        .unwrap_or_default(),
                     0,
                     0,
                 )
@@ -306,7 +316,12 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
     for t in &per_task {
         md += &format!(
             "| {} | {} | {:.1}% | {:.1} | {:.1} | {:.1} |\n",
-            t.task, t.n_episodes, t.pc_success, t.mean_length, t.policy_rate_hz, t.mean_inference_ms
+            t.task,
+            t.n_episodes,
+            t.pc_success,
+            t.mean_length,
+            t.policy_rate_hz,
+            t.mean_inference_ms
         );
     }
     md += &format!("| **all** | {} | **{:.1}%** | | | |\n\n## By instruction template\n\n| task | template | episodes | success |\n|---|---|---|---|\n", rows.len(), 100.0 * ok_all / n_all);

@@ -11,7 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sinew_bus::{Bus, BusConfig, Qos};
 use sinew_msgs::keys::RobotKeys;
-use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, Message, StringMsg, Time};
+use sinew_msgs::{
+    Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, Message, StringMsg, Time,
+};
 use sinew_record::{read_recording, spawn_recorder, RecordItem};
 use sinew_runtime::telemetry::Window;
 use sinew_runtime::{Record, Tap};
@@ -474,7 +476,13 @@ pub fn bench_record(seconds: f64, dir: Option<PathBuf>, out: &mut dyn FnMut(Stri
                     color: f.clone(),
                     depth: None,
                 };
-                tap.record(t.t_ns, Record::Frame { camera: c, frame: &frame });
+                tap.record(
+                    t.t_ns,
+                    Record::Frame {
+                        camera: c,
+                        frame: &frame,
+                    },
+                );
             }
             tap.record(t.t_ns, Record::Command(&t.cmd));
             cost.push(t0.elapsed().as_secs_f64() * 1e3);

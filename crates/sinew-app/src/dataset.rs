@@ -109,7 +109,9 @@ impl Tap for DatasetTap {
         let obs = step.observation;
         let label = match self.teacher.as_mut() {
             Some(t) => {
-                let c = t.infer(obs).map_err(|e| format!("the teacher at step {}: {e}", obs.step))?;
+                let c = t
+                    .infer(obs)
+                    .map_err(|e| format!("the teacher at step {}: {e}", obs.step))?;
                 c.label.or_else(|| c.actions.into_iter().next())
             }
             None => step.chunk.and_then(|c| c.label.clone()),
@@ -122,7 +124,8 @@ impl Tap for DatasetTap {
                 .frame(cam)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no frame from camera {cam}"))?;
-            let data = resized_rgb(&f.color, cam, self.size, self.size).map_err(|e| e.to_string())?;
+            let data =
+                resized_rgb(&f.color, cam, self.size, self.size).map_err(|e| e.to_string())?;
             images.push(RgbImage {
                 width: self.size,
                 height: self.size,
@@ -157,7 +160,10 @@ fn load_learner(name: &str, robot: &RobotDescription, device: &DeviceSpec) -> Re
         );
     }
     if (s.control_rate_hz - 10.0).abs() > 1e-9 {
-        bail!("policy {name} runs at {} Hz; datasets here are 10 fps", s.control_rate_hz);
+        bail!(
+            "policy {name} runs at {} Hz; datasets here are 10 fps",
+            s.control_rate_hz
+        );
     }
     check_cameras(robot, &s.cameras).with_context(|| format!("policy {name}"))?;
     Ok(SharedPolicy::new(policy))
@@ -165,10 +171,16 @@ fn load_learner(name: &str, robot: &RobotDescription, device: &DeviceSpec) -> Re
 
 fn validate(spec: &RecordSpec) -> Result<()> {
     if !(spec.noise.is_finite() && spec.noise >= 0.0) {
-        bail!("--noise {} must be a non-negative number of radians", spec.noise);
+        bail!(
+            "--noise {} must be a non-negative number of radians",
+            spec.noise
+        );
     }
     if !(0.0..=1.0).contains(&spec.expert_fraction) {
-        bail!("--expert-fraction {} must be between 0 and 1", spec.expert_fraction);
+        bail!(
+            "--expert-fraction {} must be between 0 and 1",
+            spec.expert_fraction
+        );
     }
     if let Some(f) = spec.takeover {
         if !(f > 0.0 && f <= 1.0) {
@@ -186,7 +198,11 @@ fn validate(spec: &RecordSpec) -> Result<()> {
     }
     for t in &spec.tasks {
         if (t.control_rate_hz - 10.0).abs() > 1e-9 {
-            bail!("task {} runs at {} Hz; datasets here are 10 fps", t.name, t.control_rate_hz);
+            bail!(
+                "task {} runs at {} Hz; datasets here are 10 fps",
+                t.name,
+                t.control_rate_hz
+            );
         }
     }
     Ok(())
@@ -247,7 +263,8 @@ fn record_task(
         return Ok((kept, tried, succeeded, driven));
     }
     let init = |_k: usize| -> Result<Option<SharedPolicy>> { Ok(None) };
-    let work = |learner: &mut Option<SharedPolicy>, seed: &u64| record_seed(spec, task, *seed, learner);
+    let work =
+        |learner: &mut Option<SharedPolicy>, seed: &u64| record_seed(spec, task, *seed, learner);
     let workers = Workers {
         name: "sinew-record",
         count: spec.jobs,
@@ -287,7 +304,12 @@ fn record_task(
 
 /// An expert with exploration noise of `sigma` rad on every joint but the gripper, drawn
 /// from the seed's own stream.
-fn noisy_expert(expert: ExpertPolicy, sigma: f64, gripper: Option<usize>, seed: u64) -> Box<dyn Policy> {
+fn noisy_expert(
+    expert: ExpertPolicy,
+    sigma: f64,
+    gripper: Option<usize>,
+    seed: u64,
+) -> Box<dyn Policy> {
     let rng = SplitMix64(seed ^ 0xDA27_0000_0000_0001);
     Box::new(ActionNoise::new(Box::new(expert), sigma, gripper, rng))
 }
@@ -349,7 +371,12 @@ fn record_seed(
     let policy_driven = !expert_drives;
     let mut tap = DatasetTap {
         teacher,
-        cameras: robot.config.cameras.iter().map(|c| c.name.clone()).collect(),
+        cameras: robot
+            .config
+            .cameras
+            .iter()
+            .map(|c| c.name.clone())
+            .collect(),
         size: spec.image_size,
         frames: Vec::new(),
     };
@@ -357,7 +384,8 @@ fn record_seed(
         exec: ExecutionSpec::default(),
         record_cameras: false,
     };
-    let (_, report, _) = run_policy_episode(robot, task, seed, &ep, policy, &opts, &mut [&mut tap])?;
+    let (_, report, _) =
+        run_policy_episode(robot, task, seed, &ep, policy, &opts, &mut [&mut tap])?;
     let mut succeeded = report.end == End::Success;
     if switch_step.is_some() && tap.frames.is_empty() {
         // The policy succeeded before the expert took over: nothing was recorded.

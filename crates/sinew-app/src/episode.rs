@@ -160,7 +160,11 @@ impl EpisodeResult {
             inferences: r.inferences,
             mean_inference_ms: r.mean_inference_ms,
             holds: r.stats.holds.clone(),
-            safety_interventions: s.position + s.velocity + s.acceleration + s.non_finite + s.workspace,
+            safety_interventions: s.position
+                + s.velocity
+                + s.acceleration
+                + s.non_finite
+                + s.workspace,
             sim_time_s: r.end_s,
             wall_s: r.wall_s,
         }
@@ -197,7 +201,12 @@ pub fn episode_config(
     cfg.step_limit = Some(task.step_limit as u64);
     cfg.stop_on_success = true;
     if opts.record_cameras {
-        cfg.tap_cameras = robot.config.cameras.iter().map(|c| c.name.clone()).collect();
+        cfg.tap_cameras = robot
+            .config
+            .cameras
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
     }
     Ok(cfg)
 }

@@ -24,5 +24,6 @@ pub mod recording;
 pub mod replay;
 pub mod resolve;
 pub mod serve;
+pub mod topics;
 
 pub use execution::ExecutionSpec;

@@ -168,7 +168,11 @@ pub fn run_live(
                 stop,
             )?
         }
-        None => session.run(&mut bus_robot, &mut [&mut console, &mut telemetry_tap], stop)?,
+        None => session.run(
+            &mut bus_robot,
+            &mut [&mut console, &mut telemetry_tap],
+            stop,
+        )?,
     };
     let outputs = match outputs {
         Some(mut o) => {

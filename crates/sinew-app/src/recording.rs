@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use sinew_core::{ActionChunk, ActionKind};
 use sinew_msgs::keys::RobotKeys;
 use sinew_msgs::{
-    AnyMessage, Header, JointTrajectory, JointTrajectoryPoint, Message, MessageKind, StringMsg, Time,
+    AnyMessage, Header, JointTrajectory, JointTrajectoryPoint, Message, MessageKind, StringMsg,
+    Time,
 };
 use sinew_record::{spawn_recorder, RecordItem, RecorderThread};
 use sinew_robot::RobotDescription;
@@ -263,7 +264,9 @@ impl Outputs {
         if let Some(v) = &mut self.viz {
             v.send_blocking(VizItem::Close);
             if v.has_stopped() {
-                bail!("rerun logging stopped; see the error above (what was logged stays readable)");
+                bail!(
+                    "rerun logging stopped; see the error above (what was logged stays readable)"
+                );
             }
         }
         Ok(())
@@ -301,7 +304,8 @@ impl Outputs {
             out.skipped = streams.iter().map(|(_, s)| s.skipped).sum();
             out.viz_dropped = closed.dropped;
             if let Some(e) = closed.error {
-                out.error.get_or_insert(format!("rerun logging stopped: {e}"));
+                out.error
+                    .get_or_insert(format!("rerun logging stopped: {e}"));
             }
         }
         out
@@ -377,4 +381,80 @@ impl Tap for RecordTap<'_> {
             Record::Command(msg) => self.put(&keys.joint_commands(), msg, ns),
         }
     }
+}
+
+/// What a recording of the bus wrote.
+#[derive(Debug, Clone)]
+pub struct BusRecordReport {
+    /// The file.
+    pub summary: sinew_record::RecordSummary,
+    /// Samples on keys whose type is not known from their name.
+    pub unknown: u64,
+    /// Payloads that did not decode (not recorded).
+    pub malformed: u64,
+    /// Samples a full queue dropped.
+    pub dropped: u64,
+    /// Wall time, s.
+    pub wall_s: f64,
+    /// The write error that stopped it, if one did (what was written before stays readable).
+    pub error: Option<String>,
+}
+
+/// Records everything on `robot`'s keys (`<ns>/**`) to the MCAP file `out` until `stop` or
+/// `duration_s`, flushing a chunk at least every second (a crash loses at most about one).
+pub fn record_bus(
+    bus: &sinew_bus::Bus,
+    robot: &RobotDescription,
+    out: &Path,
+    duration_s: Option<f64>,
+    stop: &dyn Fn() -> bool,
+) -> Result<BusRecordReport> {
+    use std::time::{Duration, Instant};
+    let keys = RobotKeys::new(&robot.config.namespace)?;
+    let sub = bus.subscribe_raw(&keys.all(), 4096)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("robot".to_owned(), robot.config.name.clone());
+    meta.insert("source".to_owned(), "sinew record (live bus)".to_owned());
+    let mut rec = sinew_record::McapRecorder::create(out, &meta, None)?;
+    let start = Instant::now();
+    let (mut unknown, mut malformed) = (0u64, 0u64);
+    let mut last_flush = Instant::now();
+    let mut error = None;
+    while !stop() && duration_s.is_none_or(|d| start.elapsed().as_secs_f64() < d) {
+        let Some(s) = sub.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        let Some(kind) = sinew_msgs::keys::kind_for_key(&s.key) else {
+            unknown += 1;
+            continue;
+        };
+        let log = s.received_time.as_nanos().max(0) as u64;
+        let publish = match kind.decode(&s.payload) {
+            Ok(m) => m.header().map_or(log, |h| h.stamp.as_nanos().max(0) as u64),
+            Err(e) => {
+                malformed += 1;
+                tracing::warn!("{}: malformed {} not recorded: {e}", s.key, kind.def().name);
+                continue;
+            }
+        };
+        if let Err(e) = rec.write_raw(&s.key, kind.def(), log, publish, &s.payload) {
+            error = Some(e.to_string());
+            break;
+        }
+        if last_flush.elapsed() > Duration::from_secs(1) {
+            if let Err(e) = rec.flush() {
+                error = Some(e.to_string());
+                break;
+            }
+            last_flush = Instant::now();
+        }
+    }
+    Ok(BusRecordReport {
+        dropped: sub.stats().dropped,
+        summary: rec.finish()?,
+        unknown,
+        malformed,
+        wall_s: start.elapsed().as_secs_f64(),
+        error,
+    })
 }

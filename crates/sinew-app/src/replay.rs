@@ -113,7 +113,11 @@ impl Tap for CompareTap<'_> {
 }
 
 /// The robot a recording was made on: `robot` if given, else its `robot` metadata.
-pub fn recording_robot(rec: &Recording, robot: Option<&str>, file: &Path) -> Result<RobotDescription> {
+pub fn recording_robot(
+    rec: &Recording,
+    robot: Option<&str>,
+    file: &Path,
+) -> Result<RobotDescription> {
     let name = match (robot, rec.metadata.get("robot")) {
         (Some(r), _) => r.to_owned(),
         (None, Some(r)) => r.clone(),
@@ -160,7 +164,12 @@ pub fn compare(
     };
     let spec = policy_box.spec().clone();
     check_cameras(robot, &spec.cameras)?;
-    let cameras: Vec<String> = robot.config.cameras.iter().map(|c| c.name.clone()).collect();
+    let cameras: Vec<String> = robot
+        .config
+        .cameras
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     let (mut played, notes) = RecordedRobot::new(rec, &keys, &joints, &cameras, robot.home())
         .with_context(|| format!("playing back {}", file.display()))?;
     let mut runtime = RuntimeConfig::new(
@@ -213,7 +222,12 @@ pub struct RrdReport {
 }
 
 /// Writes the recording as a rerun file (the same content as live logging).
-pub fn to_rrd(rec: &Recording, robot: RobotDescription, name: &str, out: &Path) -> Result<RrdReport> {
+pub fn to_rrd(
+    rec: &Recording,
+    robot: RobotDescription,
+    name: &str,
+    out: &Path,
+) -> Result<RrdReport> {
     let t0 = Instant::now();
     let keys = RobotKeys::new(&robot.config.namespace)?;
     let streams = stream_map(&keys, &robot);
@@ -270,7 +284,12 @@ pub fn play(
                 probe.wait_for_subscribers(Duration::from_secs_f64(wait_for_subscribers_s));
         }
     }
-    let first = rec.messages.iter().map(|m| m.log_time_ns).min().unwrap_or(0);
+    let first = rec
+        .messages
+        .iter()
+        .map(|m| m.log_time_ns)
+        .min()
+        .unwrap_or(0);
     let mut passes = 0u64;
     let t0 = Instant::now();
     let mut sent = 0u64;
@@ -281,8 +300,9 @@ pub fn play(
                 break 'outer;
             }
             if speed > 0.0 {
-                let due =
-                    Duration::from_secs_f64(m.log_time_ns.saturating_sub(first) as f64 * 1e-9 / speed);
+                let due = Duration::from_secs_f64(
+                    m.log_time_ns.saturating_sub(first) as f64 * 1e-9 / speed,
+                );
                 let elapsed = start.elapsed();
                 if due > elapsed {
                     // Pacing to the recording's clock, not synchronisation.

@@ -45,7 +45,8 @@ pub fn load_task(name: &str) -> Result<TaskSpec> {
     } else {
         sinew_sim::task::task_path(&project_root(), name)
     };
-    TaskSpec::from_file(&path).with_context(|| format!("loading task {name:?} ({})", path.display()))
+    TaskSpec::from_file(&path)
+        .with_context(|| format!("loading task {name:?} ({})", path.display()))
 }
 
 /// Where and how a model runs, by the names the command line uses.
@@ -89,7 +90,8 @@ impl DeviceSpec {
 /// A policy folder by name or path.
 pub fn load_policy_folder(name: &str, device: &DeviceSpec) -> Result<Box<dyn Policy>> {
     let dir = project_path(name, "policies");
-    load_policy(&dir, &device.options()?).with_context(|| format!("loading policy {}", dir.display()))
+    load_policy(&dir, &device.options()?)
+        .with_context(|| format!("loading policy {}", dir.display()))
 }
 
 /// Fails, naming the camera, when a policy reads one the robot does not have.

@@ -19,7 +19,9 @@ use serde::Serialize;
 use sinew_bus::{Bus, Publisher, Subscriber};
 use sinew_core::robot_io::{joints_in_order, RobotIo, Timing};
 use sinew_msgs::keys::RobotKeys;
-use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time};
+use sinew_msgs::{
+    Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time,
+};
 use sinew_robot::RobotDescription;
 use sinew_runtime::safety::{SafetyFilter, SafetyStats};
 
@@ -78,7 +80,11 @@ impl Outlets {
                     true => Some(bus.publisher(&keys.camera_depth(&c.name))?),
                     false => None,
                 };
-                Ok((c.name.clone(), bus.publisher(&keys.camera_image(&c.name))?, depth))
+                Ok((
+                    c.name.clone(),
+                    bus.publisher(&keys.camera_image(&c.name))?,
+                    depth,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -369,7 +375,11 @@ pub fn sim_serve(
         task.name,
         spec.seed,
         ep.instruction,
-        if spec.lockstep { "lockstep" } else { "real-time" },
+        if spec.lockstep {
+            "lockstep"
+        } else {
+            "real-time"
+        },
         keys.namespace()
     ));
     let dt_control = 1.0 / task.control_rate_hz;
@@ -401,7 +411,9 @@ pub fn sim_serve(
                     joint_names: joints.clone(),
                     points: vec![JointTrajectoryPoint {
                         positions: q,
-                        time_from_start: sinew_msgs::Duration::from_nanos((dt_control * 1e9) as i64),
+                        time_from_start: sinew_msgs::Duration::from_nanos(
+                            (dt_control * 1e9) as i64,
+                        ),
                         ..Default::default()
                     }],
                 })?;

@@ -84,7 +84,9 @@ fn bench_bus(a: BusBenchArgs, bus_args: &BusArgs, stop: &Stop) -> Result<()> {
     }
     let mut results = Vec::new();
     for shm in modes {
-        results.extend(run_pair(&exe, a.image_size, shm, phase_len, &|| stop.requested())?);
+        results.extend(run_pair(&exe, a.image_size, shm, phase_len, &|| {
+            stop.requested()
+        })?);
         if stop.requested() {
             break;
         }

@@ -115,7 +115,10 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
                 }
                 current = task.to_owned();
             }
-            eprint!("\rdataset: {task} {kept}/{} episodes ({tried} tried)   ", a.episodes);
+            eprint!(
+                "\rdataset: {task} {kept}/{} episodes ({tried} tried)   ",
+                a.episodes
+            );
         },
         &|| stop.requested(),
     )?;

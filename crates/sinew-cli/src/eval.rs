@@ -55,7 +55,11 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let spec = BatchSpec {
         robot: load_robot(&a.robot)?,
-        tasks: a.tasks.iter().map(|t| load_task(t)).collect::<Result<_>>()?,
+        tasks: a
+            .tasks
+            .iter()
+            .map(|t| load_task(t))
+            .collect::<Result<_>>()?,
         policy: PolicyName::parse(&a.policy),
         episodes: a.episodes,
         seed: a.seed,
@@ -75,7 +79,8 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&r.json)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     let md_path = a.out.join("eval.md");
-    std::fs::write(&md_path, &r.markdown).with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(&md_path, &r.markdown)
+        .with_context(|| format!("writing {}", md_path.display()))?;
     print!("{}", r.markdown);
     eprintln!("eval: {} and {}", json_path.display(), md_path.display());
     Ok(())

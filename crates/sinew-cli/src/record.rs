@@ -2,17 +2,15 @@
 //! `sinew record info FILE`: what a recording holds. `sinew replay FILE --play`: the messages
 //! back on the bus with their original timing (`replay.rs` has the other replay modes).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use sinew_bus::keys::{kind_for_key, RobotKeys};
-use sinew_bus::{Bus, BusConfig};
-use sinew_record::{read_recording, McapRecorder};
-
+use sinew_app::recording::record_bus;
 use sinew_app::resolve::load_robot;
+use sinew_bus::{Bus, BusConfig};
+use sinew_record::read_recording;
+
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]
@@ -94,7 +92,6 @@ fn info(a: InfoArgs) -> Result<()> {
 
 fn live(a: LiveArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     let robot = load_robot(&a.robot)?;
-    let keys = RobotKeys::new(&robot.config.namespace)?;
     let out = a.out.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -103,57 +100,20 @@ fn live(a: LiveArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         PathBuf::from(format!("recordings/{}-{t}.mcap", robot.config.name))
     });
     let bus = Bus::open(bus_cfg)?;
-    let sub = bus.subscribe_raw(&keys.all(), 4096)?;
-    let mut meta = BTreeMap::new();
-    meta.insert("robot".to_owned(), robot.config.name.clone());
-    meta.insert("source".to_owned(), "sinew record (live bus)".to_owned());
-    let mut rec = McapRecorder::create(&out, &meta, None)?;
-    eprintln!("record: {}/** -> {}", keys.namespace(), out.display());
-    let start = Instant::now();
-    let (mut unknown, mut malformed) = (0u64, 0u64);
-    let mut last_flush = Instant::now();
-    let mut error = None;
-    while !stop.requested() && a.duration.is_none_or(|d| start.elapsed().as_secs_f64() < d) {
-        let Some(s) = sub.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        let Some(kind) = kind_for_key(&s.key) else {
-            unknown += 1;
-            continue;
-        };
-        let log = s.received_time.as_nanos().max(0) as u64;
-        let publish = match kind.decode(&s.payload) {
-            Ok(m) => m.header().map_or(log, |h| h.stamp.as_nanos().max(0) as u64),
-            Err(e) => {
-                malformed += 1;
-                tracing::warn!("{}: malformed {} not recorded: {e}", s.key, kind.def().name);
-                continue;
-            }
-        };
-        if let Err(e) = rec.write_raw(&s.key, kind.def(), log, publish, &s.payload) {
-            error = Some(e.to_string());
-            break;
-        }
-        // A chunk at least every second, so a crash loses at most about a second.
-        if last_flush.elapsed() > Duration::from_secs(1) {
-            if let Err(e) = rec.flush() {
-                error = Some(e.to_string());
-                break;
-            }
-            last_flush = Instant::now();
-        }
-    }
-    let dropped = sub.stats().dropped;
-    let summary = rec.finish()?;
+    eprintln!("record: {}/** -> {}", robot.config.namespace, out.display());
+    let r = record_bus(&bus, &robot, &out, a.duration, &|| stop.requested())?;
     eprintln!(
-        "record: {} messages ({:.1} MB) in {:.1} s to {}; skipped: {unknown} on unknown keys, {malformed} malformed; dropped by a full queue: {dropped}",
-        summary.messages,
-        summary.bytes as f64 / 1e6,
-        start.elapsed().as_secs_f64(),
-        out.display()
+        "record: {} messages ({:.1} MB) in {:.1} s to {}; skipped: {} on unknown keys, {} malformed; dropped by a full queue: {}",
+        r.summary.messages,
+        r.summary.bytes as f64 / 1e6,
+        r.wall_s,
+        out.display(),
+        r.unknown,
+        r.malformed,
+        r.dropped
     );
     bus.close();
-    if let Some(e) = error {
+    if let Some(e) = r.error {
         bail!("recording stopped: {e} (what was written before stays readable)");
     }
     Ok(())

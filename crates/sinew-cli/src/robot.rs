@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
-use sinew_robot::{JointKind, RobotDescription};
+use sinew_robot::RobotDescription;
 
 #[derive(Debug, Subcommand)]
 pub enum RobotCommand {
@@ -61,37 +61,9 @@ fn check(a: CheckArgs) -> Result<()> {
         t.joints.len(),
         t.dof()
     )?;
-    fn walk(
-        t: &sinew_robot::KinematicTree,
-        link: usize,
-        depth: usize,
-        out: &mut dyn Write,
-    ) -> std::io::Result<()> {
-        for j in t.joints.iter().filter(|j| j.parent == link) {
-            let kind = match j.kind {
-                JointKind::Revolute => "revolute",
-                JointKind::Prismatic => "prismatic",
-                JointKind::Fixed => "fixed",
-            };
-            let mimic = j
-                .mimic
-                .map(|(s, m, o)| format!(" mimics {} x{m}+{o}", t.joints[s].name))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "{}{} --[{} {}{}]--> {}",
-                "  ".repeat(depth + 1),
-                t.links[j.parent],
-                j.name,
-                kind,
-                mimic,
-                t.links[j.child]
-            )?;
-            walk(t, j.child, depth + 1, out)?;
-        }
-        Ok(())
+    for line in t.drawing() {
+        writeln!(out, "{line}")?;
     }
-    walk(t, 0, 0, &mut out)?;
     writeln!(
         out,
         "\njoints (robot.toml; rad, rad/s, rad/s^2, N m; m for prismatic):"

@@ -294,7 +294,10 @@ fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
                 "sim run: recorded {} episode file(s), {:.1} MB of messages, to {}",
                 o.files,
                 o.bytes as f64 / 1e6,
-                a.record.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+                a.record
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
             );
         }
         if o.streams > 0 {

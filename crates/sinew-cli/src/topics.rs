@@ -1,23 +1,19 @@
 //! `sinew topics`: list, echo, measure and publish bus traffic.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
-use sinew_bus::keys::kind_for_key;
-use sinew_bus::{Bus, BusConfig, Qos};
-use sinew_msgs::{
-    AnyMessage, Header, JointState, JointTrajectory, JointTrajectoryPoint, MessageKind, StringMsg,
-    Time,
+use serde_json::json;
+use sinew_app::topics::{
+    build_message, human_rate, kind_of, list_keys, publish_repeatedly, rate_stats, summarise,
+    PubSpec,
 };
+use sinew_bus::keys::kind_for_key;
+use sinew_bus::{Bus, BusConfig};
 
 use crate::stop::Stop;
-
-/// Poll interval of loops that wait on the bus and on Ctrl-C.
-const TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
@@ -118,108 +114,39 @@ fn seconds(s: f64, flag: &str) -> Result<Duration> {
         .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds, got {s}"))
 }
 
-fn parse_kind(name: &str) -> Result<MessageKind> {
-    MessageKind::from_type_name(name).ok_or_else(|| {
-        let known: Vec<&str> = MessageKind::ALL.iter().map(|k| k.def().name).collect();
-        anyhow!("unknown message type {name:?}; known: {}", known.join(", "))
-    })
-}
-
-#[derive(Default)]
-struct KeyStats {
-    count: u64,
-    bytes: u64,
-    first: Option<Instant>,
-    last: Option<Instant>,
-}
-
 fn list(bus: &Bus, a: ListArgs, stop: &Stop) -> Result<()> {
-    let sub = bus.subscribe_raw(&a.filter, 65_536)?;
-    let deadline = Instant::now() + seconds(a.duration, "--duration")?;
-    let mut keys: BTreeMap<String, KeyStats> = BTreeMap::new();
-    while !stop.requested() {
-        let now = Instant::now();
-        let Some(left) = deadline.checked_duration_since(now) else {
-            break;
-        };
-        if let Some(s) = sub.recv_timeout(left.min(TICK)) {
-            let k = keys.entry(s.key).or_default();
-            k.count += 1;
-            k.bytes += s.payload.len() as u64;
-            k.first.get_or_insert(s.received_at);
-            k.last = Some(s.received_at);
-        }
-    }
+    let rows = list_keys(bus, &a.filter, seconds(a.duration, "--duration")?, &|| {
+        stop.requested()
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{:<48} {:<36} {:>7} {:>10} {:>12}",
         "KEY", "TYPE", "MSGS", "RATE Hz", "BANDWIDTH"
     )?;
-    for (key, k) in &keys {
-        let span = match (k.first, k.last) {
-            (Some(f), Some(l)) if k.count > 1 => (l - f).as_secs_f64(),
-            _ => 0.0,
-        };
-        let rate = if span > 0.0 {
-            (k.count - 1) as f64 / span
-        } else {
-            0.0
-        };
-        let bw = if span > 0.0 {
-            k.bytes as f64 / span
-        } else {
-            0.0
-        };
-        let ty = kind_for_key(key).map(|t| t.def().name).unwrap_or("?");
+    for r in &rows {
         writeln!(
             out,
-            "{key:<48} {ty:<36} {:>7} {rate:>10.2} {:>12}",
-            k.count,
-            human_rate(bw)
+            "{:<48} {:<36} {:>7} {:>10.2} {:>12}",
+            r.key,
+            r.type_name.unwrap_or("?"),
+            r.messages,
+            r.rate_hz,
+            human_rate(r.bandwidth_bytes_per_s)
         )?;
     }
-    if keys.is_empty() {
+    if rows.is_empty() {
         eprintln!("no traffic on {:?} in {} s", a.filter, a.duration);
     }
     Ok(())
 }
 
-fn human_rate(bytes_per_s: f64) -> String {
-    if bytes_per_s >= 1e6 {
-        format!("{:.2} MB/s", bytes_per_s / 1e6)
-    } else if bytes_per_s >= 1e3 {
-        format!("{:.2} KB/s", bytes_per_s / 1e3)
-    } else {
-        format!("{bytes_per_s:.0} B/s")
-    }
-}
-
-/// The JSON line `echo` prints: the message, with images summarised.
-pub fn summarise(msg: &AnyMessage) -> Value {
-    match msg {
-        AnyMessage::Image(img) => json!({
-            "header": img.header,
-            "height": img.height,
-            "width": img.width,
-            "encoding": img.encoding,
-            "step": img.step,
-            "bytes": img.data.len(),
-            "mean": img.channel_means(),
-        }),
-        AnyMessage::CompressedImage(c) => json!({
-            "header": c.header,
-            "format": c.format,
-            "bytes": c.data.len(),
-        }),
-        AnyMessage::String(m) => json!(m),
-        AnyMessage::JointState(m) => json!(m),
-        AnyMessage::JointTrajectory(m) => json!(m),
-    }
-}
-
 fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
-    let forced = a.msg_type.as_deref().map(parse_kind).transpose()?;
+    let forced = a
+        .msg_type
+        .as_deref()
+        .map(|t| kind_of(&a.key, Some(t)))
+        .transpose()?;
     let wildcard = a.key.contains('*');
     if forced.is_none() && !wildcard && kind_for_key(&a.key).is_none() {
         bail!(
@@ -240,7 +167,7 @@ fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let Some(s) = sub.recv_timeout(TICK) else {
+        let Some(s) = sub.recv_timeout(Duration::from_millis(100)) else {
             continue;
         };
         let Some(kind) = forced.or_else(|| kind_for_key(&s.key)) else {
@@ -278,45 +205,6 @@ fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Rate statistics over a window of arrival times and sizes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct RateStats {
-    pub messages: u64,
-    pub rate_hz: f64,
-    pub period_mean_ms: f64,
-    pub period_min_ms: f64,
-    pub period_max_ms: f64,
-    /// Standard deviation of the period.
-    pub jitter_ms: f64,
-    pub bandwidth_bytes_per_s: f64,
-}
-
-/// Statistics over arrivals `(seconds, bytes)`, oldest first; `None` with fewer than two.
-pub fn rate_stats(arrivals: &[(f64, usize)], total: u64) -> Option<RateStats> {
-    if arrivals.len() < 2 {
-        return None;
-    }
-    let periods: Vec<f64> = arrivals.windows(2).map(|w| w[1].0 - w[0].0).collect();
-    let n = periods.len() as f64;
-    let mean = periods.iter().sum::<f64>() / n;
-    let var = periods.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n;
-    let span = arrivals[arrivals.len() - 1].0 - arrivals[0].0;
-    let bytes: usize = arrivals[1..].iter().map(|a| a.1).sum();
-    Some(RateStats {
-        messages: total,
-        rate_hz: if mean > 0.0 {
-            1.0 / mean
-        } else {
-            f64::INFINITY
-        },
-        period_mean_ms: mean * 1e3,
-        period_min_ms: periods.iter().cloned().fold(f64::INFINITY, f64::min) * 1e3,
-        period_max_ms: periods.iter().cloned().fold(0.0, f64::max) * 1e3,
-        jitter_ms: var.sqrt() * 1e3,
-        bandwidth_bytes_per_s: if span > 0.0 { bytes as f64 / span } else { 0.0 },
-    })
 }
 
 fn hz(bus: &Bus, a: HzArgs, stop: &Stop) -> Result<()> {
@@ -361,7 +249,9 @@ fn hz(bus: &Bus, a: HzArgs, stop: &Stop) -> Result<()> {
             report(&window, total, &mut out)?;
             next_report += Duration::from_secs(1);
         }
-        let wait = next_report.saturating_duration_since(now).min(TICK);
+        let wait = next_report
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
         if let Some(s) = sub.recv_timeout(wait) {
             total += 1;
             window.push_back(((s.received_at - start).as_secs_f64(), s.payload.len()));
@@ -373,110 +263,15 @@ fn hz(bus: &Bus, a: HzArgs, stop: &Stop) -> Result<()> {
     report(&window, total, &mut out)
 }
 
-fn build_message(a: &PubArgs, kind: MessageKind) -> Result<AnyMessage> {
-    let from_json = |text: &str| -> Result<Value> {
-        serde_json::from_str(text)
-            .with_context(|| format!("the message argument is not valid JSON: {text}"))
-    };
-    let msg = match kind {
-        MessageKind::String => {
-            let text = a.message.clone().unwrap_or_default();
-            match serde_json::from_str::<StringMsg>(&text) {
-                Ok(m) if text.trim_start().starts_with('{') => AnyMessage::String(m),
-                _ => AnyMessage::String(StringMsg { data: text }),
-            }
-        }
-        MessageKind::JointState => {
-            let mut m: JointState = match &a.message {
-                Some(t) => serde_json::from_value(from_json(t)?)
-                    .context("reading a sensor_msgs/msg/JointState")?,
-                None => JointState::default(),
-            };
-            if !a.names.is_empty() {
-                m.name = a.names.clone();
-            }
-            if !a.positions.is_empty() {
-                m.position = a.positions.clone();
-            }
-            if !a.velocities.is_empty() {
-                m.velocity = a.velocities.clone();
-            }
-            check_lengths(
-                &m.name,
-                &[
-                    ("positions", &m.position),
-                    ("velocities", &m.velocity),
-                    ("efforts", &m.effort),
-                ],
-            )?;
-            AnyMessage::JointState(m)
-        }
-        MessageKind::JointTrajectory => {
-            let mut m: JointTrajectory = match &a.message {
-                Some(t) => serde_json::from_value(from_json(t)?)
-                    .context("reading a trajectory_msgs/msg/JointTrajectory")?,
-                None => JointTrajectory::default(),
-            };
-            if !a.names.is_empty() {
-                m.joint_names = a.names.clone();
-            }
-            if !a.positions.is_empty() || !a.velocities.is_empty() {
-                m.points = vec![JointTrajectoryPoint {
-                    positions: a.positions.clone(),
-                    velocities: a.velocities.clone(),
-                    ..Default::default()
-                }];
-            }
-            for (i, p) in m.points.iter().enumerate() {
-                check_lengths(
-                    &m.joint_names,
-                    &[("positions", &p.positions), ("velocities", &p.velocities)],
-                )
-                .with_context(|| format!("point {i}"))?;
-            }
-            AnyMessage::JointTrajectory(m)
-        }
-        MessageKind::Image | MessageKind::CompressedImage => {
-            bail!("publishing {kind} from the command line is not supported; use the library")
-        }
-    };
-    Ok(msg)
-}
-
-fn check_lengths(names: &[String], arrays: &[(&str, &Vec<f64>)]) -> Result<()> {
-    for (what, v) in arrays {
-        if !v.is_empty() && v.len() != names.len() {
-            bail!("{} {what} for {} joint names", v.len(), names.len());
-        }
-    }
-    Ok(())
-}
-
-fn stamp(msg: &mut AnyMessage, now: Time) {
-    let h: Option<&mut Header> = match msg {
-        AnyMessage::JointState(m) => Some(&mut m.header),
-        AnyMessage::JointTrajectory(m) => Some(&mut m.header),
-        _ => None,
-    };
-    if let Some(h) = h {
-        h.stamp = now;
-    }
-}
-
 fn publish(bus: &Bus, a: PubArgs, stop: &Stop) -> Result<()> {
-    let kind = match &a.msg_type {
-        Some(t) => parse_kind(t)?,
-        None => kind_for_key(&a.key).ok_or_else(|| {
-            anyhow!(
-                "cannot tell the message type of {:?} from its name; pass --type",
-                a.key
-            )
-        })?,
+    let kind = kind_of(&a.key, a.msg_type.as_deref())?;
+    let spec = PubSpec {
+        message: a.message.clone(),
+        names: a.names.clone(),
+        positions: a.positions.clone(),
+        velocities: a.velocities.clone(),
     };
-    let template = build_message(&a, kind)?;
-    let stamp_each = template
-        .header()
-        .is_some_and(|h| h.stamp == Time::default());
+    let msg = build_message(&spec, kind)?;
     let count = a
         .count
         .unwrap_or(if a.rate.is_some() { u64::MAX } else { 1 });
@@ -486,87 +281,14 @@ fn publish(bus: &Bus, a: PubArgs, stop: &Stop) -> Result<()> {
         None => None,
     };
     let wait = seconds(a.wait_subscribers, "--wait-subscribers")?;
-    macro_rules! go {
-        ($t:ty, $unwrap:path) => {{
-            let p = bus.publisher_with::<$t>(
-                &a.key,
-                Qos {
-                    block_when_congested: true,
-                    ..Qos::default()
-                },
-            )?;
-            if !p.wait_for_subscribers(wait) {
-                eprintln!(
-                    "no subscriber on {} after {:?}; publishing anyway",
-                    a.key, wait
-                );
-            }
-            let mut next = Instant::now();
-            let mut sent = 0u64;
-            while sent < count && !stop.requested() {
-                let mut msg = template.clone();
-                if stamp_each {
-                    stamp(&mut msg, Time::now());
-                }
-                if let $unwrap(m) = &msg {
-                    p.put(m)?;
-                }
-                sent += 1;
-                if let Some(period) = period {
-                    next += period;
-                    if sent < count {
-                        // Pacing the publish rate, not synchronisation.
-                        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                    }
-                }
-            }
-            eprintln!("published {sent} {} on {}", kind, a.key);
-        }};
+    let (sent, found) =
+        publish_repeatedly(bus, &a.key, &msg, count, period, wait, &|| stop.requested())?;
+    if !found {
+        eprintln!(
+            "no subscriber on {} after {wait:?}; published anyway",
+            a.key
+        );
     }
-    match kind {
-        MessageKind::String => go!(StringMsg, AnyMessage::String),
-        MessageKind::JointState => go!(JointState, AnyMessage::JointState),
-        MessageKind::JointTrajectory => go!(JointTrajectory, AnyMessage::JointTrajectory),
-        MessageKind::Image | MessageKind::CompressedImage => {
-            bail!("publishing {kind} from the command line is not supported")
-        }
-    }
+    eprintln!("published {sent} {kind} on {}", a.key);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn images_are_summarised_not_dumped() {
-        let data: Vec<u8> = [200u8, 10, 0].repeat(4 * 2);
-        let img = sinew_msgs::Image::rgb8(Header::default(), 4, 2, data);
-        let v = summarise(&AnyMessage::Image(img));
-        assert_eq!(v["width"], 4);
-        assert_eq!(v["height"], 2);
-        assert_eq!(v["encoding"], "rgb8");
-        assert_eq!(v["bytes"], 24);
-        assert_eq!(v["mean"], json!([200.0, 10.0, 0.0]));
-        assert!(v.get("data").is_none());
-    }
-
-    #[test]
-    fn rate_stats_of_a_regular_stream() {
-        let arr: Vec<(f64, usize)> = (0..11).map(|i| (i as f64 * 0.01, 100)).collect();
-        let s = rate_stats(&arr, 11).expect("stats");
-        assert!((s.rate_hz - 100.0).abs() < 1e-6);
-        assert!(s.jitter_ms < 1e-9);
-        assert!((s.bandwidth_bytes_per_s - 10_000.0).abs() < 1e-6);
-        assert!(rate_stats(&arr[..1], 1).is_none());
-    }
-
-    #[test]
-    fn rate_stats_jitter_is_the_period_standard_deviation() {
-        let arr = [(0.0, 1), (0.01, 1), (0.03, 1)];
-        let s = rate_stats(&arr, 3).expect("stats");
-        assert!((s.jitter_ms - 5.0).abs() < 1e-9, "{}", s.jitter_ms);
-        assert!((s.period_min_ms - 10.0).abs() < 1e-9);
-        assert!((s.period_max_ms - 20.0).abs() < 1e-9);
-    }
 }

@@ -76,7 +76,10 @@ mod tests {
         let e = FileError::field(Path::new("robots/x/robot.toml"), "joints[0].kp", "negative");
         assert_eq!(e.to_string(), "robots/x/robot.toml: joints[0].kp: negative");
         let e = read_text(Path::new("/nonexistent/robot.toml")).expect_err("no such file");
-        assert!(e.to_string().starts_with("/nonexistent/robot.toml: "), "{e}");
+        assert!(
+            e.to_string().starts_with("/nonexistent/robot.toml: "),
+            "{e}"
+        );
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
         struct T {

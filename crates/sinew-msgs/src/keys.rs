@@ -184,7 +184,10 @@ mod tests {
         );
         assert_eq!(kind_for_key("so101/unknown"), None);
         assert_eq!(topic_of_key(&k.joint_states()), "/so101/joint_states");
-        assert_eq!(key_of_topic(&topic_of_key("lab/arm/estop")), "lab/arm/estop");
+        assert_eq!(
+            key_of_topic(&topic_of_key("lab/arm/estop")),
+            "lab/arm/estop"
+        );
     }
 
     #[test]

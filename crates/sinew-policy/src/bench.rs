@@ -127,7 +127,6 @@ fn openvla_config(small: bool) -> Result<openvla::Config, PolicyError> {
     .map_err(model_err)?)
 }
 
-
 /// Measures `iterations` chunks (after 3 warm-up chunks) of `target`, with camera images of
 /// `image_size` px (the policy resizes them to its own size).
 pub fn bench_policy(
@@ -137,7 +136,9 @@ pub fn bench_policy(
     opts: &LoadOptions,
 ) -> Result<PolicyBench, PolicyError> {
     if iterations == 0 {
-        return Err(PolicyError::Config("--iterations must be at least 1".into()));
+        return Err(PolicyError::Config(
+            "--iterations must be at least 1".into(),
+        ));
     }
     let mut obs = Observation {
         joint_positions: vec![0.0; 6],
@@ -180,18 +181,25 @@ pub fn bench_policy(
             let small = matches!(target, BenchTarget::OpenvlaSmall);
             let cfg = openvla_config(small)?;
             if !small && !opts.device.is_cuda() {
-                tracing::warn!("OpenVLA-7B shapes on the CPU need about 30 GB of memory and minutes per chunk");
+                tracing::warn!(
+                    "OpenVLA-7B shapes on the CPU need about 30 GB of memory and minutes per chunk"
+                );
             }
             let vm = VarMap::new();
-            let model = openvla::OpenVla::new(&cfg, VarBuilder::from_varmap(&vm, opts.dtype, &opts.device))
-                .map_err(model_err)?;
+            let model =
+                openvla::OpenVla::new(&cfg, VarBuilder::from_varmap(&vm, opts.dtype, &opts.device))
+                    .map_err(model_err)?;
             let ids: Vec<u32> = (0..24).map(|i| 1 + (i * 977) % 31000).collect();
             let (lo, hi) = (cfg.vocab_size() as u32 - 256, cfg.vocab_size() as u32 - 1);
             let (device, dtype) = (opts.device.clone(), opts.dtype);
             (
-                format!("openvla {} (random weights)", if small { "small" } else { "7B shapes" }),
+                format!(
+                    "openvla {} (random weights)",
+                    if small { "small" } else { "7B shapes" }
+                ),
                 Box::new(move |i| {
-                    let px = (Tensor::rand(-1f32, 1f32, (1, 6, 224, 224), &device).map_err(model_err)?
+                    let px = (Tensor::rand(-1f32, 1f32, (1, 6, 224, 224), &device)
+                        .map_err(model_err)?
                         + i as f64 * 1e-3)
                         .and_then(|t| t.to_dtype(dtype))
                         .map_err(model_err)?;
@@ -252,6 +260,7 @@ pub fn bench_json(b: &PolicyBench, device: &str, dtype: DType) -> serde_json::Va
     v["mean_decode_ms"] = json!(b.mean.decode_ms);
     v["device"] = json!(device);
     v["dtype"] = json!(format!("{dtype:?}"));
-    v["rayon_threads"] = json!(std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()));
+    v["rayon_threads"] =
+        json!(std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()));
     v
 }

@@ -10,6 +10,7 @@ pub mod folder;
 pub mod models;
 pub mod normalize;
 pub mod preprocess;
+pub mod tokens;
 pub mod weights;
 
 pub use bins::BinTokenizer;

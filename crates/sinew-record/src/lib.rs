@@ -270,7 +270,8 @@ impl Consumer for McapConsumer {
             }
             RecordItem::NewFile { path, metadata } => {
                 self.close_current()?;
-                self.current = Some(McapRecorder::create(&path, &metadata, None).map_err(|e| chain(&e))?);
+                self.current =
+                    Some(McapRecorder::create(&path, &metadata, None).map_err(|e| chain(&e))?);
                 Ok(())
             }
             RecordItem::CloseFile => self.close_current(),

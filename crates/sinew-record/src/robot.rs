@@ -205,7 +205,11 @@ impl RobotIo for RecordedRobot {
 
     fn refresh(&mut self) -> Result<(), RobotIoError> {
         let t = self.t_ns();
-        if self.joint_state.as_ref().is_none_or(|s| s.stamp_s != t as f64 / 1e9) {
+        if self
+            .joint_state
+            .as_ref()
+            .is_none_or(|s| s.stamp_s != t as f64 / 1e9)
+        {
             if let Some((_, js)) = self.ticks.get(self.index) {
                 self.joint_state = Some(Stamped {
                     stamp_s: t as f64 / 1e9,

@@ -290,6 +290,35 @@ impl KinematicTree {
         self.links.iter().position(|l| l == name)
     }
 
+    /// The tree drawn as text, one line per joint, indented by depth from the root:
+    /// `parent --[joint kind (mimics src xM+O)]--> child`.
+    pub fn drawing(&self) -> Vec<String> {
+        fn walk(t: &KinematicTree, link: usize, depth: usize, out: &mut Vec<String>) {
+            for j in t.joints.iter().filter(|j| j.parent == link) {
+                let kind = match j.kind {
+                    JointKind::Revolute => "revolute",
+                    JointKind::Prismatic => "prismatic",
+                    JointKind::Fixed => "fixed",
+                };
+                let mimic = j
+                    .mimic
+                    .map(|(s, m, o)| format!(" mimics {} x{m}+{o}", t.joints[s].name))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "{}{} --[{} {kind}{mimic}]--> {}",
+                    "  ".repeat(depth + 1),
+                    t.links[j.parent],
+                    j.name,
+                    t.links[j.child]
+                ));
+                walk(t, j.child, depth + 1, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, 0, 0, &mut out);
+        out
+    }
+
     /// Names of the joint variables, in `q` order.
     pub fn active_names(&self) -> Vec<&str> {
         self.active

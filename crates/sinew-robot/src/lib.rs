@@ -137,8 +137,7 @@ impl RobotDescription {
         config: Option<(RobotConfig, PathBuf)>,
     ) -> Result<Self, RobotError> {
         let text = read_text(&urdf_path)?;
-        let urdf =
-            urdf_rs::read_from_string(&text).map_err(|e| FileError::parse(&urdf_path, e))?;
+        let urdf = urdf_rs::read_from_string(&text).map_err(|e| FileError::parse(&urdf_path, e))?;
         let mut warnings = Vec::new();
         let mut meshes = Vec::new();
         for link in &urdf.links {
@@ -209,8 +208,9 @@ impl RobotDescription {
                     }
                     other => other,
                 })?;
-        let field =
-            |field: String, reason: String| RobotError::from(FileError::field(&cfg_file, field, reason));
+        let field = |field: String, reason: String| {
+            RobotError::from(FileError::field(&cfg_file, field, reason))
+        };
         let ee_link = tree.link_index(&config.ee_link).ok_or_else(|| {
             field(
                 "ee_link".into(),

@@ -318,11 +318,7 @@ impl Runtime {
                 Some(old) => hold_kind(old) != hold_kind(r),
             };
             if entering {
-                *self
-                    .stats
-                    .holds
-                    .entry(hold_kind(r).to_owned())
-                    .or_insert(0) += 1;
+                *self.stats.holds.entry(hold_kind(r).to_owned()).or_insert(0) += 1;
                 if !matches!(r, HoldReason::WaitingForPolicy) {
                     // Chunks predicted before the fault are stale once it clears.
                     self.scheduler.clear();

@@ -27,9 +27,9 @@ pub use chunks::{ChunkScheduler, Execution, Merge};
 pub use control::{
     hold_kind, HoldReason, Interpolation, Request, Runtime, RuntimeConfig, RuntimeStats, Sensors,
 };
+pub use safety::{Interventions, JointLimits, SafetyError, SafetyFilter, SafetyStats};
 pub use session::{
     End, Record, Session, SessionConfig, SessionError, SessionReport, StepRecord, Tap, Telemetry,
     TickResult,
 };
 pub use worker::Inference;
-pub use safety::{Interventions, JointLimits, SafetyError, SafetyFilter, SafetyStats};

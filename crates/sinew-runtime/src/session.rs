@@ -687,8 +687,7 @@ impl Session {
         }
         if let Some(t) = self.estop_pending.take() {
             // From the e-stop message's arrival to the first hold command sent.
-            self.estop_to_hold_ms
-                .push(t.elapsed().as_secs_f64() * 1e3);
+            self.estop_to_hold_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         self.track_hold(now, taps);
         self.loop_stats

@@ -14,11 +14,10 @@ pub mod robot_io;
 pub mod task;
 pub mod world;
 
-
-pub use render::{Frame, Intrinsics, Mesh};
-pub use task::{Episode, ObjectSpec, SuccessKind, TaskSpec};
 pub use policies::ExpertPolicy;
+pub use render::{Frame, Intrinsics, Mesh};
 pub use robot_io::SimRobot;
+pub use task::{Episode, ObjectSpec, SuccessKind, TaskSpec};
 pub use world::{SimObject, SimWorld, PHYSICS_HZ};
 
 /// Errors of the simulator.

@@ -116,9 +116,7 @@ impl SimRobot {
         let ns = (t_s * 1e9).round() as i64;
         match self.timing {
             Timing::Driven { .. } => Time::from_nanos(ns),
-            Timing::RealTime { epoch_unix_ns, .. } => {
-                Time::from_nanos(epoch_unix_ns as i64 + ns)
-            }
+            Timing::RealTime { epoch_unix_ns, .. } => Time::from_nanos(epoch_unix_ns as i64 + ns),
         }
     }
 
@@ -203,7 +201,14 @@ impl RobotIo for SimRobot {
     }
 
     fn frame_stamp(&self, camera: &str) -> Option<f64> {
-        if !self.world.robot.config.cameras.iter().any(|c| c.name == camera) {
+        if !self
+            .world
+            .robot
+            .config
+            .cameras
+            .iter()
+            .any(|c| c.name == camera)
+        {
             return None;
         }
         self.frame_index?;

@@ -139,7 +139,8 @@ impl TaskSpec {
     /// Parses `text` as if read from `path`.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Self, SimError> {
         let spec: TaskSpec = parse_toml(text, path)?;
-        let bad = |field: &str, reason: String| SimError::from(FileError::field(path, field, reason));
+        let bad =
+            |field: &str, reason: String| SimError::from(FileError::field(path, field, reason));
         if spec.instructions.is_empty() {
             return Err(bad(
                 "instructions",
