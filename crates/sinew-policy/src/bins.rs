@@ -1,6 +1,6 @@
 //! Uniform binning of normalised actions into tokens at the end of a language model's
 //! vocabulary, compatible with OpenVLA's `ActionTokenizer`
-//! (`prismatic/vla/action_tokenizer.py`; see ../shared/REFERENCES.md section 2).
+//! (`prismatic/vla/action_tokenizer.py`; see docs/references.md section 1).
 //!
 //! `n_bins` edges spaced evenly over [-1, 1] make `n_bins - 1` bins. A value is clipped to
 //! [-1, 1], `d` is the number of edges at or below it (numpy's `digitize`), and its token is

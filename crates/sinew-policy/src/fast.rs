@@ -1,5 +1,5 @@
 //! The numeric half of the FAST action tokenizer ("FAST: Efficient Action Tokenization for
-//! Vision-Language-Action Models", Pertsch et al., 2025; ../shared/REFERENCES.md section 3):
+//! Vision-Language-Action Models", Pertsch et al., 2025; docs/references.md section 2):
 //! an action chunk `[T, D]` is transformed by an orthonormal DCT-II along time, scaled,
 //! rounded, flattened frequency-major (all D dimensions of frequency 0 first) and mapped to
 //! character codes `max(q - min_token, 0)`. The BPE over those characters is the remaining part.

@@ -4,7 +4,7 @@
 //! A chunk predicted from the observation of policy step `s` holds the targets of steps
 //! `s, s+1, ...`. It usually arrives later than `s` (inference takes time); its entries for
 //! steps already executed are never used, so the robot continues from the chunk's entry for the
-//! step it has reached (latency compensation, ../shared/REFERENCES.md section 5).
+//! step it has reached (latency compensation, docs/references.md section 3).
 
 use std::collections::VecDeque;
 

@@ -9,7 +9,7 @@
 //! exact GELUs; and candle-transformers' Llama under `language_model.` (its names fit the
 //! checkpoint unchanged). The projected patches are inserted right after the BOS token.
 //! Decoding is greedy for `action_dim` tokens, optionally constrained to the 256 action
-//! tokens; see ../shared/REFERENCES.md section 2.
+//! tokens; see docs/references.md section 1.
 //!
 //! Sinew extensions of config.json, all optional: `timm_model_kwargs` (timm keyword overrides
 //! per backbone, used by the tiny test checkpoints) and a `sinew` object (`cameras`,
