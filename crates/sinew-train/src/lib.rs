@@ -389,292 +389,41 @@ impl Trainer {
     ) -> Result<Self, TrainError> {
         let ds = Dataset::open(dataset)?;
         let frames = ds.read_frames()?;
-        let sizes = ds.check_images(&frames)?;
-        let side = sizes.first().map_or(0, |s| s.0);
-        if sizes.iter().any(|s| s.0 != side || s.1 != side) || side % 16 != 0 || side == 0 {
-            return Err(TrainError::Config(format!(
-                "sinew-tiny needs square images with a side that is a multiple of 16; the dataset's are {sizes:?}"
-            )));
-        }
-        let state_dim = ds
-            .info
-            .feature(sinew_data::STATE)
-            .map_or(0, |f| f.shape.iter().product());
-        let action_dim = ds
-            .info
-            .feature(sinew_data::ACTION)
-            .map_or(0, |f| f.shape.iter().product());
         let tokenizer = build_text_tokenizer(&ds.tasks)?;
-        let mut model_cfg = Config::small(
-            ds.cameras.clone(),
-            if cfg.use_state { state_dim } else { 0 },
-            action_dim,
-            tokenizer.get_vocab_size(true),
-        );
-        model_cfg.image_size = side as usize;
-        model_cfg.d_model = cfg.d_model;
-        model_cfg.n_layers = cfg.n_layers;
-        model_cfg.n_heads = cfg.n_heads;
-        model_cfg.mlp_dim = cfg.mlp_dim;
-        model_cfg.chunk_length = cfg.chunk_length;
-        model_cfg.n_bins = cfg.n_bins;
-        model_cfg.gaussian_head = cfg.gaussian_head;
-        model_cfg.decode = cfg.decode;
-        model_cfg.film = cfg.film;
-        model_cfg.cnn_norm = cfg.cnn_norm;
-        model_cfg.coords = cfg.coords;
-        model_cfg.keypoints = cfg.keypoints;
-        model_cfg.pool_keypoints = cfg.pool_keypoints;
-        model_cfg.keypoint_gain = cfg.keypoint_gain;
-        model_cfg.patch_tokens = cfg.patch_tokens;
-        model_cfg.action_kind = cfg.action_space;
-        model_cfg.n_action_steps = cfg.n_action_steps;
-        if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "aux_weight {} is not a non-negative number",
-                cfg.aux_weight
-            )));
-        }
-        if !(0.0..=1.0).contains(&cfg.early_fraction) {
-            return Err(TrainError::Config(format!(
-                "early_fraction {} is not in [0, 1]",
-                cfg.early_fraction
-            )));
-        }
-        if cfg.early_fraction > 0.0 && cfg.early_frames == 0 {
-            return Err(TrainError::Config(
-                "early_fraction needs early_frames > 0".into(),
-            ));
-        }
-        model_cfg.aux_dim = if cfg.aux_weight > 0.0 {
-            2 * action_dim
-        } else {
-            0
-        };
-        let delta = match cfg.action_space {
-            ActionKind::JointPosition => false,
-            ActionKind::JointDelta if state_dim == action_dim => true,
-            ActionKind::JointDelta => {
-                return Err(TrainError::Config(format!(
-                    "action_space joint_delta needs state and action of one size (the joints); the dataset has {state_dim} and {action_dim}"
-                )))
-            }
-            other => {
-                return Err(TrainError::Config(format!(
-                    "action_space {}: sinew train learns joint_position or joint_delta",
-                    other.as_str()
-                )))
-            }
-        };
-        model_cfg.control_rate_hz = ds.info.fps as f64;
-        model_cfg.robot = ds.info.robot_type.clone();
-        model_cfg.validate().map_err(TrainError::Config)?;
-
+        let (model_cfg, delta) = model_config(&ds, &frames, &cfg, tokenizer.get_vocab_size(true))?;
+        let action_dim = model_cfg.action_dim;
         let data_stats_path = dataset.join("meta/stats.json");
         let stats_path = stats.map_or_else(|| data_stats_path.clone(), Path::to_path_buf);
         let state_norm = normalizer(&stats_path, sinew_data::STATE)?;
-        let read_json = |p: &Path| -> Result<serde_json::Value, TrainError> {
-            serde_json::from_str(
-                &std::fs::read_to_string(p).map_err(|e| TrainError::Io(p.to_path_buf(), e))?,
-            )
-            .map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
-        };
         let all_stats = read_json(&stats_path)?;
-
-        // The targets of each frame in the action space, `[T * D]`: the next T actions, the
-        // last one repeated past the episode's end; as deltas, the first from the measured
-        // state and each next one from the action before it (the runtime adds them up). And
-        // its auxiliary goal targets, in the dataset's action units: the actions at its
-        // episode's key frame and last frame.
-        let t_len = cfg.chunk_length;
-        let gripper = gripper_index(&ds);
-        let mut raw: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
-        let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
-        for e in &ds.episodes {
-            let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
-            let act: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|f| f.action.iter().map(|v| *v as f64).collect())
-                .collect();
-            let mut goal = act
-                .get(key_frame(&act, gripper))
-                .cloned()
-                .unwrap_or_default();
-            goal.extend(act.last().cloned().unwrap_or_default());
-            goals.extend(std::iter::repeat_n(goal, rows.len()));
-            let last = act.len().saturating_sub(1);
-            for (k, f) in rows.iter().enumerate() {
-                let mut r = Vec::with_capacity(t_len * action_dim);
-                for t in 0..t_len {
-                    let a = &act[(k + t).min(last)];
-                    if !delta {
-                        r.extend_from_slice(a);
-                    } else if t == 0 {
-                        r.extend(a.iter().zip(&f.state).map(|(a, s)| a - *s as f64));
-                    } else {
-                        let prev = &act[(k + t - 1).min(last)];
-                        r.extend(a.iter().zip(prev).map(|(a, p)| a - p));
-                    }
-                }
-                raw.push(r);
-            }
-        }
+        let (raw, goals) = chunk_targets(&ds, &frames, cfg.chunk_length, action_dim, delta);
         // Goals are absolute actions; a joint_delta policy's stats.json holds deltas, so its
         // goals keep the dataset's scale.
         let goal_norm = normalizer(
             if delta { &data_stats_path } else { &stats_path },
             sinew_data::ACTION,
         )?;
-        let (action_norm, action_stats) = if delta && stats.is_some() {
-            let get = |k: &str| -> Result<Vec<f64>, TrainError> {
-                serde_json::from_value(all_stats[sinew_data::ACTION][k].clone()).map_err(|e| {
-                    TrainError::Config(format!(
-                        "{}: {}.{k}: {e}",
-                        stats_path.display(),
-                        sinew_data::ACTION
-                    ))
-                })
-            };
-            (
-                Normalizer::Quantile {
-                    q01: get("min")?,
-                    q99: get("max")?,
-                    mask: vec![true; action_dim],
-                },
-                all_stats[sinew_data::ACTION].clone(),
-            )
-        } else if delta {
-            let (mut lo, mut hi) = (
-                vec![f64::INFINITY; action_dim],
-                vec![f64::NEG_INFINITY; action_dim],
-            );
-            let (mut sum, mut sq, mut n) = (vec![0f64; action_dim], vec![0f64; action_dim], 0f64);
-            for r in &raw {
-                for a in r.chunks(action_dim) {
-                    for (i, v) in a.iter().enumerate() {
-                        lo[i] = lo[i].min(*v);
-                        hi[i] = hi[i].max(*v);
-                        sum[i] += v;
-                        sq[i] += v * v;
-                    }
-                    n += 1.0;
-                }
-            }
-            for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
-                if !(h.is_finite() && l.is_finite()) || *h - *l < 1e-6 {
-                    (*l, *h) = (-1e-3, 1e-3);
-                }
-            }
-            let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1.0)).collect();
-            let std: Vec<f64> = sq
-                .iter()
-                .zip(&mean)
-                .map(|(q, m)| (q / n.max(1.0) - m * m).max(0.0).sqrt())
-                .collect();
-            let json = serde_json::json!({
-                "min": lo, "max": hi, "mean": mean, "std": std, "count": [n as u64],
-            });
-            (
-                Normalizer::Quantile {
-                    q01: lo,
-                    q99: hi,
-                    mask: vec![true; action_dim],
-                },
-                json,
-            )
-        } else {
-            (
-                normalizer(&stats_path, sinew_data::ACTION)?,
-                all_stats[sinew_data::ACTION].clone(),
-            )
-        };
+        let (action_norm, action_stats) = action_normalizer(
+            delta,
+            stats.is_some(),
+            &stats_path,
+            &all_stats,
+            &raw,
+            action_dim,
+        )?;
         let stats = serde_json::json!({
             sinew_data::STATE: all_stats[sinew_data::STATE],
             sinew_data::ACTION: action_stats,
         });
-        let bins = BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?;
-
-        // Text of each task, once.
-        let policy_tok = &tokenizer;
-        let mut texts = Vec::new();
-        for t in &ds.tasks {
-            let enc = policy_tok
-                .encode(t.as_str(), false)
-                .map_err(|e| TrainError::Config(format!("tokenizer: {e}")))?;
-            let mut ids = enc.get_ids().to_vec();
-            ids.truncate(model_cfg.max_text_len);
-            let mut mask = vec![1f32; ids.len()];
-            ids.resize(model_cfg.max_text_len, 0);
-            mask.resize(model_cfg.max_text_len, 0.0);
-            texts.push((ids, mask));
-        }
-
-        // Samples: decoded images, normalised state, target bins.
-        let mut samples = Vec::with_capacity(frames.len());
-        for ((f, r), g) in frames.iter().zip(&raw).zip(&goals) {
-            let mut aux = Vec::with_capacity(g.len());
-            if model_cfg.aux_dim > 0 {
-                for a in g.chunks(action_dim) {
-                    aux.extend(
-                        goal_norm
-                            .normalize(a)?
-                            .iter()
-                            .map(|v| v.clamp(-1.0, 1.0) as f32),
-                    );
-                }
-            }
-            let mut targets = Vec::with_capacity(t_len * action_dim);
-            let mut values = Vec::with_capacity(t_len * action_dim);
-            for a in r.chunks(action_dim) {
-                let a = action_norm.normalize(a)?;
-                targets.extend(bins.encode(&a)?);
-                values.extend(a.iter().map(|v| v.clamp(-1.0, 1.0) as f32));
-            }
-            samples.push(Sample {
-                images: decode(f, ds.cameras.len())?,
-                text: f.task_index as usize,
-                state: state_norm
-                    .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect(),
-                targets,
-                values,
-                aux,
-            });
-        }
-
-        // Episode split.
-        let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_5EED);
-        let mut order: Vec<usize> = (0..ds.episodes.len()).collect();
-        for i in (1..order.len()).rev() {
-            let j = rng.below(i + 1);
-            order.swap(i, j);
-        }
-        let n_val = if order.len() >= 2 {
-            ((order.len() as f64 * cfg.val_fraction).round() as usize).max(1)
-        } else {
-            0
+        let norms = Norms {
+            state: state_norm,
+            action: action_norm,
+            goal: goal_norm,
+            bins: BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?,
         };
-        let val_eps: Vec<usize> = order[..n_val].to_vec();
-        let (mut train, mut val, mut early) = (Vec::new(), Vec::new(), Vec::new());
-        let mut train_episodes = Vec::new();
-        for e in &ds.episodes {
-            let idx = e.dataset_from_index as usize..e.dataset_to_index as usize;
-            if val_eps.contains(&(e.episode_index as usize)) {
-                val.extend(idx);
-            } else {
-                early.extend(idx.clone().take(cfg.early_frames));
-                if !idx.is_empty() {
-                    train_episodes.push(idx.clone());
-                }
-                train.extend(idx);
-            }
-        }
-        if train.is_empty() {
-            return Err(TrainError::Config("no training frames".into()));
-        }
-
+        let texts = task_texts(&tokenizer, &ds.tasks, model_cfg.max_text_len)?;
+        let samples = build_samples(&ds, &frames, &raw, &goals, &norms, &model_cfg)?;
+        let split = split_episodes(&ds, &cfg)?;
         let varmap = seeded_varmap(&model_cfg, cfg.seed ^ 0x1A17_1A17, device)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = SinewTiny::new(&model_cfg, vb)?;
@@ -705,10 +454,10 @@ impl Trainer {
             m,
             v,
             samples,
-            train,
-            early,
-            train_episodes,
-            val,
+            train: split.train,
+            early: split.early,
+            train_episodes: split.train_episodes,
+            val: split.val,
             texts,
             tokenizer,
             stats,
@@ -1313,6 +1062,353 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
             }
         }
     }
+}
+
+
+/// The model configuration for a dataset and a training configuration, checked; and whether
+/// the targets are joint deltas.
+fn model_config(
+    ds: &Dataset,
+    frames: &[sinew_data::Frame],
+    cfg: &TrainConfig,
+    vocab_size: usize,
+) -> Result<(Config, bool), TrainError> {
+    let sizes = ds.check_images(frames)?;
+    let side = sizes.first().map_or(0, |s| s.0);
+    if sizes.iter().any(|s| s.0 != side || s.1 != side) || side % 16 != 0 || side == 0 {
+        return Err(TrainError::Config(format!(
+            "sinew-tiny needs square images with a side that is a multiple of 16; the dataset's are {sizes:?}"
+        )));
+    }
+    let state_dim = ds
+        .info
+        .feature(sinew_data::STATE)
+        .map_or(0, |f| f.shape.iter().product());
+    let action_dim = ds
+        .info
+        .feature(sinew_data::ACTION)
+        .map_or(0, |f| f.shape.iter().product());
+    let mut model_cfg = Config::small(
+        ds.cameras.clone(),
+        if cfg.use_state { state_dim } else { 0 },
+        action_dim,
+        vocab_size,
+    );
+    model_cfg.image_size = side as usize;
+    model_cfg.d_model = cfg.d_model;
+    model_cfg.n_layers = cfg.n_layers;
+    model_cfg.n_heads = cfg.n_heads;
+    model_cfg.mlp_dim = cfg.mlp_dim;
+    model_cfg.chunk_length = cfg.chunk_length;
+    model_cfg.n_bins = cfg.n_bins;
+    model_cfg.gaussian_head = cfg.gaussian_head;
+    model_cfg.decode = cfg.decode;
+    model_cfg.film = cfg.film;
+    model_cfg.cnn_norm = cfg.cnn_norm;
+    model_cfg.coords = cfg.coords;
+    model_cfg.keypoints = cfg.keypoints;
+    model_cfg.pool_keypoints = cfg.pool_keypoints;
+    model_cfg.keypoint_gain = cfg.keypoint_gain;
+    model_cfg.patch_tokens = cfg.patch_tokens;
+    model_cfg.action_kind = cfg.action_space;
+    model_cfg.n_action_steps = cfg.n_action_steps;
+    if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
+        return Err(TrainError::Config(format!(
+            "aux_weight {} is not a non-negative number",
+            cfg.aux_weight
+        )));
+    }
+    if !(0.0..=1.0).contains(&cfg.early_fraction) {
+        return Err(TrainError::Config(format!(
+            "early_fraction {} is not in [0, 1]",
+            cfg.early_fraction
+        )));
+    }
+    if cfg.early_fraction > 0.0 && cfg.early_frames == 0 {
+        return Err(TrainError::Config(
+            "early_fraction needs early_frames > 0".into(),
+        ));
+    }
+    model_cfg.aux_dim = if cfg.aux_weight > 0.0 {
+        2 * action_dim
+    } else {
+        0
+    };
+    let delta = match cfg.action_space {
+        ActionKind::JointPosition => false,
+        ActionKind::JointDelta if state_dim == action_dim => true,
+        ActionKind::JointDelta => {
+            return Err(TrainError::Config(format!(
+                "action_space joint_delta needs state and action of one size (the joints); the dataset has {state_dim} and {action_dim}"
+            )))
+        }
+        other => {
+            return Err(TrainError::Config(format!(
+                "action_space {}: sinew train learns joint_position or joint_delta",
+                other.as_str()
+            )))
+        }
+    };
+    model_cfg.control_rate_hz = ds.info.fps as f64;
+    model_cfg.robot = ds.info.robot_type.clone();
+    model_cfg.validate().map_err(TrainError::Config)?;
+
+    Ok((model_cfg, delta))
+}
+
+/// Reads a JSON file.
+fn read_json(p: &Path) -> Result<serde_json::Value, TrainError> {
+    serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| TrainError::Io(p.to_path_buf(), e))?)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
+}
+
+/// The targets of each frame in the action space, `[T * D]`: the next T actions, the last one
+/// repeated past the episode's end; as deltas, the first from the measured state and each next
+/// one from the action before it (the runtime adds them up). And its auxiliary goal targets,
+/// in the dataset's action units: the actions at its episode's key frame and last frame.
+fn chunk_targets(
+    ds: &Dataset,
+    frames: &[sinew_data::Frame],
+    t_len: usize,
+    action_dim: usize,
+    delta: bool,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let gripper = gripper_index(&ds);
+    let mut raw: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
+    let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
+    for e in &ds.episodes {
+        let rows = &frames[e.dataset_from_index as usize..e.dataset_to_index as usize];
+        let act: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|f| f.action.iter().map(|v| *v as f64).collect())
+            .collect();
+        let mut goal = act
+            .get(key_frame(&act, gripper))
+            .cloned()
+            .unwrap_or_default();
+        goal.extend(act.last().cloned().unwrap_or_default());
+        goals.extend(std::iter::repeat_n(goal, rows.len()));
+        let last = act.len().saturating_sub(1);
+        for (k, f) in rows.iter().enumerate() {
+            let mut r = Vec::with_capacity(t_len * action_dim);
+            for t in 0..t_len {
+                let a = &act[(k + t).min(last)];
+                if !delta {
+                    r.extend_from_slice(a);
+                } else if t == 0 {
+                    r.extend(a.iter().zip(&f.state).map(|(a, s)| a - *s as f64));
+                } else {
+                    let prev = &act[(k + t - 1).min(last)];
+                    r.extend(a.iter().zip(prev).map(|(a, p)| a - p));
+                }
+            }
+            raw.push(r);
+        }
+    }
+    (raw, goals)
+}
+
+/// The normaliser of the action targets and the statistics written with the policy: the
+/// dataset's (or `stats_path`'s) for absolute actions; for deltas, `stats_path`'s min/max when
+/// given, else the deltas' own range.
+fn action_normalizer(
+    delta: bool,
+    stats_given: bool,
+    stats_path: &Path,
+    all_stats: &serde_json::Value,
+    raw: &[Vec<f64>],
+    action_dim: usize,
+) -> Result<(Normalizer, serde_json::Value), TrainError> {
+    Ok(if delta && stats_given {
+        let get = |k: &str| -> Result<Vec<f64>, TrainError> {
+            serde_json::from_value(all_stats[sinew_data::ACTION][k].clone()).map_err(|e| {
+                TrainError::Config(format!(
+                    "{}: {}.{k}: {e}",
+                    stats_path.display(),
+                    sinew_data::ACTION
+                ))
+            })
+        };
+        (
+            Normalizer::Quantile {
+                q01: get("min")?,
+                q99: get("max")?,
+                mask: vec![true; action_dim],
+            },
+            all_stats[sinew_data::ACTION].clone(),
+        )
+    } else if delta {
+        let (mut lo, mut hi) = (
+            vec![f64::INFINITY; action_dim],
+            vec![f64::NEG_INFINITY; action_dim],
+        );
+        let (mut sum, mut sq, mut n) = (vec![0f64; action_dim], vec![0f64; action_dim], 0f64);
+        for r in raw {
+            for a in r.chunks(action_dim) {
+                for (i, v) in a.iter().enumerate() {
+                    lo[i] = lo[i].min(*v);
+                    hi[i] = hi[i].max(*v);
+                    sum[i] += v;
+                    sq[i] += v * v;
+                }
+                n += 1.0;
+            }
+        }
+        for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+            if !(h.is_finite() && l.is_finite()) || *h - *l < 1e-6 {
+                (*l, *h) = (-1e-3, 1e-3);
+            }
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1.0)).collect();
+        let std: Vec<f64> = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / n.max(1.0) - m * m).max(0.0).sqrt())
+            .collect();
+        let json = serde_json::json!({
+            "min": lo, "max": hi, "mean": mean, "std": std, "count": [n as u64],
+        });
+        (
+            Normalizer::Quantile {
+                q01: lo,
+                q99: hi,
+                mask: vec![true; action_dim],
+            },
+            json,
+        )
+    } else {
+        (
+            normalizer(stats_path, sinew_data::ACTION)?,
+            all_stats[sinew_data::ACTION].clone(),
+        )
+    })
+}
+
+/// Each task's text as token ids and mask, `max_len` long.
+fn task_texts(
+    policy_tok: &tokenizers::Tokenizer,
+    tasks: &[String],
+    max_len: usize,
+) -> Result<Vec<(Vec<u32>, Vec<f32>)>, TrainError> {
+    let mut texts = Vec::new();
+    for t in tasks {
+        let enc = policy_tok
+            .encode(t.as_str(), false)
+            .map_err(|e| TrainError::Config(format!("tokenizer: {e}")))?;
+        let mut ids = enc.get_ids().to_vec();
+        ids.truncate(max_len);
+        let mut mask = vec![1f32; ids.len()];
+        ids.resize(max_len, 0);
+        mask.resize(max_len, 0.0);
+        texts.push((ids, mask));
+    }
+
+    Ok(texts)
+}
+
+/// The normalisers a sample is built with.
+struct Norms {
+    state: Normalizer,
+    action: Normalizer,
+    goal: Normalizer,
+    bins: BinTokenizer,
+}
+
+/// Samples: decoded images, normalised state, target bins and values, goal targets.
+fn build_samples(
+    ds: &Dataset,
+    frames: &[sinew_data::Frame],
+    raw: &[Vec<f64>],
+    goals: &[Vec<f64>],
+    norms: &Norms,
+    model_cfg: &Config,
+) -> Result<Vec<Sample>, TrainError> {
+    let action_dim = model_cfg.action_dim;
+    let t_len = model_cfg.chunk_length;
+    let mut samples = Vec::with_capacity(frames.len());
+    for ((f, r), g) in frames.iter().zip(raw).zip(goals) {
+        let mut aux = Vec::with_capacity(g.len());
+        if model_cfg.aux_dim > 0 {
+            for a in g.chunks(action_dim) {
+                aux.extend(
+                    norms.goal
+                        .normalize(a)?
+                        .iter()
+                        .map(|v| v.clamp(-1.0, 1.0) as f32),
+                );
+            }
+        }
+        let mut targets = Vec::with_capacity(t_len * action_dim);
+        let mut values = Vec::with_capacity(t_len * action_dim);
+        for a in r.chunks(action_dim) {
+            let a = norms.action.normalize(a)?;
+            targets.extend(norms.bins.encode(&a)?);
+            values.extend(a.iter().map(|v| v.clamp(-1.0, 1.0) as f32));
+        }
+        samples.push(Sample {
+            images: decode(f, ds.cameras.len())?,
+            text: f.task_index as usize,
+            state: norms.state
+                .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            targets,
+            values,
+            aux,
+        });
+    }
+
+    Ok(samples)
+}
+
+/// Frames for training, validation and the early-frames oversampling, by episode.
+struct Split {
+    train: Vec<usize>,
+    val: Vec<usize>,
+    early: Vec<usize>,
+    train_episodes: Vec<std::ops::Range<usize>>,
+}
+
+/// The seeded episode split: `val_fraction` of the episodes (at least one when there are two)
+/// for validation.
+fn split_episodes(ds: &Dataset, cfg: &TrainConfig) -> Result<Split, TrainError> {
+    let mut rng = Rng(cfg.seed ^ 0x005E_ED0F_5EED);
+    let mut order: Vec<usize> = (0..ds.episodes.len()).collect();
+    for i in (1..order.len()).rev() {
+        let j = rng.below(i + 1);
+        order.swap(i, j);
+    }
+    let n_val = if order.len() >= 2 {
+        ((order.len() as f64 * cfg.val_fraction).round() as usize).max(1)
+    } else {
+        0
+    };
+    let val_eps: Vec<usize> = order[..n_val].to_vec();
+    let (mut train, mut val, mut early) = (Vec::new(), Vec::new(), Vec::new());
+    let mut train_episodes = Vec::new();
+    for e in &ds.episodes {
+        let idx = e.dataset_from_index as usize..e.dataset_to_index as usize;
+        if val_eps.contains(&(e.episode_index as usize)) {
+            val.extend(idx);
+        } else {
+            early.extend(idx.clone().take(cfg.early_frames));
+            if !idx.is_empty() {
+                train_episodes.push(idx.clone());
+            }
+            train.extend(idx);
+        }
+    }
+    if train.is_empty() {
+        return Err(TrainError::Config("no training frames".into()));
+    }
+
+    Ok(Split {
+        train,
+        val,
+        early,
+        train_episodes,
+    })
 }
 
 #[cfg(test)]
