@@ -1,6 +1,9 @@
 //! Demonstrations to a LeRobot dataset, a tiny training run, the trained folder in closed loop,
 //! and the evaluation table.
 
+// End-to-end tests read as one story, from start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -1,5 +1,8 @@
 //! Recording simulated episodes to MCAP, inspecting them, and playing them back on the bus.
 
+// End-to-end tests read as one story, from start to finish.
+#![allow(clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

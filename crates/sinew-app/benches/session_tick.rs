@@ -46,7 +46,10 @@ impl MemoryRobot {
                     effort: vec![],
                 },
             },
-            frames: vec![("front".into(), frame("front")), ("wrist".into(), frame("wrist"))],
+            frames: vec![
+                ("front".into(), frame("front")),
+                ("wrist".into(), frame("wrist")),
+            ],
         }
     }
 }
@@ -67,16 +70,26 @@ impl RobotIo for MemoryRobot {
         Some(&self.joint_state)
     }
     fn frame_stamp(&self, camera: &str) -> Option<f64> {
-        self.frames.iter().find(|(c, _)| c == camera).map(|(_, f)| f.stamp_s)
+        self.frames
+            .iter()
+            .find(|(c, _)| c == camera)
+            .map(|(_, f)| f.stamp_s)
     }
     fn frame(&mut self, camera: &str) -> Result<Option<Stamped<CameraFrame>>, RobotIoError> {
-        Ok(self.frames.iter().find(|(c, _)| c == camera).map(|(_, f)| f.clone()))
+        Ok(self
+            .frames
+            .iter()
+            .find(|(c, _)| c == camera)
+            .map(|(_, f)| f.clone()))
     }
     fn instruction(&self) -> Option<&str> {
         Some("put the red cube in the bowl")
     }
     fn send(&mut self, command: &JointTrajectory) -> Result<(), RobotIoError> {
-        self.joint_state.value.position.clone_from(&command.points[0].positions);
+        self.joint_state
+            .value
+            .position
+            .clone_from(&command.points[0].positions);
         Ok(())
     }
     fn advance(&mut self, dt_s: f64) -> Result<bool, RobotIoError> {

@@ -360,7 +360,6 @@ fn ticks(
 pub fn bench_record(seconds: f64, dir: Option<PathBuf>, out: &mut dyn FnMut(String)) -> Result<()> {
     let robot = load_robot("so101")?;
     let keys = RobotKeys::new(&robot.config.namespace)?;
-    let map_robot = robot.clone();
     let keep = dir.is_some();
     let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("sinew-bench-record-{}", std::process::id()))
@@ -385,112 +384,165 @@ pub fn bench_record(seconds: f64, dir: Option<PathBuf>, out: &mut dyn FnMut(Stri
         payload as f64 / 1e6
     ));
 
-    // 1 + 3: recorder thread, blocking hand-over (throughput), then timing the hand-over.
-    let mcap = dir.join("bench.mcap");
-    let mut rec = spawn_recorder(4096)?;
-    let t0 = Instant::now();
-    rec.send_blocking(RecordItem::NewFile {
-        path: mcap.clone(),
-        metadata: Default::default(),
-    });
-    let item = |key: String, kind, t_ns: u64, cdr: Vec<u8>| RecordItem::Message {
-        key,
-        kind,
-        log_time_ns: t_ns,
-        publish_time_ns: t_ns,
-        cdr: cdr.into(),
+    let ctx = Phase {
+        robot: &robot,
+        keys: &keys,
+        dir: &dir,
+        data: &data,
+        seconds,
+        payload,
     };
-    for t in &data {
-        use sinew_msgs::MessageKind as K;
-        rec.send_blocking(item(
-            keys.joint_states(),
-            K::JointState,
-            t.t_ns,
-            t.js.to_cdr(),
-        ));
-        rec.send_blocking(item(
-            keys.joint_commands(),
-            K::JointTrajectory,
-            t.t_ns,
-            t.cmd.to_cdr(),
-        ));
-        for (c, f) in &t.frames {
-            rec.send_blocking(item(keys.camera_image(c), K::Image, t.t_ns, f.to_cdr()));
-        }
+    let mcap = ctx.mcap_throughput(out)?;
+    ctx.rerun_throughput(out)?;
+    ctx.loop_hand_over(out)?;
+    ctx.replay(&mcap, out)?;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let report = rec.close();
-    let wall = t0.elapsed().as_secs_f64();
-    let file_mb = std::fs::metadata(&mcap).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
-    out(format!(
+    Ok(())
+}
+
+/// One phase of `bench_record`, on shared data.
+struct Phase<'a> {
+    robot: &'a sinew_robot::RobotDescription,
+    keys: &'a RobotKeys,
+    dir: &'a Path,
+    data: &'a [Tick],
+    seconds: f64,
+    payload: usize,
+}
+
+impl Phase<'_> {
+    /// 1: the recorder thread with a blocking hand-over: its throughput.
+    fn mcap_throughput(&self, out: &mut dyn FnMut(String)) -> Result<PathBuf> {
+        let mcap = self.dir.join("bench.mcap");
+        let mut rec = spawn_recorder(4096)?;
+        let t0 = Instant::now();
+        rec.send_blocking(RecordItem::NewFile {
+            path: mcap.clone(),
+            metadata: Default::default(),
+        });
+        let item = |key: String, kind, t_ns: u64, cdr: Vec<u8>| RecordItem::Message {
+            key,
+            kind,
+            log_time_ns: t_ns,
+            publish_time_ns: t_ns,
+            cdr: cdr.into(),
+        };
+        for t in self.data {
+            use sinew_msgs::MessageKind as K;
+            rec.send_blocking(item(
+                self.keys.joint_states(),
+                K::JointState,
+                t.t_ns,
+                t.js.to_cdr(),
+            ));
+            rec.send_blocking(item(
+                self.keys.joint_commands(),
+                K::JointTrajectory,
+                t.t_ns,
+                t.cmd.to_cdr(),
+            ));
+            for (c, f) in &t.frames {
+                rec.send_blocking(item(
+                    self.keys.camera_image(c),
+                    K::Image,
+                    t.t_ns,
+                    f.to_cdr(),
+                ));
+            }
+        }
+        let report = rec.close();
+        let wall = t0.elapsed().as_secs_f64();
+        let file_mb = std::fs::metadata(&mcap).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+        out(format!(
         "mcap recorder: {:.1} MB in {wall:.2} s = {:.0} MB/s of messages ({:.0}x real time); file {file_mb:.1} MB (zstd){}",
-        payload as f64 / 1e6,
-        payload as f64 / 1e6 / wall,
-        seconds / wall,
+        self.payload as f64 / 1e6,
+        self.payload as f64 / 1e6 / wall,
+        self.seconds / wall,
         report.error.map(|e| format!("; ERROR {e}")).unwrap_or_default()
     ));
 
-    // 2: rerun.
-    let rrd = dir.join("bench.rrd");
-    let t0 = Instant::now();
-    let mut viz = Viz::new(robot.clone(), "bench", &Sink::File(rrd.clone()))?;
-    let mut n = 0u64;
-    for t in &data {
-        viz.log(&Stream::JointStates, t.t_ns, &t.js.clone().into())?;
-        viz.log(&Stream::JointCommands, t.t_ns, &t.cmd.clone().into())?;
-        n += 2;
-        for (c, f) in &t.frames {
-            viz.log(&Stream::Camera(c.clone()), t.t_ns, &f.clone().into())?;
-            n += 1;
-        }
+        Ok(mcap)
     }
-    viz.finish()?;
-    let wall = t0.elapsed().as_secs_f64();
-    out(format!(
+
+    /// 2: rerun logging throughput.
+    fn rerun_throughput(&self, out: &mut dyn FnMut(String)) -> Result<()> {
+        let rrd = self.dir.join("bench.rrd");
+        let t0 = Instant::now();
+        let mut viz = Viz::new(self.robot.clone(), "bench", &Sink::File(rrd.clone()))?;
+        let mut n = 0u64;
+        for t in self.data {
+            viz.log(&Stream::JointStates, t.t_ns, &t.js.clone().into())?;
+            viz.log(&Stream::JointCommands, t.t_ns, &t.cmd.clone().into())?;
+            n += 2;
+            for (c, f) in &t.frames {
+                viz.log(&Stream::Camera(c.clone()), t.t_ns, &f.clone().into())?;
+                n += 1;
+            }
+        }
+        viz.finish()?;
+        let wall = t0.elapsed().as_secs_f64();
+        out(format!(
         "rerun logging: {n} messages in {wall:.2} s = {:.0} messages/s, {:.0} MB/s ({:.1}x real time); file {:.1} MB",
         n as f64 / wall,
-        payload as f64 / 1e6 / wall,
-        seconds / wall,
+        self.payload as f64 / 1e6 / wall,
+        self.seconds / wall,
         std::fs::metadata(&rrd).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
     ));
 
-    // 3: what the control loop pays per tick to hand its messages over (never blocking).
-    let mut outputs = Outputs::start(&robot, Some(&dir.join("loop")), &RerunSpec::default())?
-        .context("recording outputs")?;
-    outputs.open("loop", "loop", Default::default())?;
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
-    let mut cost = Window::new(data.len());
-    {
-        let mut tap = outputs.tap(&names, 10.0, true);
-        let start = Instant::now();
-        for t in &data {
-            // Paced at 100 Hz like the loop, so the threads see a real-time load.
-            let due = start + std::time::Duration::from_nanos(t.t_ns);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            let t0 = Instant::now();
-            tap.record(t.t_ns, Record::JointState(&t.js));
-            for (c, f) in &t.frames {
-                let frame = sinew_core::robot_io::CameraFrame {
-                    color: f.clone(),
-                    depth: None,
-                };
-                tap.record(
-                    t.t_ns,
-                    Record::Frame {
-                        camera: c,
-                        frame: &frame,
-                    },
-                );
-            }
-            tap.record(t.t_ns, Record::Command(&t.cmd));
-            cost.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
+        Ok(())
     }
-    outputs.close_one()?;
-    let r = outputs.finish();
-    out(format!(
+
+    /// 3: what the control loop pays per tick to hand its messages over (never blocking).
+    fn loop_hand_over(&self, out: &mut dyn FnMut(String)) -> Result<()> {
+        let mut outputs = Outputs::start(
+            self.robot,
+            Some(&self.dir.join("loop")),
+            &RerunSpec::default(),
+        )?
+        .context("recording outputs")?;
+        outputs.open("loop", "loop", Default::default())?;
+        let names: Vec<String> = self
+            .robot
+            .config
+            .joints
+            .iter()
+            .map(|j| j.name.clone())
+            .collect();
+        let mut cost = Window::new(self.data.len());
+        {
+            let mut tap = outputs.tap(&names, 10.0, true);
+            let start = Instant::now();
+            for t in self.data {
+                // Paced at 100 Hz like the loop, so the threads see a real-time load.
+                let due = start + std::time::Duration::from_nanos(t.t_ns);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let t0 = Instant::now();
+                tap.record(t.t_ns, Record::JointState(&t.js));
+                for (c, f) in &t.frames {
+                    let frame = sinew_core::robot_io::CameraFrame {
+                        color: f.clone(),
+                        depth: None,
+                    };
+                    tap.record(
+                        t.t_ns,
+                        Record::Frame {
+                            camera: c,
+                            frame: &frame,
+                        },
+                    );
+                }
+                tap.record(t.t_ns, Record::Command(&t.cmd));
+                cost.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        outputs.close_one()?;
+        let r = outputs.finish();
+        out(format!(
         "loop hand-over per 100 Hz tick (MCAP + rerun): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; dropped {} (mcap) + {} (rerun)",
         cost.quantile(0.5),
         cost.quantile(0.99),
@@ -499,30 +551,36 @@ pub fn bench_record(seconds: f64, dir: Option<PathBuf>, out: &mut dyn FnMut(Stri
         r.viz_dropped
     ));
 
-    // 4: reading back and converting.
-    let t0 = Instant::now();
-    let back = read_recording(&mcap)?;
-    let read_s = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    let map = stream_map(&keys, &map_robot);
-    let mut viz = Viz::new(robot, "replay", &Sink::File(dir.join("replay.rrd")))?;
-    for m in &back.messages {
-        let key = sinew_record::key_of_topic(&m.topic);
-        if let (Some(s), Some(Ok(msg))) = (map.get(&key), m.decode()) {
-            viz.log(s, m.log_time_ns, &msg)?;
-        }
+        Ok(())
     }
-    viz.finish()?;
-    let conv_s = t0.elapsed().as_secs_f64();
-    out(format!(
+
+    /// 4: reading back and converting to `.rrd`.
+    fn replay(&self, mcap: &Path, out: &mut dyn FnMut(String)) -> Result<()> {
+        let t0 = Instant::now();
+        let back = read_recording(mcap)?;
+        let read_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let map = stream_map(self.keys, self.robot);
+        let mut viz = Viz::new(
+            self.robot.clone(),
+            "replay",
+            &Sink::File(self.dir.join("replay.rrd")),
+        )?;
+        for m in &back.messages {
+            let key = sinew_record::key_of_topic(&m.topic);
+            if let (Some(s), Some(Ok(msg))) = (map.get(&key), m.decode()) {
+                viz.log(s, m.log_time_ns, &msg)?;
+            }
+        }
+        viz.finish()?;
+        let conv_s = t0.elapsed().as_secs_f64();
+        out(format!(
         "replay: read {} messages in {read_s:.2} s ({:.0} MB/s, {:.0}x real time); to .rrd in {conv_s:.2} s ({:.1}x real time)",
         back.messages.len(),
-        payload as f64 / 1e6 / read_s,
-        seconds / read_s,
-        seconds / conv_s
+        self.payload as f64 / 1e6 / read_s,
+        self.seconds / read_s,
+        self.seconds / conv_s
     ));
-    if !keep {
-        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
-    Ok(())
 }

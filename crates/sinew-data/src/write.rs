@@ -386,20 +386,8 @@ impl DatasetWriter {
         Ok(episode)
     }
 
-    /// Closes the data file and writes `meta/`: info.json, stats.json, tasks.parquet and the
-    /// episodes table.
-    pub fn finish(mut self) -> Result<Info, DataError> {
-        if !self.pending.is_empty() {
-            return Err(DataError::Episode {
-                episode: self.episodes.len() as u64,
-                reason: "frames added but the episode was not ended".into(),
-            });
-        }
-        if let Some((w, path)) = self.writer.take() {
-            w.close().map_err(|e| format_err(&path, e))?;
-        }
-        let meta = self.dir.join("meta");
-
+    /// `meta/tasks.parquet`.
+    fn write_tasks(&self, meta: &Path) -> Result<(), DataError> {
         // tasks.parquet: pandas writes the task strings as the index; the pandas metadata
         // makes `pd.read_parquet` give the same frame back (what LeRobot reads).
         let tasks_path = meta.join("tasks.parquet");
@@ -436,6 +424,11 @@ impl DatasetWriter {
         .map_err(|e| format_err(&tasks_path, e))?;
         write_one(&tasks_path, schema, &batch)?;
 
+        Ok(())
+    }
+
+    /// `meta/episodes/chunk-000/file-000.parquet`.
+    fn write_episodes(&self) -> Result<(), DataError> {
         // Episodes.
         let ep_path = self.dir.join(episodes_file(0, 0));
         let i64col = |f: &dyn Fn(&EpisodeRow) -> u64| -> ArrayRef {
@@ -488,6 +481,25 @@ impl DatasetWriter {
         }
         write_one(&ep_path, schema, &batch)?;
 
+        Ok(())
+    }
+
+    /// Closes the data file and writes `meta/`: info.json, stats.json, tasks.parquet and the
+    /// episodes table.
+    pub fn finish(mut self) -> Result<Info, DataError> {
+        if !self.pending.is_empty() {
+            return Err(DataError::Episode {
+                episode: self.episodes.len() as u64,
+                reason: "frames added but the episode was not ended".into(),
+            });
+        }
+        if let Some((w, path)) = self.writer.take() {
+            w.close().map_err(|e| format_err(&path, e))?;
+        }
+        let meta = self.dir.join("meta");
+
+        self.write_tasks(&meta)?;
+        self.write_episodes()?;
         // stats.json.
         let stats_path = meta.join("stats.json");
         let stats: serde_json::Map<String, serde_json::Value> = self

@@ -116,7 +116,7 @@ fn openvla_config(small: bool) -> Result<openvla::Config, PolicyError> {
     } else {
         (json!([]), json!({"vocab_size": 32064}))
     };
-    Ok(serde_json::from_value(json!({
+    serde_json::from_value(json!({
         "model_type": "openvla",
         "timm_model_ids": ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"],
         "timm_model_kwargs": kw,
@@ -124,7 +124,7 @@ fn openvla_config(small: bool) -> Result<openvla::Config, PolicyError> {
         "arch_specifier": "no-align+fused-gelu-mlp",
         "text_config": text,
     }))
-    .map_err(model_err)?)
+    .map_err(model_err)
 }
 
 /// Measures `iterations` chunks (after 3 warm-up chunks) of `target`, with camera images of

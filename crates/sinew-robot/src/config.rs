@@ -202,6 +202,14 @@ impl RobotConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<(), RobotError> {
+        self.validate_safety(file)?;
+        self.validate_joints(file)?;
+        self.validate_home_and_gripper(file)?;
+        self.validate_cameras(file)
+    }
+
+    /// The `[safety]` section: positive deadlines, a well-formed workspace box.
+    fn validate_safety(&self, file: &Path) -> Result<(), RobotError> {
         let sf = &self.safety;
         for (name, v) in [
             ("safety.joint_state_timeout_s", sf.joint_state_timeout_s),
@@ -238,6 +246,11 @@ impl RobotConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The command rate and every joint's limits and gains.
+    fn validate_joints(&self, file: &Path) -> Result<(), RobotError> {
         if !(self.command_rate_hz.is_finite() && self.command_rate_hz > 0.0) {
             return Err(field_err(
                 file,
@@ -297,6 +310,11 @@ impl RobotConfig {
                 return Err(field_err(file, f("name"), "joint listed twice"));
             }
         }
+        Ok(())
+    }
+
+    /// The home pose and the gripper, within the joints' limits.
+    fn validate_home_and_gripper(&self, file: &Path) -> Result<(), RobotError> {
         if let Some(h) = &self.home {
             if h.len() != self.joints.len() {
                 return Err(field_err(
@@ -338,6 +356,11 @@ impl RobotConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Every camera's pose, size and field of view.
+    fn validate_cameras(&self, file: &Path) -> Result<(), RobotError> {
         for (i, c) in self.cameras.iter().enumerate() {
             let f = |name: &str| format!("cameras[{i}] ({}).{name}", c.name);
             finite(file, f("xyz"), &c.xyz)?;

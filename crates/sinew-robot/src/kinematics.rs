@@ -158,68 +158,9 @@ impl KinematicTree {
         let mut joints = Vec::with_capacity(order.len());
         for &ji in &order {
             let j = &urdf.joints[ji];
-            let xyz = j.origin.xyz.0;
-            let rpy = j.origin.rpy.0;
-            if !xyz.iter().chain(rpy.iter()).all(|v| v.is_finite()) {
-                return Err(err(
-                    format!("joint {:?} origin", j.name),
-                    "NaN or infinity in xyz/rpy".into(),
-                ));
-            }
-            let kind = match &j.joint_type {
-                urdf_rs::JointType::Revolute | urdf_rs::JointType::Continuous => {
-                    JointKind::Revolute
-                }
-                urdf_rs::JointType::Prismatic => JointKind::Prismatic,
-                urdf_rs::JointType::Fixed => JointKind::Fixed,
-                other => {
-                    tracing::warn!(joint = %j.name, "{other:?} joints are not supported; treated as fixed");
-                    JointKind::Fixed
-                }
-            };
-            let a = Vector3::from(j.axis.xyz.0);
-            let axis = if kind == JointKind::Fixed {
-                Vector3::x_axis()
-            } else {
-                if !(a.iter().all(|v| v.is_finite()) && a.norm() > 1e-9) {
-                    return Err(err(
-                        format!("joint {:?} axis", j.name),
-                        "must be a non-zero finite vector".into(),
-                    ));
-                }
-                Unit::new_normalize(a)
-            };
-            let limits = match (kind, &j.joint_type) {
-                (JointKind::Fixed, _) | (_, urdf_rs::JointType::Continuous) => None,
-                _ => {
-                    let (lo, hi) = (j.limit.lower, j.limit.upper);
-                    if lo.is_nan() || hi.is_nan() {
-                        return Err(err(format!("joint {:?} limit", j.name), "NaN limit".into()));
-                    }
-                    if lo > hi {
-                        return Err(err(
-                            format!("joint {:?} limit", j.name),
-                            format!("lower {lo} is above upper {hi}"),
-                        ));
-                    }
-                    Some((lo, hi))
-                }
-            };
-            joints.push(TreeJoint {
-                name: j.name.clone(),
-                kind,
-                parent: old_to_new[link_index(&j.parent.link).unwrap_or(0)].unwrap_or(0),
-                child: old_to_new[link_index(&j.child.link).unwrap_or(0)].unwrap_or(0),
-                parent_from_joint: Isometry3::from_parts(
-                    Translation3::from(Vector3::from(xyz)),
-                    rpy_to_quat(rpy),
-                ),
-                axis,
-                limits,
-                velocity: j.limit.velocity,
-                effort: j.limit.effort,
-                mimic: None,
-            });
+            let parent = old_to_new[link_index(&j.parent.link).unwrap_or(0)].unwrap_or(0);
+            let child = old_to_new[link_index(&j.child.link).unwrap_or(0)].unwrap_or(0);
+            joints.push(tree_joint(j, file, parent, child)?);
         }
         if links.len() < names.len() {
             let unreachable: Vec<&str> = (0..names.len())
@@ -681,4 +622,76 @@ pub fn solve_ik(
     })?;
     best.iterations = total_iters;
     Ok(best)
+}
+
+/// One URDF joint as a joint of the tree, its parent and child given as tree link indices.
+fn tree_joint(
+    j: &urdf_rs::Joint,
+    file: &std::path::Path,
+    parent: usize,
+    child: usize,
+) -> Result<TreeJoint, RobotError> {
+    let err = |what: String, reason: String| {
+        RobotError::from(sinew_core::files::FileError::field(file, what, reason))
+    };
+    let xyz = j.origin.xyz.0;
+    let rpy = j.origin.rpy.0;
+    if !xyz.iter().chain(rpy.iter()).all(|v| v.is_finite()) {
+        return Err(err(
+            format!("joint {:?} origin", j.name),
+            "NaN or infinity in xyz/rpy".into(),
+        ));
+    }
+    let kind = match &j.joint_type {
+        urdf_rs::JointType::Revolute | urdf_rs::JointType::Continuous => JointKind::Revolute,
+        urdf_rs::JointType::Prismatic => JointKind::Prismatic,
+        urdf_rs::JointType::Fixed => JointKind::Fixed,
+        other => {
+            tracing::warn!(joint = %j.name, "{other:?} joints are not supported; treated as fixed");
+            JointKind::Fixed
+        }
+    };
+    let a = Vector3::from(j.axis.xyz.0);
+    let axis = if kind == JointKind::Fixed {
+        Vector3::x_axis()
+    } else {
+        if !(a.iter().all(|v| v.is_finite()) && a.norm() > 1e-9) {
+            return Err(err(
+                format!("joint {:?} axis", j.name),
+                "must be a non-zero finite vector".into(),
+            ));
+        }
+        Unit::new_normalize(a)
+    };
+    let limits = match (kind, &j.joint_type) {
+        (JointKind::Fixed, _) | (_, urdf_rs::JointType::Continuous) => None,
+        _ => {
+            let (lo, hi) = (j.limit.lower, j.limit.upper);
+            if lo.is_nan() || hi.is_nan() {
+                return Err(err(format!("joint {:?} limit", j.name), "NaN limit".into()));
+            }
+            if lo > hi {
+                return Err(err(
+                    format!("joint {:?} limit", j.name),
+                    format!("lower {lo} is above upper {hi}"),
+                ));
+            }
+            Some((lo, hi))
+        }
+    };
+    Ok(TreeJoint {
+        name: j.name.clone(),
+        kind,
+        parent,
+        child,
+        parent_from_joint: Isometry3::from_parts(
+            Translation3::from(Vector3::from(xyz)),
+            rpy_to_quat(rpy),
+        ),
+        axis,
+        limits,
+        velocity: j.limit.velocity,
+        effort: j.limit.effort,
+        mimic: None,
+    })
 }

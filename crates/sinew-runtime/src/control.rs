@@ -245,6 +245,16 @@ impl Runtime {
         s
     }
 
+    /// The safety filter's counters (cheaper than [`Runtime::stats`]: nothing is cloned).
+    pub fn safety_stats(&self) -> SafetyStats {
+        self.safety.stats()
+    }
+
+    /// Commands sent so far.
+    pub fn commands_sent(&self) -> u64 {
+        self.stats.commands
+    }
+
     /// The last command sent.
     pub fn last_command(&self) -> &[f64] {
         self.safety.last_command()

@@ -18,7 +18,7 @@ use sinew_core::events::{Event, Scene};
 use sinew_core::robot_io::{
     joints_in_order, seconds_since, CameraFrame, OperatorCommand, RobotIo, RobotIoError, Timing,
 };
-use sinew_core::{ActionChunk, Observation};
+use sinew_core::{ActionChunk, Observation, Privileged};
 use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, Time};
 use sinew_robot::RobotDescription;
 
@@ -485,25 +485,72 @@ impl Session {
         let timing = robot.timing();
         let now = Self::now_s(&timing);
         self.last_now_s = now;
-        let epoch = self.epoch_unix_ns;
-        let ns = |t: f64| log_ns(epoch, t);
         robot.refresh()?;
+        if let Some(end) = self.stopping(&timing, now) {
+            return Ok(end);
+        }
+        self.take_operator_input(robot);
+        let step = self.rt.step_at(now);
+        let new_step = self.last_step != Some(step);
+        let mut privileged = self.tap_arrivals(robot, taps, now, step, new_step)?;
+        if new_step {
+            self.last_step = Some(step);
+            if let Some(end) = self.episode_end(robot, taps, now, step)? {
+                return Ok(end);
+            }
+        }
+        let observation = self.request(robot, now, &mut privileged)?;
+        let answered = self.collect(&timing, now, step, taps);
+        if new_step {
+            let obs = match observation {
+                Some(o) => o,
+                None => self.bare_observation(robot, step, now, privileged)?,
+            };
+            let mut frames = RobotFrames(robot);
+            for t in taps.iter_mut() {
+                t.step(StepRecord {
+                    observation: &obs,
+                    chunk: answered.as_ref(),
+                    frames: &mut frames,
+                })
+                .map_err(SessionError::Tap)?;
+            }
+        }
+        self.send_command(robot, &timing, now, taps)?;
+        self.track_hold(now, taps);
+        self.loop_stats
+            .work_ms
+            .push(tick_start.elapsed().as_secs_f64() * 1e3);
+        if let Timing::RealTime { .. } = timing {
+            if now >= self.next_telemetry_s {
+                self.next_telemetry_s = now + self.cfg.telemetry_period_s;
+                let t = self.telemetry(robot);
+                for tap in taps.iter_mut() {
+                    tap.telemetry(&t);
+                }
+            }
+        }
+        Ok(TickResult::Continue)
+    }
 
-        // Stopping: the duration, or a stop asked for; hold, brake to rest, then end.
+    /// Stopping: the duration, or a stop asked for; hold, brake to rest, then end (a driven
+    /// robot ends at once).
+    fn stopping(&mut self, timing: &Timing, now: f64) -> Option<TickResult> {
         if self.stopping_since.is_none() && self.cfg.duration_s.is_some_and(|d| now >= d) {
             if matches!(timing, Timing::Driven { .. }) {
-                return Ok(TickResult::End(End::Stopped));
+                return Some(TickResult::End(End::Stopped));
             }
             self.begin_stop(now);
         }
-        if let Some(since) = self.stopping_since {
-            let at_rest = self.rt.hold_reason().is_some()
-                && self.rt.stats().commands > 0
-                && self.rt.last_velocity().iter().all(|v| v.abs() < 1e-9);
-            if at_rest || now - since > self.cfg.stop_timeout_s {
-                return Ok(TickResult::End(End::Stopped));
-            }
-        }
+        let since = self.stopping_since?;
+        let at_rest = self.rt.hold_reason().is_some()
+            && self.rt.commands_sent() > 0
+            && self.rt.last_velocity().iter().all(|v| v.abs() < 1e-9);
+        (at_rest || now - since > self.cfg.stop_timeout_s).then_some(TickResult::End(End::Stopped))
+    }
+
+    /// E-stop commands and the instruction.
+    fn take_operator_input(&mut self, robot: &mut dyn RobotIo) {
         for c in robot.operator_commands() {
             self.estop_events += 1;
             match c {
@@ -522,10 +569,20 @@ impl Session {
                 self.instruction = i.to_owned();
             }
         }
+    }
 
-        // What arrived, to the taps.
-        let step = self.rt.step_at(now);
-        let new_step = self.last_step != Some(step);
+    /// Hands what arrived to the taps: a new joint state, the instruction when it changed, at
+    /// a new policy step its event and the privileged scene (returned), new camera frames.
+    fn tap_arrivals(
+        &mut self,
+        robot: &mut dyn RobotIo,
+        taps: &mut [&mut dyn Tap],
+        now: f64,
+        step: u64,
+        new_step: bool,
+    ) -> Result<Option<Privileged>, SessionError> {
+        let epoch = self.epoch_unix_ns;
+        let ns = |t: f64| log_ns(epoch, t);
         if let Some(js) = robot.joint_state() {
             if self.last_joint_stamp != Some(js.stamp_s) {
                 self.last_joint_stamp = Some(js.stamp_s);
@@ -550,58 +607,84 @@ impl Session {
                 if stamp.is_some() && stamp != self.last_frame_stamps[i] {
                     if let Some(f) = robot.frame(cam)? {
                         self.last_frame_stamps[i] = Some(f.stamp_s);
-                        emit(
-                            taps,
-                            ns(f.stamp_s),
-                            Record::Frame {
-                                camera: cam,
-                                frame: &f.value,
-                            },
-                        );
+                        let frame = Record::Frame {
+                            camera: cam,
+                            frame: &f.value,
+                        };
+                        emit(taps, ns(f.stamp_s), frame);
                     }
                 }
             }
         }
-        if new_step {
-            self.last_step = Some(step);
-            if self.cfg.stop_on_success {
-                if let Some(ok) = robot.task_success()? {
-                    self.success = Some(ok);
-                    if ok {
-                        return Ok(self.end_episode(End::Success, now, taps));
-                    }
-                }
-            }
-            if self.cfg.step_limit.is_some_and(|l| step >= l) {
-                return Ok(self.end_episode(End::StepLimit, now, taps));
-            }
-        }
+        Ok(privileged)
+    }
 
-        // Decide: ask the policy?
+    /// At a new policy step: the task's success and the step limit.
+    fn episode_end(
+        &mut self,
+        robot: &mut dyn RobotIo,
+        taps: &mut [&mut dyn Tap],
+        now: f64,
+        step: u64,
+    ) -> Result<Option<TickResult>, SessionError> {
+        if self.cfg.stop_on_success {
+            if let Some(ok) = robot.task_success()? {
+                self.success = Some(ok);
+                if ok {
+                    return Ok(Some(self.end_episode(End::Success, now, taps)));
+                }
+            }
+        }
+        if self.cfg.step_limit.is_some_and(|l| step >= l) {
+            return Ok(Some(self.end_episode(End::StepLimit, now, taps)));
+        }
+        Ok(None)
+    }
+
+    /// Asks the policy for a chunk when the runtime wants one; inline, returns the observation
+    /// it was asked with (for the taps).
+    fn request(
+        &mut self,
+        robot: &mut dyn RobotIo,
+        now: f64,
+        privileged: &mut Option<Privileged>,
+    ) -> Result<Option<Observation>, SessionError> {
         self.sensors.joint_state_stamp = robot.joint_state().map(|s| s.stamp_s);
         for (cam, stamp) in self.sensors.camera_stamps.iter_mut() {
             *stamp = robot.frame_stamp(cam);
         }
-        let mut observation = None;
-        if let Some(req) = self.rt.poll(now, &self.sensors) {
-            if privileged.is_none() {
-                privileged = robot.privileged()?;
-            }
-            if let Some(obs) = self.observation(robot, req.step, now, privileged.clone())? {
-                let job = Job {
-                    step: req.step,
-                    observation: obs,
-                };
-                // Inline, the policy runs now; its observation is kept for the taps.
-                let keep = (!self.inference.is_threaded()).then(|| job.observation.clone());
-                if self.inference.submit(job) {
-                    self.rt.inference_started(req.step, now);
-                    self.inferences += 1;
-                    observation = keep;
-                }
-            }
+        let Some(req) = self.rt.poll(now, &self.sensors) else {
+            return Ok(None);
+        };
+        if privileged.is_none() {
+            *privileged = robot.privileged()?;
         }
-        let mut answered: Option<ActionChunk> = None;
+        let Some(obs) = self.observation(robot, req.step, now, privileged.clone())? else {
+            return Ok(None);
+        };
+        // Inline, the policy runs now; its observation is kept for the taps.
+        let keep = (!self.inference.is_threaded()).then(|| obs.clone());
+        let job = Job {
+            step: req.step,
+            observation: obs,
+        };
+        if !self.inference.submit(job) {
+            return Ok(None);
+        }
+        self.rt.inference_started(req.step, now);
+        self.inferences += 1;
+        Ok(keep)
+    }
+
+    /// Takes what the policy returned; the chunk for `step` (answered within the tick) back.
+    fn collect(
+        &mut self,
+        timing: &Timing,
+        now: f64,
+        step: u64,
+        taps: &mut [&mut dyn Tap],
+    ) -> Option<ActionChunk> {
+        let mut answered = None;
         while let Some(o) = self.inference.poll() {
             match o {
                 Outcome::Chunk {
@@ -617,21 +700,18 @@ impl Session {
                         tracing::warn!("policy: {w}");
                     }
                     let arrival = match timing {
-                        Timing::RealTime { epoch, .. } => seconds_since(epoch, Instant::now()),
-                        Timing::Driven { now_s } => now_s,
+                        Timing::RealTime { epoch, .. } => seconds_since(*epoch, Instant::now()),
+                        Timing::Driven { now_s } => *now_s,
                     };
-                    let at = ns(now);
-                    emit(
-                        taps,
-                        at,
-                        Record::Event(&Event::Inference {
-                            step: s,
-                            tokens: chunk.tokens.clone(),
-                            timings: chunk.timings,
-                            wall_ms,
-                            warnings: chunk.warnings.clone(),
-                        }),
-                    );
+                    let at = log_ns(self.epoch_unix_ns, now);
+                    let event = Event::Inference {
+                        step: s,
+                        tokens: chunk.tokens.clone(),
+                        timings: chunk.timings,
+                        wall_ms,
+                        warnings: chunk.warnings.clone(),
+                    };
+                    emit(taps, at, Record::Event(&event));
                     emit(taps, at, Record::Chunk(&chunk));
                     self.rt.chunk_ready(arrival, s, &chunk, &q_observed);
                     if s == step {
@@ -648,23 +728,18 @@ impl Session {
                 }
             }
         }
-        if new_step {
-            let obs = match observation {
-                Some(o) => o,
-                None => self.bare_observation(robot, step, now, privileged)?,
-            };
-            let mut frames = RobotFrames(robot);
-            for t in taps.iter_mut() {
-                t.step(StepRecord {
-                    observation: &obs,
-                    chunk: answered.as_ref(),
-                    frames: &mut frames,
-                })
-                .map_err(SessionError::Tap)?;
-            }
-        }
+        answered
+    }
 
-        // Command.
+    /// The runtime's command (always within the limits) to the robot and the taps, with the
+    /// safety interventions it took.
+    fn send_command(
+        &mut self,
+        robot: &mut dyn RobotIo,
+        timing: &Timing,
+        now: f64,
+        taps: &mut [&mut dyn Tap],
+    ) -> Result<(), SessionError> {
         let (q_cmd, _) = self.rt.command(now);
         let stamp = match timing {
             Timing::RealTime { .. } => Time::now(),
@@ -679,9 +754,9 @@ impl Session {
             }],
         };
         robot.send(&msg)?;
-        let at = ns(now);
+        let at = log_ns(self.epoch_unix_ns, now);
         emit(taps, at, Record::Command(&msg));
-        let kinds = safety_delta(&mut self.last_safety, &self.rt.stats().safety);
+        let kinds = safety_delta(&mut self.last_safety, &self.rt.safety_stats());
         if !kinds.is_empty() {
             emit(taps, at, Record::Event(&Event::Intervention { kinds }));
         }
@@ -689,20 +764,7 @@ impl Session {
             // From the e-stop message's arrival to the first hold command sent.
             self.estop_to_hold_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        self.track_hold(now, taps);
-        self.loop_stats
-            .work_ms
-            .push(tick_start.elapsed().as_secs_f64() * 1e3);
-        if let Timing::RealTime { .. } = timing {
-            if now >= self.next_telemetry_s {
-                self.next_telemetry_s = now + self.cfg.telemetry_period_s;
-                let t = self.telemetry(robot);
-                for tap in taps.iter_mut() {
-                    tap.telemetry(&t);
-                }
-            }
-        }
-        Ok(TickResult::Continue)
+        Ok(())
     }
 
     /// One event when a hold starts (with its reason) and one when it ends (with its
@@ -746,7 +808,7 @@ impl Session {
         robot: &mut dyn RobotIo,
         step: u64,
         now: f64,
-        privileged: Option<sinew_core::Privileged>,
+        privileged: Option<Privileged>,
     ) -> Result<Observation, SessionError> {
         let (q, qd) = match robot.joint_state() {
             Some(js) => joints_in_order(&js.value, &self.joints).unwrap_or_default(),
@@ -770,7 +832,7 @@ impl Session {
         robot: &mut dyn RobotIo,
         step: u64,
         now: f64,
-        privileged: Option<sinew_core::Privileged>,
+        privileged: Option<Privileged>,
     ) -> Result<Option<Observation>, SessionError> {
         let Some(js) = robot.joint_state() else {
             return Ok(None);

@@ -172,203 +172,30 @@ fn link_colors(urdf: &urdf_rs::Robot) -> HashMap<String, [f32; 3]> {
 
 impl SimWorld {
     /// Builds the world for `episode` (or an empty table when `None`), with the robot at `q0`
-    /// (its home when `None`).
+    /// (its home when `None`). Bodies are inserted in a fixed order (table, robot, objects,
+    /// bowl), so a seed gives the same world every time.
     pub fn new(
         robot: RobotDescription,
         episode: Option<&Episode>,
         q0: Option<&[f64]>,
     ) -> Result<Self, SimError> {
-        let mut physics = PhysicsWorld::new();
-        physics.gravity = Vector::new(0.0, 0.0, -9.81);
-        physics.integration_parameters.set_inv_dt(PHYSICS_HZ as f32);
-        // Objects are centimetres in size: with the default length unit, speculative contacts
-        // reach 2 cm and fingers press on cubes they do not touch.
-        physics.integration_parameters.length_unit = 0.1;
+        let mut physics = new_physics();
         let mut meshes = Vec::new();
-
         // Table: a slab whose top is at z = 0.
         let (table, _) = physics.insert(
             RigidBodyBuilder::fixed().translation(Vector::new(0.3, 0.0, TABLE_TOP_Z - 0.025)),
             ColliderBuilder::cuboid(0.8, 0.8, 0.025).friction(0.8),
         );
-
-        // Robot.
-        // Robot links never sleep: a light arm otherwise falls asleep mid-motion.
-        let opts = UrdfLoaderOptions {
-            make_roots_fixed: true,
-            rigid_body_blueprint: RigidBodyBuilder::dynamic().can_sleep(false),
-            ..Default::default()
+        let parts = insert_robot(&mut physics, &robot, &mut meshes)?;
+        let objects = match episode {
+            Some(ep) => insert_objects(&mut physics, ep, &mut meshes),
+            None => Vec::new(),
         };
-        let urdf = urdf_for_rapier(&robot);
-        let urdf_robot = UrdfRobot::from_robot(&urdf, opts, &robot.dir);
-        let link_names: Vec<String> = urdf_robot
-            .links
-            .iter()
-            .map(|l| robot.urdf.links[l.urdf_link_index].name.clone())
-            .collect();
-        let joint_names: Vec<String> = urdf_robot
-            .joints
-            .iter()
-            .map(|j| robot.urdf.joints[j.source_urdf_joint_index()].name.clone())
-            .collect();
-        let colors = link_colors(&robot.urdf);
-        let handles = {
-            let PhysicsWorld {
-                bodies,
-                colliders,
-                multibody_joints,
-                ..
-            } = &mut physics;
-            urdf_robot.insert_using_multibody_joints(
-                bodies,
-                colliders,
-                multibody_joints,
-                UrdfMultibodyOptions::DISABLE_SELF_CONTACTS,
-            )
-        };
-        let mut link_bodies = HashMap::new();
-        for (name, link) in link_names.iter().zip(&handles.links) {
-            link_bodies.insert(name.clone(), link.body);
-            let color = colors.get(name).copied().unwrap_or([0.6, 0.6, 0.62]);
-            for c in &link.colliders {
-                if let Some(m) = physics
-                    .colliders
-                    .get(c.handle)
-                    .and_then(|co| mesh_of(co.shape(), color))
-                {
-                    meshes.push((c.handle, m));
-                }
-            }
-        }
-        let mut by_name: HashMap<String, MotorJoint> = HashMap::new();
-        for (name, j) in joint_names.iter().zip(&handles.joints) {
-            let Some(handle) = j.joint else { continue };
-            let urdf_joint = robot.urdf.joints.iter().find(|u| &u.name == name);
-            let prismatic =
-                urdf_joint.is_some_and(|u| u.joint_type == urdf_rs::JointType::Prismatic);
-            let axis = if prismatic {
-                JointAxis::LinX
-            } else {
-                JointAxis::AngX
-            };
-            by_name.insert(
-                name.clone(),
-                MotorJoint {
-                    handle,
-                    axis,
-                    prismatic,
-                },
-            );
-        }
-        let mut joints = Vec::new();
-        for jc in &robot.config.joints {
-            let m = by_name.get(&jc.name).copied().ok_or_else(|| {
-                SimError::Robot(format!(
-                    "joint {:?} of robot.toml is not a movable joint in the simulated URDF",
-                    jc.name
-                ))
-            })?;
-            joints.push(m);
-        }
-        let mut mimics = Vec::new();
-        if let (Some(g), Some(gi)) = (&robot.config.gripper, robot.config.gripper_index()) {
-            for name in &g.mimic {
-                if let Some(m) = by_name.get(name) {
-                    mimics.push((*m, gi));
-                }
-            }
-        }
-
-        // Objects.
-        let mut objects = Vec::new();
-        if let Some(ep) = episode {
-            for o in &ep.objects {
-                let half = (o.size / 2.0) as f32;
-                let rot = Rotation::from_rotation_z(o.yaw as f32);
-                let body = RigidBodyBuilder::dynamic()
-                    .pose(Pose::from_parts(
-                        Vector::new(o.xy[0] as f32, o.xy[1] as f32, TABLE_TOP_Z + half),
-                        rot,
-                    ))
-                    .ccd_enabled(true);
-                let collider = ColliderBuilder::cuboid(half, half, half)
-                    .density(400.0)
-                    .friction(1.0);
-                let (h, _) = physics.insert(body, collider);
-                let color = color_rgb(&o.color).unwrap_or([0.5, 0.5, 0.5]);
-                if let Some(&ch) = physics.bodies[h].colliders().first() {
-                    if let Some(m) = mesh_of(physics.colliders[ch].shape(), color) {
-                        meshes.push((ch, m));
-                    }
-                }
-                objects.push(SimObject {
-                    name: o.name.clone(),
-                    color: o.color.clone(),
-                    size: o.size,
-                    body: h,
-                });
-            }
-        }
-        // Zones: flat coloured rectangles just above the table, render only.
         let mut static_meshes = Vec::new();
         if let Some(ep) = episode {
-            for z in &ep.zones {
-                let color = color_rgb(&z.color).unwrap_or([0.5, 0.5, 0.5]);
-                let c = Cuboid::new(Vector::new(
-                    z.half_extents[0] as f32,
-                    z.half_extents[1] as f32,
-                    0.0005,
-                ));
-                if let Some(m) = mesh_of(&c, color) {
-                    let pose = Isometry3::translation(
-                        z.center[0] as f32,
-                        z.center[1] as f32,
-                        TABLE_TOP_Z + 0.0005,
-                    );
-                    static_meshes.push((m, pose));
-                }
-            }
-            // Bowl: a fixed open box.
+            static_meshes = zone_meshes(ep);
             if let Some((c, b)) = &ep.bowl {
-                let (ih, w, hgt) = (b.inner_half as f32, b.wall as f32, b.wall_height as f32);
-                let body = physics.insert_body(RigidBodyBuilder::fixed().translation(Vector::new(
-                    c[0] as f32,
-                    c[1] as f32,
-                    TABLE_TOP_Z,
-                )));
-                let parts = [
-                    (
-                        Vector::new(0.0, 0.0, 0.002),
-                        Vector::new(ih + w, ih + w, 0.002),
-                    ),
-                    (
-                        Vector::new(ih + w / 2.0, 0.0, hgt / 2.0),
-                        Vector::new(w / 2.0, ih + w, hgt / 2.0),
-                    ),
-                    (
-                        Vector::new(-ih - w / 2.0, 0.0, hgt / 2.0),
-                        Vector::new(w / 2.0, ih + w, hgt / 2.0),
-                    ),
-                    (
-                        Vector::new(0.0, ih + w / 2.0, hgt / 2.0),
-                        Vector::new(ih, w / 2.0, hgt / 2.0),
-                    ),
-                    (
-                        Vector::new(0.0, -ih - w / 2.0, hgt / 2.0),
-                        Vector::new(ih, w / 2.0, hgt / 2.0),
-                    ),
-                ];
-                for (t, half) in parts {
-                    let co = ColliderBuilder::cuboid(half.x, half.y, half.z)
-                        .translation(t)
-                        .friction(0.8);
-                    let h = physics
-                        .colliders
-                        .insert_with_parent(co, body, &mut physics.bodies);
-                    if let Some(m) = mesh_of(physics.colliders[h].shape(), [0.92, 0.92, 0.95]) {
-                        meshes.push((h, m));
-                    }
-                }
+                insert_bowl(&mut physics, *c, b, &mut meshes);
             }
         }
         // Table mesh last-but-visible: colour it wood-like.
@@ -379,22 +206,20 @@ impl SimWorld {
                 }
             }
         }
-
-        let home = robot.home();
-        let q0: Vec<f64> = q0.map(|q| q.to_vec()).unwrap_or(home);
-        if q0.len() != joints.len() {
+        let q0: Vec<f64> = q0.map(|q| q.to_vec()).unwrap_or_else(|| robot.home());
+        if q0.len() != parts.joints.len() {
             return Err(SimError::Robot(format!(
                 "initial configuration has {} values for {} joints",
                 q0.len(),
-                joints.len()
+                parts.joints.len()
             )));
         }
         let mut world = Self {
             physics,
             robot,
-            joints,
-            mimics,
-            link_bodies,
+            joints: parts.joints,
+            mimics: parts.mimics,
+            link_bodies: parts.link_bodies,
             objects,
             meshes,
             static_meshes,
@@ -814,5 +639,230 @@ impl SimWorld {
             render_frames_per_s,
             checksum,
         })
+    }
+}
+
+/// An empty physics world: gravity, 240 Hz steps, and a length unit for centimetre objects.
+fn new_physics() -> PhysicsWorld {
+    let mut physics = PhysicsWorld::new();
+    physics.gravity = Vector::new(0.0, 0.0, -9.81);
+    physics.integration_parameters.set_inv_dt(PHYSICS_HZ as f32);
+    // Objects are centimetres in size: with the default length unit, speculative contacts
+    // reach 2 cm and fingers press on cubes they do not touch.
+    physics.integration_parameters.length_unit = 0.1;
+    physics
+}
+
+/// The robot in the world: the body of each link, the motor of each robot.toml joint, the
+/// URDF joints that mimic the gripper.
+struct RobotParts {
+    link_bodies: HashMap<String, RigidBodyHandle>,
+    joints: Vec<MotorJoint>,
+    mimics: Vec<(MotorJoint, usize)>,
+}
+
+/// Inserts the robot (one multibody, root fixed, links that never sleep, no self-contacts);
+/// its links' render meshes go to `meshes`.
+fn insert_robot(
+    physics: &mut PhysicsWorld,
+    robot: &RobotDescription,
+    meshes: &mut Vec<(ColliderHandle, Mesh)>,
+) -> Result<RobotParts, SimError> {
+    // Robot.
+    // Robot links never sleep: a light arm otherwise falls asleep mid-motion.
+    let opts = UrdfLoaderOptions {
+        make_roots_fixed: true,
+        rigid_body_blueprint: RigidBodyBuilder::dynamic().can_sleep(false),
+        ..Default::default()
+    };
+    let urdf = urdf_for_rapier(robot);
+    let urdf_robot = UrdfRobot::from_robot(&urdf, opts, &robot.dir);
+    let link_names: Vec<String> = urdf_robot
+        .links
+        .iter()
+        .map(|l| robot.urdf.links[l.urdf_link_index].name.clone())
+        .collect();
+    let joint_names: Vec<String> = urdf_robot
+        .joints
+        .iter()
+        .map(|j| robot.urdf.joints[j.source_urdf_joint_index()].name.clone())
+        .collect();
+    let colors = link_colors(&robot.urdf);
+    let handles = {
+        let PhysicsWorld {
+            bodies,
+            colliders,
+            multibody_joints,
+            ..
+        } = physics;
+        urdf_robot.insert_using_multibody_joints(
+            bodies,
+            colliders,
+            multibody_joints,
+            UrdfMultibodyOptions::DISABLE_SELF_CONTACTS,
+        )
+    };
+    let mut link_bodies = HashMap::new();
+    for (name, link) in link_names.iter().zip(&handles.links) {
+        link_bodies.insert(name.clone(), link.body);
+        let color = colors.get(name).copied().unwrap_or([0.6, 0.6, 0.62]);
+        for c in &link.colliders {
+            if let Some(m) = physics
+                .colliders
+                .get(c.handle)
+                .and_then(|co| mesh_of(co.shape(), color))
+            {
+                meshes.push((c.handle, m));
+            }
+        }
+    }
+    let mut by_name: HashMap<String, MotorJoint> = HashMap::new();
+    for (name, j) in joint_names.iter().zip(&handles.joints) {
+        let Some(handle) = j.joint else { continue };
+        let urdf_joint = robot.urdf.joints.iter().find(|u| &u.name == name);
+        let prismatic = urdf_joint.is_some_and(|u| u.joint_type == urdf_rs::JointType::Prismatic);
+        let axis = if prismatic {
+            JointAxis::LinX
+        } else {
+            JointAxis::AngX
+        };
+        by_name.insert(
+            name.clone(),
+            MotorJoint {
+                handle,
+                axis,
+                prismatic,
+            },
+        );
+    }
+    let mut joints = Vec::new();
+    for jc in &robot.config.joints {
+        let m = by_name.get(&jc.name).copied().ok_or_else(|| {
+            SimError::Robot(format!(
+                "joint {:?} of robot.toml is not a movable joint in the simulated URDF",
+                jc.name
+            ))
+        })?;
+        joints.push(m);
+    }
+    let mut mimics = Vec::new();
+    if let (Some(g), Some(gi)) = (&robot.config.gripper, robot.config.gripper_index()) {
+        for name in &g.mimic {
+            if let Some(m) = by_name.get(name) {
+                mimics.push((*m, gi));
+            }
+        }
+    }
+
+    Ok(RobotParts {
+        link_bodies,
+        joints,
+        mimics,
+    })
+}
+
+/// Inserts the episode's objects (dynamic cubes); their meshes go to `meshes`.
+fn insert_objects(
+    physics: &mut PhysicsWorld,
+    ep: &Episode,
+    meshes: &mut Vec<(ColliderHandle, Mesh)>,
+) -> Vec<SimObject> {
+    let mut objects = Vec::new();
+    for o in &ep.objects {
+        let half = (o.size / 2.0) as f32;
+        let rot = Rotation::from_rotation_z(o.yaw as f32);
+        let body = RigidBodyBuilder::dynamic()
+            .pose(Pose::from_parts(
+                Vector::new(o.xy[0] as f32, o.xy[1] as f32, TABLE_TOP_Z + half),
+                rot,
+            ))
+            .ccd_enabled(true);
+        let collider = ColliderBuilder::cuboid(half, half, half)
+            .density(400.0)
+            .friction(1.0);
+        let (h, _) = physics.insert(body, collider);
+        let color = color_rgb(&o.color).unwrap_or([0.5, 0.5, 0.5]);
+        if let Some(&ch) = physics.bodies[h].colliders().first() {
+            if let Some(m) = mesh_of(physics.colliders[ch].shape(), color) {
+                meshes.push((ch, m));
+            }
+        }
+        objects.push(SimObject {
+            name: o.name.clone(),
+            color: o.color.clone(),
+            size: o.size,
+            body: h,
+        });
+    }
+    objects
+}
+
+/// The episode's zones: flat coloured rectangles just above the table, render only.
+fn zone_meshes(ep: &Episode) -> Vec<(Mesh, Isometry3<f32>)> {
+    let mut static_meshes = Vec::new();
+    for z in &ep.zones {
+        let color = color_rgb(&z.color).unwrap_or([0.5, 0.5, 0.5]);
+        let c = Cuboid::new(Vector::new(
+            z.half_extents[0] as f32,
+            z.half_extents[1] as f32,
+            0.0005,
+        ));
+        if let Some(m) = mesh_of(&c, color) {
+            let pose = Isometry3::translation(
+                z.center[0] as f32,
+                z.center[1] as f32,
+                TABLE_TOP_Z + 0.0005,
+            );
+            static_meshes.push((m, pose));
+        }
+    }
+    static_meshes
+}
+
+/// Inserts the bowl, a fixed open box at `c` (x, y); its meshes go to `meshes`.
+fn insert_bowl(
+    physics: &mut PhysicsWorld,
+    c: [f64; 2],
+    b: &crate::task::BowlSpec,
+    meshes: &mut Vec<(ColliderHandle, Mesh)>,
+) {
+    let (ih, w, hgt) = (b.inner_half as f32, b.wall as f32, b.wall_height as f32);
+    let body = physics.insert_body(RigidBodyBuilder::fixed().translation(Vector::new(
+        c[0] as f32,
+        c[1] as f32,
+        TABLE_TOP_Z,
+    )));
+    let parts = [
+        (
+            Vector::new(0.0, 0.0, 0.002),
+            Vector::new(ih + w, ih + w, 0.002),
+        ),
+        (
+            Vector::new(ih + w / 2.0, 0.0, hgt / 2.0),
+            Vector::new(w / 2.0, ih + w, hgt / 2.0),
+        ),
+        (
+            Vector::new(-ih - w / 2.0, 0.0, hgt / 2.0),
+            Vector::new(w / 2.0, ih + w, hgt / 2.0),
+        ),
+        (
+            Vector::new(0.0, ih + w / 2.0, hgt / 2.0),
+            Vector::new(ih, w / 2.0, hgt / 2.0),
+        ),
+        (
+            Vector::new(0.0, -ih - w / 2.0, hgt / 2.0),
+            Vector::new(ih, w / 2.0, hgt / 2.0),
+        ),
+    ];
+    for (t, half) in parts {
+        let co = ColliderBuilder::cuboid(half.x, half.y, half.z)
+            .translation(t)
+            .friction(0.8);
+        let h = physics
+            .colliders
+            .insert_with_parent(co, body, &mut physics.bodies);
+        if let Some(m) = mesh_of(physics.colliders[h].shape(), [0.92, 0.92, 0.95]) {
+            meshes.push((h, m));
+        }
     }
 }

@@ -347,7 +347,7 @@ pub struct Trainer {
     /// Frame ranges of the training episodes.
     train_episodes: Vec<std::ops::Range<usize>>,
     val: Vec<usize>,
-    texts: Vec<(Vec<u32>, Vec<f32>)>,
+    texts: Vec<TaskText>,
     tokenizer: tokenizers::Tokenizer,
     stats: serde_json::Value,
     state: TrainState,
@@ -1064,7 +1064,6 @@ fn augment(rgb: &[u8], s: usize, a: &Augment, rng: &mut Rng, out: &mut [f32]) {
     }
 }
 
-
 /// The model configuration for a dataset and a training configuration, checked; and whether
 /// the targets are joint deltas.
 fn model_config(
@@ -1158,8 +1157,10 @@ fn model_config(
 
 /// Reads a JSON file.
 fn read_json(p: &Path) -> Result<serde_json::Value, TrainError> {
-    serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| TrainError::Io(p.to_path_buf(), e))?)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
+    serde_json::from_str(
+        &std::fs::read_to_string(p).map_err(|e| TrainError::Io(p.to_path_buf(), e))?,
+    )
+    .map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
 }
 
 /// The targets of each frame in the action space, `[T * D]`: the next T actions, the last one
@@ -1173,7 +1174,7 @@ fn chunk_targets(
     action_dim: usize,
     delta: bool,
 ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let gripper = gripper_index(&ds);
+    let gripper = gripper_index(ds);
     let mut raw: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
     let mut goals: Vec<Vec<f64>> = Vec::with_capacity(frames.len());
     for e in &ds.episodes {
@@ -1284,12 +1285,15 @@ fn action_normalizer(
     })
 }
 
+/// A task's text: token ids and their mask, padded to the model's text length.
+type TaskText = (Vec<u32>, Vec<f32>);
+
 /// Each task's text as token ids and mask, `max_len` long.
 fn task_texts(
     policy_tok: &tokenizers::Tokenizer,
     tasks: &[String],
     max_len: usize,
-) -> Result<Vec<(Vec<u32>, Vec<f32>)>, TrainError> {
+) -> Result<Vec<TaskText>, TrainError> {
     let mut texts = Vec::new();
     for t in tasks {
         let enc = policy_tok
@@ -1331,7 +1335,8 @@ fn build_samples(
         if model_cfg.aux_dim > 0 {
             for a in g.chunks(action_dim) {
                 aux.extend(
-                    norms.goal
+                    norms
+                        .goal
                         .normalize(a)?
                         .iter()
                         .map(|v| v.clamp(-1.0, 1.0) as f32),
@@ -1348,7 +1353,8 @@ fn build_samples(
         samples.push(Sample {
             images: decode(f, ds.cameras.len())?,
             text: f.task_index as usize,
-            state: norms.state
+            state: norms
+                .state
                 .normalize(&f.state.iter().map(|v| *v as f64).collect::<Vec<_>>())?
                 .into_iter()
                 .map(|v| v as f32)
