@@ -2,7 +2,7 @@
 //! frames, a task string per episode) into the layout LeRobot reads, and [`Dataset`] reads such
 //! a dataset back (Sinew's or LeRobot's own) for training.
 //!
-//! Layout (REFERENCES.md section 6):
+//! Layout (docs/references.md section 4):
 //! ```text
 //! meta/info.json  meta/stats.json  meta/tasks.parquet
 //! meta/episodes/chunk-000/file-000.parquet
