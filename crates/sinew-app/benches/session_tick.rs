@@ -25,7 +25,7 @@ struct MemoryRobot {
 
 impl MemoryRobot {
     fn new(robot: &RobotDescription) -> Self {
-        let names = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+        let names = robot.joint_names();
         let pixels = sinew_msgs::Bytes::from(vec![120u8; 224 * 224 * 3]);
         let frame = |c: &str| {
             let color = Image::rgb8(Header::new(Time::default(), c), 224, 224, pixels.clone());
@@ -176,7 +176,7 @@ fn percentiles(name: &str, n: usize, robot: &RobotDescription, taps: &mut [&mut 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let robot = RobotDescription::load(&root.join("robots/so101")).expect("robot");
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<String> = robot.joint_names();
     percentiles("session tick", 200_000, &robot, &mut []);
     let dir = std::env::temp_dir().join(format!("sinew-bench-tick-{}", std::process::id()));
     {

@@ -18,7 +18,7 @@ use crate::pool::{ordered_pool, Flow, Workers};
 use crate::recording::{
     append_index, episode_metadata, episode_stem, Outputs, OutputsReport, RerunSpec,
 };
-use crate::resolve::{joint_names, DeviceSpec};
+use crate::resolve::DeviceSpec;
 
 /// A batch of episodes.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub fn run_batch(
     let reports = Mutex::new(Vec::new());
     let jobs = (0..spec.tasks.len())
         .flat_map(|t| (spec.seed..spec.seed + spec.episodes).map(move |s| (t, s)));
-    let joints = joint_names(&spec.robot);
+    let joints = spec.robot.joint_names();
     let opts = EpisodeOptions {
         exec: spec.exec.clone(),
         record_cameras: spec.record.is_some() || spec.rerun.connect.is_some(),

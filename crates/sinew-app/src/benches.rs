@@ -294,7 +294,7 @@ fn ticks(
     seconds: f64,
     rendered: &[(String, Vec<u8>)],
 ) -> Vec<Tick> {
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<String> = robot.joint_names();
     let n = (seconds * 100.0) as u64;
     (0..n)
         .map(|i| {
@@ -503,13 +503,7 @@ impl Phase<'_> {
         )?
         .context("recording outputs")?;
         outputs.open("loop", "loop", Default::default())?;
-        let names: Vec<String> = self
-            .robot
-            .config
-            .joints
-            .iter()
-            .map(|j| j.name.clone())
-            .collect();
+        let names: Vec<String> = self.robot.joint_names();
         let mut cost = Window::new(self.data.len());
         {
             let mut tap = outputs.tap(&names, 10.0, true);

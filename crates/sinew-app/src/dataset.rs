@@ -32,7 +32,7 @@ use sinew_sim::{Episode, ExpertPolicy, TaskSpec};
 use crate::episode::{run_policy_episode, EpisodeOptions};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
-use crate::resolve::{check_cameras, joint_names, load_policy_folder, DeviceSpec};
+use crate::resolve::{check_cameras, load_policy_folder, DeviceSpec};
 
 /// A dataset recording.
 #[derive(Debug, Clone)]
@@ -220,7 +220,7 @@ pub fn record_dataset(
         // Fail before any worker starts (each loads its own copy).
         load_learner(p, robot, &spec.device)?;
     }
-    let names = joint_names(robot);
+    let names = robot.joint_names();
     let ds = DatasetSpec {
         robot_type: robot.config.name.clone(),
         fps: 10,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sinew_core::Policy;
 use sinew_robot::RobotDescription;
-use sinew_runtime::{End, Inference, RuntimeConfig, Session, SessionConfig, SessionReport, Tap};
+use sinew_runtime::{End, Inference, Session, SessionConfig, SessionReport, Tap};
 use sinew_sim::{Episode, ExpertPolicy, SimRobot, SimWorld, TaskSpec};
 
 use crate::execution::ExecutionSpec;
@@ -189,14 +189,7 @@ pub fn episode_config(
 ) -> Result<SessionConfig> {
     let spec = policy.spec();
     check_cameras(robot, &spec.cameras)?;
-    let mut runtime = RuntimeConfig::new(
-        robot,
-        spec.control_rate_hz,
-        spec.cameras.clone(),
-        spec.action_kind,
-        opts.exec.execution(spec.chunk_length, spec.n_action_steps),
-    );
-    runtime.interpolation = opts.exec.interpolation();
+    let runtime = opts.exec.runtime_config(robot, spec);
     let mut cfg = SessionConfig::new(runtime);
     cfg.step_limit = Some(task.step_limit as u64);
     cfg.stop_on_success = true;

@@ -2,7 +2,9 @@
 //! `replay --compare` runs a recording exactly as it was run.
 
 use serde::{Deserialize, Serialize};
-use sinew_runtime::{Execution, Interpolation, Merge};
+use sinew_core::PolicySpec;
+use sinew_robot::RobotDescription;
+use sinew_runtime::{Execution, Interpolation, Merge, RuntimeConfig};
 
 /// Sync or async chunk execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,19 @@ impl ExecutionSpec {
             InterpolationMode::Linear => Interpolation::Linear,
             InterpolationMode::Hold => Interpolation::Hold,
         }
+    }
+
+    /// The runtime's settings for `robot` driven by a policy of `spec`, executed this way.
+    pub fn runtime_config(&self, robot: &RobotDescription, spec: &PolicySpec) -> RuntimeConfig {
+        let mut cfg = RuntimeConfig::new(
+            robot,
+            spec.control_rate_hz,
+            spec.cameras.clone(),
+            spec.action_kind,
+            self.execution(spec.chunk_length, spec.n_action_steps),
+        );
+        cfg.interpolation = self.interpolation();
+        cfg
     }
 
     /// As recorded in a recording's metadata.

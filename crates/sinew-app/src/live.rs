@@ -19,11 +19,11 @@ use sinew_core::Policy;
 use sinew_msgs::keys::RobotKeys;
 use sinew_msgs::StringMsg;
 use sinew_robot::RobotDescription;
-use sinew_runtime::{Inference, Record, RuntimeConfig, Session, SessionConfig, Tap, Telemetry};
+use sinew_runtime::{Inference, Record, Session, SessionConfig, Tap, Telemetry};
 
 use crate::execution::ExecutionSpec;
 use crate::recording::{append_index, Outputs, OutputsReport, RerunSpec};
-use crate::resolve::{check_cameras, joint_names, load_policy_folder, DeviceSpec};
+use crate::resolve::{check_cameras, load_policy_folder, DeviceSpec};
 
 /// A live run.
 #[derive(Debug, Clone)]
@@ -77,7 +77,9 @@ impl Tap for ConsoleTap<'_> {
             Record::Event(Event::HoldEnded { kind, duration_s }) => (self.log)(format!(
                 "run: t = {t:.2} s: following the policy (held {duration_s:.2} s: {kind})"
             )),
-            Record::Instruction(i) => (self.log)(format!("run: instruction {i:?}")),
+            Record::Instruction(i) if !i.is_empty() => {
+                (self.log)(format!("run: instruction {i:?}"))
+            }
             _ => {}
         }
     }
@@ -109,7 +111,7 @@ pub fn run_live(
 ) -> Result<LiveReport> {
     let robot = &spec.robot;
     let keys = RobotKeys::new(&robot.config.namespace)?;
-    let joints = joint_names(robot);
+    let joints = robot.joint_names();
     let policy: Box<dyn Policy> = if spec.policy == "expert" {
         Box::new(BusOracle::open(bus, &keys, &joints, 10.0)?)
     } else {
@@ -125,14 +127,7 @@ pub fn run_live(
             spec.startup_timeout_s
         );
     }
-    let mut runtime = RuntimeConfig::new(
-        robot,
-        p.control_rate_hz,
-        p.cameras.clone(),
-        p.action_kind,
-        spec.exec.execution(p.chunk_length, p.n_action_steps),
-    );
-    runtime.interpolation = spec.exec.interpolation();
+    let runtime = spec.exec.runtime_config(robot, &p);
     let mut cfg = SessionConfig::new(runtime);
     cfg.instruction = spec.instruction.clone();
     cfg.duration_s = spec.duration_s;

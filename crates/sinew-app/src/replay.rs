@@ -13,13 +13,13 @@ use sinew_core::Policy;
 use sinew_msgs::keys::{key_of_topic, RobotKeys};
 use sinew_record::{decoded_messages, DecodeNotes, RecordedRobot, Recording};
 use sinew_robot::RobotDescription;
-use sinew_runtime::{Inference, Record, RuntimeConfig, Session, SessionConfig, Tap};
+use sinew_runtime::{Inference, Record, Session, SessionConfig, Tap};
 use sinew_sim::ExpertPolicy;
 use sinew_viz::{Sink, Viz};
 
 use crate::execution::ExecutionSpec;
 use crate::recording::stream_map;
-use crate::resolve::{check_cameras, joint_names, load_policy_folder, load_task, DeviceSpec};
+use crate::resolve::{check_cameras, load_policy_folder, load_task, DeviceSpec};
 
 /// One compared policy step.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -139,7 +139,7 @@ pub fn compare(
     device: &DeviceSpec,
 ) -> Result<(CompareReport, DecodeNotes)> {
     let keys = RobotKeys::new(&robot.config.namespace)?;
-    let joints = joint_names(robot);
+    let joints = robot.joint_names();
     let exec: ExecutionSpec = match rec.metadata.get("execution") {
         Some(j) => serde_json::from_str(j)
             .with_context(|| format!("the recording's `execution` metadata {j:?}"))?,
@@ -172,14 +172,7 @@ pub fn compare(
         .collect();
     let (mut played, notes) = RecordedRobot::new(rec, &keys, &joints, &cameras, robot.home())
         .with_context(|| format!("playing back {}", file.display()))?;
-    let mut runtime = RuntimeConfig::new(
-        robot,
-        spec.control_rate_hz,
-        spec.cameras.clone(),
-        spec.action_kind,
-        exec.execution(spec.chunk_length, spec.n_action_steps),
-    );
-    runtime.interpolation = exec.interpolation();
+    let runtime = exec.runtime_config(robot, &spec);
     let cfg = SessionConfig::new(runtime);
     let mut policy_box = policy_box;
     policy_box.reset();

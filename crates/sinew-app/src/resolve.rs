@@ -106,8 +106,3 @@ pub fn check_cameras(robot: &RobotDescription, cameras: &[String]) -> Result<()>
     }
     Ok(())
 }
-
-/// The joint names of a robot, robot.toml order.
-pub fn joint_names(robot: &RobotDescription) -> Vec<String> {
-    robot.config.joints.iter().map(|j| j.name.clone()).collect()
-}

@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sinew_bus::{Bus, Publisher, Subscriber};
-use sinew_core::robot_io::{joints_in_order, RobotIo, Timing};
+use sinew_core::robot_io::{joints_in_order, targets_by_name, RobotIo, Timing};
 use sinew_msgs::keys::RobotKeys;
 use sinew_msgs::{
     Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, StringMsg, Time,
 };
 use sinew_robot::RobotDescription;
 use sinew_runtime::safety::{SafetyFilter, SafetyStats};
-
-use crate::resolve::joint_names;
 
 /// How a robot is served.
 #[derive(Debug, Clone)]
@@ -142,30 +140,11 @@ struct CommandPath {
 impl CommandPath {
     /// The full joint target a command asks for; joints it does not name keep their target.
     fn target_of(&self, msg: &JointTrajectory) -> Result<Vec<f64>, String> {
-        let point = msg.points.last().ok_or("trajectory without points")?;
-        if point.positions.len() != msg.joint_names.len() {
-            return Err(format!(
-                "{} positions for {} joint names",
-                point.positions.len(),
-                msg.joint_names.len()
-            ));
-        }
-        let mut q = self
+        let current = self
             .target
             .clone()
             .unwrap_or_else(|| self.filter.last_command().to_vec());
-        for (name, v) in msg.joint_names.iter().zip(&point.positions) {
-            let i = self
-                .joints
-                .iter()
-                .position(|j| j == name)
-                .ok_or_else(|| format!("unknown joint {name:?}"))?;
-            if !v.is_finite() {
-                return Err(format!("joint {name:?} is {v}"));
-            }
-            q[i] = *v;
-        }
-        Ok(q)
+        targets_by_name(msg, &self.joints, &current)
     }
 
     /// Takes one received command.
@@ -216,7 +195,7 @@ pub fn serve<R: RobotIo>(
     let mut out = Outlets::open(bus, &keys, desc)?;
     let commands: Subscriber<JointTrajectory> = bus.subscribe(&keys.joint_commands(), 64)?;
     robot.refresh()?;
-    let joints = joint_names(desc);
+    let joints = desc.joint_names();
     let q_start = match robot.joint_state() {
         Some(js) => joints_in_order(&js.value, &joints)?.0,
         None => desc.home(),
@@ -388,7 +367,7 @@ pub fn sim_serve(
     let mut expert = Expert::new(task.success);
     let mut next_expert = 0.0f64;
     let mut succeeded = false;
-    let joints = joint_names(robot);
+    let joints = robot.joint_names();
     let opts = ServeOptions {
         lockstep_dt_s: spec.lockstep.then_some(dt_control),
         command_timeout_s: spec.command_timeout_s,

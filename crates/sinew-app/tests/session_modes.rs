@@ -178,7 +178,7 @@ fn fake_robot(bus: &Bus, stall: &AtomicBool, done: &AtomicBool) {
         .iter()
         .map(|c| bus.publisher::<Image>(&keys.camera_image(c)).expect("pub"))
         .collect();
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<String> = robot.joint_names();
     let pixels = sinew_msgs::Bytes::from(vec![90u8; 224 * 224 * 3]);
     let start = Instant::now();
     let mut tick = 0u64;

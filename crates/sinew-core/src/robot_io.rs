@@ -213,6 +213,39 @@ pub fn joints_in_order(
     Ok((q, qd))
 }
 
+/// The joint targets a `JointTrajectory` command asks for, in the order of `joints`: its last
+/// point's positions by joint name; joints it does not name keep their value in `current`.
+/// Fails, saying why, on a trajectory without points, lengths that disagree, an unknown joint
+/// or a value that is not finite.
+pub fn targets_by_name(
+    msg: &JointTrajectory,
+    joints: &[String],
+    current: &[f64],
+) -> Result<Vec<f64>, String> {
+    let point = msg.points.last().ok_or("trajectory without points")?;
+    if point.positions.len() != msg.joint_names.len() {
+        return Err(format!(
+            "{} positions for {} joint names",
+            point.positions.len(),
+            msg.joint_names.len()
+        ));
+    }
+    let mut q = current.to_vec();
+    for (name, v) in msg.joint_names.iter().zip(&point.positions) {
+        let i = joints
+            .iter()
+            .position(|j| j == name)
+            .ok_or_else(|| format!("unknown joint {name:?}"))?;
+        if !v.is_finite() {
+            return Err(format!("joint {name:?} is {v}"));
+        }
+        if let Some(t) = q.get_mut(i) {
+            *t = *v;
+        }
+    }
+    Ok(q)
+}
+
 /// How long ago `stamp_s` was at `now_s` (infinite when there is none).
 pub fn age_s(now_s: f64, stamp_s: Option<f64>) -> f64 {
     stamp_s.map_or(f64::INFINITY, |s| (now_s - s).max(0.0))

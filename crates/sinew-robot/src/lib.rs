@@ -321,6 +321,11 @@ impl RobotDescription {
             .collect()
     }
 
+    /// The actuated joints' names, in robot.toml (command) order.
+    pub fn joint_names(&self) -> Vec<String> {
+        self.config.joints.iter().map(|j| j.name.clone()).collect()
+    }
+
     /// The ready configuration: robot.toml's `home`, else zero clamped into the limits; the
     /// gripper open.
     pub fn home(&self) -> Vec<f64> {

@@ -343,7 +343,7 @@ impl Session {
         robot: &mut dyn RobotIo,
     ) -> Result<Self, SessionError> {
         robot.refresh()?;
-        let joints: Vec<String> = desc.config.joints.iter().map(|j| j.name.clone()).collect();
+        let joints: Vec<String> = desc.joint_names();
         let state = robot
             .joint_state()
             .ok_or_else(|| RobotIoError::JointState("no joint state received yet".into()))?;
@@ -803,6 +803,7 @@ impl Session {
         TickResult::End(end)
     }
 
+    /// The observation of a step without images (no request was made at it).
     fn bare_observation(
         &self,
         robot: &mut dyn RobotIo,
@@ -814,15 +815,26 @@ impl Session {
             Some(js) => joints_in_order(&js.value, &self.joints).unwrap_or_default(),
             None => Default::default(),
         };
-        Ok(Observation {
-            images: BTreeMap::new(),
-            joint_positions: q,
-            joint_velocities: qd,
+        Ok(self.observation_of(BTreeMap::new(), (q, qd), now, step, privileged))
+    }
+
+    fn observation_of(
+        &self,
+        images: BTreeMap<String, Image>,
+        (joint_positions, joint_velocities): (Vec<f64>, Vec<f64>),
+        stamp_s: f64,
+        step: u64,
+        privileged: Option<Privileged>,
+    ) -> Observation {
+        Observation {
+            images,
+            joint_positions,
+            joint_velocities,
             instruction: self.instruction.clone(),
-            stamp_s: now,
+            stamp_s,
             step,
             privileged,
-        })
+        }
     }
 
     /// The observation for a request: the newest joint state and the policy's cameras. `None`
@@ -837,7 +849,7 @@ impl Session {
         let Some(js) = robot.joint_state() else {
             return Ok(None);
         };
-        let (q, qd) = match joints_in_order(&js.value, &self.joints) {
+        let joints = match joints_in_order(&js.value, &self.joints) {
             Ok(v) => v,
             Err(e) => {
                 self.unusable_joint_states += 1;
@@ -856,15 +868,9 @@ impl Session {
                 None => return Ok(None),
             }
         }
-        Ok(Some(Observation {
-            images,
-            joint_positions: q,
-            joint_velocities: qd,
-            instruction: self.instruction.clone(),
-            stamp_s: now,
-            step,
-            privileged,
-        }))
+        Ok(Some(
+            self.observation_of(images, joints, now, step, privileged),
+        ))
     }
 
     /// The loop's telemetry now.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sinew_core::robot_io::{
-    seconds_since, CameraFrame, Privileged, RobotIo, RobotIoError, Stamped, Timing,
+    seconds_since, targets_by_name, CameraFrame, Privileged, RobotIo, RobotIoError, Stamped, Timing,
 };
 use sinew_msgs::{Header, Image, JointState, JointTrajectory, Time};
 
@@ -57,13 +57,7 @@ fn whole_ns(t_s: f64) -> f64 {
 
 impl SimRobot {
     fn new(world: SimWorld, task: Option<TaskSpec>, camera_rate_hz: f64, timing: Timing) -> Self {
-        let joints = world
-            .robot
-            .config
-            .joints
-            .iter()
-            .map(|j| j.name.clone())
-            .collect();
+        let joints = world.robot.joint_names();
         let instruction = world.episode.as_ref().map(|e| e.instruction.clone());
         Self {
             world,
@@ -118,30 +112,16 @@ impl SimRobot {
         }
     }
 
-    /// Sets joint targets from a trajectory's last point, by joint name; joints it does not name
+    /// Joint targets from a trajectory's last point, by joint name; joints it does not name
     /// keep their targets.
     fn targets_from(&self, msg: &JointTrajectory) -> Result<Vec<f64>, String> {
-        let point = msg.points.last().ok_or("trajectory without points")?;
-        if point.positions.len() != msg.joint_names.len() {
-            return Err(format!(
-                "{} positions for {} joint names",
-                point.positions.len(),
-                msg.joint_names.len()
-            ));
+        match msg.points.last() {
+            // The loop's own commands name every joint in order.
+            Some(p) if msg.joint_names == self.joints && p.positions.len() == self.joints.len() => {
+                Ok(p.positions.clone())
+            }
+            _ => targets_by_name(msg, &self.joints, self.world.targets()),
         }
-        if msg.joint_names == self.joints {
-            return Ok(point.positions.clone());
-        }
-        let mut q = self.world.targets().to_vec();
-        for (name, v) in msg.joint_names.iter().zip(&point.positions) {
-            let i = self
-                .joints
-                .iter()
-                .position(|j| j == name)
-                .ok_or_else(|| format!("unknown joint {name:?}"))?;
-            q[i] = *v;
-        }
-        Ok(q)
     }
 
     /// Advances the physics to simulated time `t_s` (whole physics steps).

@@ -384,13 +384,7 @@ impl Viz {
     }
 
     fn joint_states(&mut self, js: &JointState) -> Result<bool, VizError> {
-        let names: Vec<String> = self
-            .robot
-            .config
-            .joints
-            .iter()
-            .map(|j| j.name.clone())
-            .collect();
+        let names: Vec<String> = self.robot.joint_names();
         let mut q = Vec::with_capacity(names.len());
         for n in &names {
             match js.name.iter().position(|m| m == n) {

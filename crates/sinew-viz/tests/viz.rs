@@ -21,7 +21,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn state(robot: &RobotDescription, i: u64) -> AnyMessage {
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<String> = robot.joint_names();
     let mut q = robot.home();
     q[0] = i as f64 * 0.01;
     AnyMessage::JointState(JointState {
@@ -40,7 +40,7 @@ fn text(s: String) -> AnyMessage {
 #[test]
 fn an_episode_stream_holds_the_expected_entities() {
     let robot = robot();
-    let names: Vec<String> = robot.config.joints.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<String> = robot.joint_names();
     let path = tmp("episode.rrd");
     let mut viz = Viz::new(robot.clone(), "test", &Sink::File(path.clone())).expect("open");
     let ms = 1_000_000u64;
