@@ -19,6 +19,17 @@ use sinew_bus::{Bus, BusConfig};
 use sinew_core::events::Event;
 use sinew_msgs::{AnyMessage, Header, Image, JointState, Time};
 
+/// The real-time tests measure deadlines of a few hundred milliseconds: they run one at a time,
+/// and not beside the CPU-heavy lockstep batch, so that a starved thread is not read as a
+/// stalled sensor.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("sinew-modes-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -65,6 +76,7 @@ fn events(path: &std::path::Path) -> Vec<Event> {
 
 #[test]
 fn lockstep_episodes_are_recorded_and_replay_through_the_same_loop_exactly() {
+    let _serial = serial();
     let dir = tmp("lockstep");
     let spec = BatchSpec {
         robot: load_robot("so101").expect("robot"),
@@ -122,6 +134,7 @@ fn lockstep_episodes_are_recorded_and_replay_through_the_same_loop_exactly() {
 
 #[test]
 fn the_simulator_served_on_the_bus_is_driven_to_success_by_the_live_loop() {
+    let _serial = serial();
     let bus = bus();
     let serve_stop = Arc::new(AtomicBool::new(false));
     let succeeded = Arc::new(AtomicBool::new(false));
@@ -211,6 +224,7 @@ fn fake_robot(bus: &Bus, stall: &AtomicBool, done: &AtomicBool) {
 
 #[test]
 fn a_stalled_camera_is_one_hold_one_line_and_one_event() {
+    let _serial = serial();
     let bus = bus();
     let dir = tmp("stale");
     let stall = AtomicBool::new(false);
