@@ -499,9 +499,9 @@ impl Session {
                 return Ok(end);
             }
         }
-        let observation = self.request(robot, now, &mut privileged)?;
+        let observation = self.request(robot, now, &mut privileged, !taps.is_empty())?;
         let answered = self.collect(&timing, now, step, taps);
-        if new_step {
+        if new_step && !taps.is_empty() {
             let obs = match observation {
                 Some(o) => o,
                 None => self.bare_observation(robot, step, now, privileged)?,
@@ -594,7 +594,8 @@ impl Session {
             self.tapped_instruction = Some(self.instruction.clone());
         }
         let mut privileged = None;
-        if new_step {
+        // The scene is read for the taps only; a request reads it when it needs it.
+        if new_step && !taps.is_empty() {
             emit(taps, ns(now), Record::Event(&Event::Step { step }));
             privileged = robot.privileged()?;
             if let Some(p) = &privileged {
@@ -642,12 +643,13 @@ impl Session {
     }
 
     /// Asks the policy for a chunk when the runtime wants one; inline, returns the observation
-    /// it was asked with (for the taps).
+    /// it was asked with when the taps want it (`keep`).
     fn request(
         &mut self,
         robot: &mut dyn RobotIo,
         now: f64,
         privileged: &mut Option<Privileged>,
+        keep: bool,
     ) -> Result<Option<Observation>, SessionError> {
         self.sensors.joint_state_stamp = robot.joint_state().map(|s| s.stamp_s);
         for (cam, stamp) in self.sensors.camera_stamps.iter_mut() {
@@ -663,7 +665,7 @@ impl Session {
             return Ok(None);
         };
         // Inline, the policy runs now; its observation is kept for the taps.
-        let keep = (!self.inference.is_threaded()).then(|| obs.clone());
+        let keep = (keep && !self.inference.is_threaded()).then(|| obs.clone());
         let job = Job {
             step: req.step,
             observation: obs,
