@@ -169,6 +169,20 @@ pub trait RobotIo {
         Ok(true)
     }
 
+    /// Why the robot cannot take commands now (a servo does not answer, reports an overload);
+    /// `None` when it can. The serving side holds while a fault lasts and starts again from
+    /// where the robot is when it ends.
+    fn fault(&self) -> Option<String> {
+        None
+    }
+
+    /// Turns the motors' torque on or off; `Ok(false)` when the robot cannot (simulators,
+    /// robots on the bus).
+    fn set_torque(&mut self, enabled: bool) -> Result<bool, RobotIoError> {
+        let _ = enabled;
+        Ok(false)
+    }
+
     /// Counters of the robot's input streams, by name.
     fn link_stats(&self) -> BTreeMap<String, LinkStats> {
         BTreeMap::new()
