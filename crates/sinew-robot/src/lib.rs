@@ -13,10 +13,28 @@
 //!
 //! `robot.toml` is the one place where limits live; the URDF supplies geometry and kinematics.
 //! A bare URDF also loads: its movable joints become the variables, with the URDF's limits.
+//!
+//! Mesh filenames (`package://`, `file://`, paths) are resolved as ROS and pybullet resolve
+//! them ([`mesh_paths`]); kinematics never need meshes, so a mesh that is not found is a
+//! warning unless [`LoadOptions::require_meshes`] is set:
+//!
+//! ```no_run
+//! use sinew_robot::{LoadOptions, RobotDescription};
+//! let opts = LoadOptions {
+//!     packages: vec![("franka_description".into(), "/opt/franka_description".into())],
+//!     ..LoadOptions::default()
+//! };
+//! let robot = RobotDescription::load_with("panda.urdf".as_ref(), &opts)?;
+//! for w in &robot.warnings {
+//!     eprintln!("{w}");
+//! }
+//! # Ok::<(), sinew_robot::RobotError>(())
+//! ```
 
 pub mod actions;
 pub mod config;
 pub mod kinematics;
+pub mod mesh_paths;
 
 use std::path::{Path, PathBuf};
 
@@ -32,8 +50,8 @@ pub enum RobotError {
     /// robot.toml or the URDF could not be read, or has a bad value.
     #[error(transparent)]
     File(#[from] FileError),
-    /// A mesh file the URDF names does not exist.
-    #[error("{}: link {link:?} uses mesh {filename:?}, which was not found (looked for {})", urdf.display(), looked.display())]
+    /// A mesh file the URDF names was not found (only with [`LoadOptions::require_meshes`]).
+    #[error("{}: link {link:?} uses mesh {filename:?}, which was not found; looked in: {}", urdf.display(), looked.join("; "))]
     MissingMesh {
         /// The URDF.
         urdf: PathBuf,
@@ -41,8 +59,8 @@ pub enum RobotError {
         link: String,
         /// The filename as written.
         filename: String,
-        /// The path it resolved to.
-        looked: PathBuf,
+        /// Every place looked, in order, with the rule that proposed it.
+        looked: Vec<String>,
     },
     /// A joint vector of the wrong length.
     #[error("expected {expected} joint values, got {got}")]
@@ -73,10 +91,25 @@ pub struct MeshRef {
     pub link: String,
     /// File as written in the URDF.
     pub filename: String,
-    /// Resolved path.
+    /// Resolved path (when not found: the first place looked).
     pub path: PathBuf,
-    /// Whether Sinew reads this format (STL, OBJ, DAE); others fall back to a bounding box.
+    /// Whether the file was found.
+    pub found: bool,
+    /// Whether Sinew can read it: found and in a format it reads (STL, OBJ, DAE). The
+    /// simulator uses the link's equivalent-inertia box for the others.
     pub readable: bool,
+}
+
+/// How [`RobotDescription::load_with`] finds meshes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Package folders by name (`--package NAME=DIR`), tried first for `package://NAME/...`.
+    pub packages: Vec<(String, PathBuf)>,
+    /// Roots searched for packages; `None` reads `ROS_PACKAGE_PATH` when loading.
+    pub ros_package_path: Option<Vec<PathBuf>>,
+    /// A mesh that is not found is an error ([`RobotError::MissingMesh`]) instead of a
+    /// warning. Kinematics never need meshes.
+    pub require_meshes: bool,
 }
 
 /// A loaded robot: configuration, URDF and kinematic tree.
@@ -94,52 +127,49 @@ pub struct RobotDescription {
     pub tree: KinematicTree,
     /// Meshes the URDF uses.
     pub meshes: Vec<MeshRef>,
-    /// Warnings found while loading (unreadable mesh formats ...).
+    /// Warnings found while loading (meshes not found, unreadable mesh formats ...).
     pub warnings: Vec<String>,
     ee_link: usize,
 }
 
-fn resolve_mesh(dir: &Path, filename: &str) -> PathBuf {
-    if let Some(rest) = filename.strip_prefix("package://") {
-        // package://PKG/path: look inside the robot folder first, then beside it.
-        let mut parts = rest.splitn(2, '/');
-        let pkg = parts.next().unwrap_or_default();
-        let path = parts.next().unwrap_or_default();
-        let inside = dir.join(path);
-        if inside.exists() {
-            return inside;
-        }
-        return dir.parent().unwrap_or(dir).join(pkg).join(path);
-    }
-    if let Some(rest) = filename.strip_prefix("file://") {
-        return PathBuf::from(rest);
-    }
-    dir.join(filename)
-}
-
 impl RobotDescription {
-    /// Loads a robot folder (with `robot.toml`) or a bare `.urdf` file.
+    /// Loads a robot folder (with `robot.toml`) or a bare `.urdf` file, with the default
+    /// [`LoadOptions`] (`ROS_PACKAGE_PATH` from the environment; missing meshes are warnings).
     pub fn load(path: &Path) -> Result<Self, RobotError> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads a robot folder (with `robot.toml`) or a bare `.urdf` file.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Self, RobotError> {
         if path.is_dir() {
             let toml_path = path.join("robot.toml");
             let config = RobotConfig::from_file(&toml_path)?;
             let urdf_path = path.join(&config.urdf);
-            Self::from_parts(path.to_owned(), urdf_path, Some((config, toml_path)))
+            Self::from_parts(path.to_owned(), urdf_path, Some((config, toml_path)), opts)
         } else {
-            let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
-            Self::from_parts(dir, path.to_owned(), None)
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            Self::from_parts(dir, path.to_owned(), None, opts)
         }
     }
 
-    fn from_parts(
-        dir: PathBuf,
-        urdf_path: PathBuf,
-        config: Option<(RobotConfig, PathBuf)>,
-    ) -> Result<Self, RobotError> {
-        let text = read_text(&urdf_path)?;
-        let urdf = urdf_rs::read_from_string(&text).map_err(|e| FileError::parse(&urdf_path, e))?;
+    /// The meshes the URDF's links use, resolved; warnings for those not found or not
+    /// readable.
+    fn find_meshes(
+        urdf: &urdf_rs::Robot,
+        dir: &Path,
+        urdf_path: &Path,
+        opts: &LoadOptions,
+    ) -> Result<(Vec<MeshRef>, Vec<String>), RobotError> {
+        let ros_roots = opts
+            .ros_package_path
+            .clone()
+            .unwrap_or_else(mesh_paths::ros_package_path_from_env);
+        let mut resolver = mesh_paths::MeshResolver::new(urdf_path, dir, &opts.packages, ros_roots);
         let mut warnings = Vec::new();
-        let mut meshes = Vec::new();
+        let mut meshes: Vec<MeshRef> = Vec::new();
         for link in &urdf.links {
             let geoms = link
                 .visual
@@ -147,45 +177,83 @@ impl RobotDescription {
                 .map(|v| &v.geometry)
                 .chain(link.collision.iter().map(|c| &c.geometry));
             for g in geoms {
-                if let urdf_rs::Geometry::Mesh { filename, .. } = g {
-                    let p = resolve_mesh(&dir, filename);
-                    if !p.exists() {
-                        return Err(RobotError::MissingMesh {
-                            urdf: urdf_path.clone(),
-                            link: link.name.clone(),
-                            filename: filename.clone(),
-                            looked: p,
-                        });
-                    }
-                    let ext = p
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .unwrap_or("")
-                        .to_ascii_lowercase();
-                    let readable = matches!(ext.as_str(), "stl" | "obj" | "dae");
-                    if !readable {
-                        warnings.push(format!(
-                            "link {:?}: mesh {filename:?} is in a format Sinew cannot read; the simulator uses the link's equivalent-inertia bounding box instead",
-                            link.name
-                        ));
-                    }
-                    if !meshes
-                        .iter()
-                        .any(|m: &MeshRef| m.path == p && m.link == link.name)
-                    {
-                        meshes.push(MeshRef {
-                            link: link.name.clone(),
-                            filename: filename.clone(),
-                            path: p,
-                            readable,
-                        });
-                    }
+                let urdf_rs::Geometry::Mesh { filename, .. } = g else {
+                    continue;
+                };
+                if meshes
+                    .iter()
+                    .any(|m| &m.filename == filename && m.link == link.name)
+                {
+                    continue;
                 }
+                let lookup = resolver.resolve(filename);
+                let Some(p) = lookup.found else {
+                    if opts.require_meshes {
+                        return Err(RobotError::MissingMesh {
+                            urdf: urdf_path.to_owned(),
+                            link: link.name.clone(),
+                            filename: filename.clone(),
+                            looked: lookup.looked,
+                        });
+                    }
+                    warnings.push(format!(
+                        "link {:?}: mesh {filename:?} not found (kinematics do not need it; the simulator uses the link's equivalent-inertia box); looked in: {}",
+                        link.name,
+                        lookup.looked.join("; ")
+                    ));
+                    meshes.push(MeshRef {
+                        link: link.name.clone(),
+                        filename: filename.clone(),
+                        path: lookup.first.unwrap_or_else(|| PathBuf::from(filename)),
+                        found: false,
+                        readable: false,
+                    });
+                    continue;
+                };
+                let ext = p
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                let readable = matches!(ext.as_str(), "stl" | "obj" | "dae");
+                if !readable {
+                    warnings.push(format!(
+                        "link {:?}: mesh {filename:?} is in a format Sinew cannot read; the simulator uses the link's equivalent-inertia bounding box instead",
+                        link.name
+                    ));
+                }
+                meshes.push(MeshRef {
+                    link: link.name.clone(),
+                    filename: filename.clone(),
+                    path: p,
+                    found: true,
+                    readable,
+                });
             }
         }
-        for w in &warnings {
+        let missing = meshes.iter().filter(|m| !m.found).count();
+        if missing > 0 {
+            tracing::warn!(
+                "{}: {missing} of {} meshes not found (kinematics do not need them; `sinew robot check` lists where it looked, `--package NAME=DIR` or ROS_PACKAGE_PATH point to them)",
+                urdf_path.display(),
+                meshes.len()
+            );
+        }
+        for w in warnings.iter().filter(|w| w.contains("cannot read")) {
             tracing::warn!("{}: {w}", urdf_path.display());
         }
+        Ok((meshes, warnings))
+    }
+
+    fn from_parts(
+        dir: PathBuf,
+        urdf_path: PathBuf,
+        config: Option<(RobotConfig, PathBuf)>,
+        opts: &LoadOptions,
+    ) -> Result<Self, RobotError> {
+        let text = read_text(&urdf_path)?;
+        let urdf = urdf_rs::read_from_string(&text).map_err(|e| FileError::parse(&urdf_path, e))?;
+        let (meshes, warnings) = Self::find_meshes(&urdf, &dir, &urdf_path, opts)?;
         let (config, cfg_file) = match config {
             Some((c, f)) => (c, f),
             None => (

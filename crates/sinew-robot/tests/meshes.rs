@@ -1,8 +1,9 @@
-//! Mesh references: missing files are errors naming them; unreadable formats are warnings.
+//! Mesh references: missing files are warnings (errors naming every place looked when meshes
+//! are required); unreadable formats are warnings.
 
 use std::path::PathBuf;
 
-use sinew_robot::{RobotDescription, RobotError};
+use sinew_robot::{LoadOptions, RobotDescription, RobotError};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sinew-robot-{name}-{}", std::process::id()));
@@ -23,15 +24,34 @@ fn urdf(mesh: &str) -> String {
 }
 
 #[test]
-fn a_missing_mesh_is_an_error_naming_it() {
+fn a_missing_mesh_is_a_warning_unless_meshes_are_required() {
     let d = scratch("missing");
     let p = d.join("robot.urdf");
     std::fs::write(&p, urdf("package://m_description/meshes/base.stl")).expect("write");
-    let err = RobotDescription::load(&p).expect_err("missing mesh");
+    // Kinematics do not need meshes: the robot loads, the mesh is listed as not found.
+    let r = RobotDescription::load(&p).expect("loads without its mesh");
+    assert_eq!(r.tree.active_names(), vec!["j1"]);
+    assert!(!r.meshes[0].found && !r.meshes[0].readable);
+    assert!(
+        r.warnings[0].contains("package://m_description/meshes/base.stl")
+            && r.warnings[0].contains("not found"),
+        "{:?}",
+        r.warnings
+    );
+
+    let strict = LoadOptions {
+        require_meshes: true,
+        ros_package_path: Some(Vec::new()),
+        ..LoadOptions::default()
+    };
+    let err = RobotDescription::load_with(&p, &strict).expect_err("missing mesh");
     assert!(matches!(err, RobotError::MissingMesh { .. }));
     let msg = err.to_string();
     assert!(
-        msg.contains("package://m_description/meshes/base.stl") && msg.contains("\"base\""),
+        msg.contains("package://m_description/meshes/base.stl")
+            && msg.contains("\"base\"")
+            && msg.contains(&p.display().to_string())
+            && msg.contains(&d.join("meshes/base.stl").display().to_string()),
         "{msg}"
     );
 }
@@ -44,7 +64,7 @@ fn package_uris_resolve_and_unknown_formats_warn() {
     std::fs::write(&p, urdf("package://m_description/meshes/base.stl")).expect("write");
     let r = RobotDescription::load(&p).expect("loads");
     assert_eq!(r.meshes.len(), 1);
-    assert!(r.meshes[0].readable);
+    assert!(r.meshes[0].readable && r.meshes[0].found);
     assert_eq!(r.meshes[0].path, d.join("meshes/base.stl"));
     assert_eq!(r.tree.active_names(), vec!["j1"]);
 
