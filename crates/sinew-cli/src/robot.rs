@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
-use sinew_robot::RobotDescription;
+use sinew_robot::{mesh_paths, LoadOptions, RobotDescription};
 
 #[derive(Debug, Subcommand)]
 pub enum RobotCommand {
@@ -17,16 +17,29 @@ pub enum RobotCommand {
     Fk(FkArgs),
 }
 
+/// Where `package://` meshes are (kinematics never need them; a mesh not found is a warning).
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// A package's folder, for `package://NAME/...` mesh paths; repeatable. Tried before
+    /// ROS_PACKAGE_PATH, walking up from the URDF, and paths relative to the URDF (pybullet).
+    #[arg(long = "package", value_name = "NAME=DIR", value_parser = mesh_paths::parse_package_arg)]
+    packages: Vec<(String, PathBuf)>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Robot folder or .urdf file.
     path: PathBuf,
+    #[command(flatten)]
+    packages: PackageArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct FkArgs {
     /// Robot folder or .urdf file.
     path: PathBuf,
+    #[command(flatten)]
+    packages: PackageArgs,
     /// Joint values in robot.toml order (rad or m), comma-separated; home when omitted.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     joints: Vec<f64>,
@@ -39,12 +52,17 @@ pub fn run(cmd: RobotCommand) -> Result<()> {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<RobotDescription> {
-    RobotDescription::load(path).with_context(|| format!("loading the robot at {}", path.display()))
+fn load(path: &std::path::Path, packages: &PackageArgs) -> Result<RobotDescription> {
+    let opts = LoadOptions {
+        packages: packages.packages.clone(),
+        ..LoadOptions::default()
+    };
+    RobotDescription::load_with(path, &opts)
+        .with_context(|| format!("loading the robot at {}", path.display()))
 }
 
 fn check(a: CheckArgs) -> Result<()> {
-    let r = load(&a.path)?;
+    let r = load(&a.path, &a.packages)?;
     let c = &r.config;
     let t = &r.tree;
     let mut out = std::io::stdout().lock();
@@ -118,13 +136,17 @@ fn check(a: CheckArgs) -> Result<()> {
     if !r.meshes.is_empty() {
         writeln!(out, "\nmeshes:")?;
         for m in &r.meshes {
-            writeln!(
-                out,
-                "  {:<16} {} {}",
-                m.link,
-                m.path.display(),
-                if m.readable { "" } else { "(bounding box)" }
-            )?;
+            let note = match (m.found, m.readable) {
+                (false, _) => "(not found: bounding box)",
+                (true, false) => "(bounding box)",
+                (true, true) => "",
+            };
+            let shown = if m.found {
+                m.path.display().to_string()
+            } else {
+                m.filename.clone()
+            };
+            writeln!(out, "  {:<16} {shown} {note}", m.link)?;
         }
     }
     for w in &r.warnings {
@@ -135,7 +157,7 @@ fn check(a: CheckArgs) -> Result<()> {
 }
 
 fn fk(a: FkArgs) -> Result<()> {
-    let r = load(&a.path)?;
+    let r = load(&a.path, &a.packages)?;
     let q = if a.joints.is_empty() {
         r.home()
     } else {
