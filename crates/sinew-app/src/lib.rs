@@ -8,16 +8,21 @@
 //! - [`live`]: `sinew run` on a robot's bus keys; [`serve`]: a robot served on the bus
 //!   behind its own limits (`sim serve`, hardware drivers); [`replay`]: recordings through a
 //!   policy, to rerun, back on the bus.
+//! - [`hardware`]: real arms (Feetech servos, webcams): serving, teleoperation, recording.
 //! - [`recording`]: the recorder and rerun taps and the recording schema.
+//! - [`camera`]: cameras (webcams, image files, a synthetic pattern) published on a robot's
+//!   camera keys (`camera serve`).
 //!
 //! Errors are `anyhow` with context: this is the application, and every error ends up in
 //! front of a user.
 
 pub mod batch;
 pub mod benches;
+pub mod camera;
 pub mod dataset;
 pub mod episode;
 pub mod execution;
+pub mod hardware;
 pub mod live;
 pub mod pool;
 pub mod recording;

@@ -34,6 +34,19 @@ pub struct ServeOptions {
     pub command_timeout_s: f64,
     /// Stop after this long on the robot's clock, s.
     pub duration_s: Option<f64>,
+    /// On e-stop, turn the motors' torque off instead of holding position with torque on.
+    pub estop_torque_off: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            lockstep_dt_s: None,
+            command_timeout_s: 0.25,
+            duration_s: None,
+            estop_torque_off: false,
+        }
+    }
 }
 
 /// What the serving side did.
@@ -49,6 +62,14 @@ pub struct ServeReport {
     pub dropped: u64,
     /// Times the command stream stopped for longer than the timeout (real time).
     pub command_timeouts: u64,
+    /// Robot faults (a servo not answering, an overload) held through.
+    pub robot_faults: u64,
+    /// Control ticks spent holding in a robot fault.
+    pub fault_ticks: u64,
+    /// E-stops engaged on the robot's e-stop key.
+    pub estops: u64,
+    /// Whether an e-stop is engaged now.
+    pub estopped: bool,
     /// How often the robot's limits changed what was commanded.
     pub limited: SafetyStats,
     /// The robot's clock at the end, s.
@@ -134,6 +155,7 @@ struct CommandPath {
     target: Option<Vec<f64>>,
     last_command_s: f64,
     timed_out: bool,
+    faulted: bool,
     report: ServeReport,
 }
 
@@ -166,6 +188,42 @@ impl CommandPath {
         }
     }
 
+    /// Takes one message of the e-stop key: engage holds where the robot is (or turns its
+    /// torque off), release waits for the next command.
+    fn operator<R: RobotIo>(&mut self, data: &str, robot: &mut R, torque_off: bool) -> Result<()> {
+        match data.trim() {
+            "engage" | "stop" | "1" | "true" => {
+                if !self.report.estopped {
+                    self.report.estops += 1;
+                    self.report.estopped = true;
+                    if torque_off && robot.set_torque(false)? {
+                        tracing::warn!("e-stop: torque off");
+                    } else {
+                        // Hold with torque on: brake to a stop where the commands were.
+                        self.target = Some(self.filter.last_command().to_vec());
+                        tracing::warn!("e-stop: holding position");
+                    }
+                }
+            }
+            "release" | "0" | "false" => {
+                if self.report.estopped {
+                    self.report.estopped = false;
+                    if let Some(js) = robot.joint_state() {
+                        let (q, _) = joints_in_order(&js.value, &self.joints)?;
+                        if torque_off {
+                            robot.set_torque(true)?;
+                        }
+                        self.filter.reset(&q)?;
+                        self.target = Some(q);
+                    }
+                    tracing::info!("e-stop released: waiting for commands");
+                }
+            }
+            other => tracing::warn!("e-stop key: unknown command {other:?} (engage or release)"),
+        }
+        Ok(())
+    }
+
     /// The next command for the robot, within its limits.
     fn command(&mut self, stamp: Time) -> JointTrajectory {
         let (q, _) = self.filter.filter(self.target.as_deref());
@@ -194,6 +252,7 @@ pub fn serve<R: RobotIo>(
     let keys = RobotKeys::new(&desc.config.namespace)?;
     let mut out = Outlets::open(bus, &keys, desc)?;
     let commands: Subscriber<JointTrajectory> = bus.subscribe(&keys.joint_commands(), 64)?;
+    let estop: Subscriber<StringMsg> = bus.subscribe(&keys.estop(), 16)?;
     robot.refresh()?;
     let joints = desc.joint_names();
     let q_start = match robot.joint_state() {
@@ -215,6 +274,7 @@ pub fn serve<R: RobotIo>(
         target: None,
         last_command_s: 0.0,
         timed_out: false,
+        faulted: false,
         report: ServeReport::default(),
     };
     let start = Instant::now();
@@ -258,10 +318,38 @@ pub fn serve<R: RobotIo>(
         } else {
             robot.refresh()?;
             let now = robot_now(robot);
-            while let Some(m) = commands.try_recv() {
-                path.take(&m.msg, now);
+            while let Some(m) = estop.try_recv() {
+                path.operator(&m.msg.data, robot, opts.estop_torque_off)?;
             }
-            if path.target.is_some() {
+            while let Some(m) = commands.try_recv() {
+                if !path.report.estopped {
+                    path.take(&m.msg, now);
+                }
+            }
+            if let Some(why) = robot.fault() {
+                // The robot cannot move now: send nothing, keep the limits where they were.
+                if !path.faulted {
+                    path.faulted = true;
+                    path.report.robot_faults += 1;
+                    tracing::warn!("robot fault, holding: {why}");
+                }
+                path.report.fault_ticks += 1;
+            } else if path.faulted {
+                // Recovered: start again from where the robot is, holding until a command.
+                path.faulted = false;
+                if let Some(js) = robot.joint_state() {
+                    let (q, _) = joints_in_order(&js.value, &path.joints)?;
+                    path.filter.reset(&q)?;
+                    path.target = Some(q);
+                }
+                tracing::info!("robot fault cleared: resuming");
+            } else if path.report.estopped {
+                // Held where the robot stopped (torque on), or limp (torque off).
+                if !opts.estop_torque_off && path.target.is_some() {
+                    let cmd = path.command(stamp_of(robot));
+                    robot.send(&cmd)?;
+                }
+            } else if path.target.is_some() {
                 if !path.timed_out && now - path.last_command_s > opts.command_timeout_s {
                     path.timed_out = true;
                     path.report.command_timeouts += 1;
@@ -372,6 +460,7 @@ pub fn sim_serve(
         lockstep_dt_s: spec.lockstep.then_some(dt_control),
         command_timeout_s: spec.command_timeout_s,
         duration_s: spec.duration_s,
+        estop_torque_off: false,
     };
     serve(
         &mut sim,

@@ -11,9 +11,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
+mod arm;
 mod bench;
 mod bench_policy;
 mod bench_train;
+mod camera;
 mod dataset;
 mod eval;
 mod policy;
@@ -89,9 +91,12 @@ enum Command {
     /// Measure Sinew's performance.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Check robot descriptions and compute their kinematics.
+    /// Robots: check descriptions and kinematics; serve, calibrate and emulate real arms.
     #[command(subcommand)]
     Robot(robot::RobotCommand),
+    /// Drive a follower arm from a leader arm a person moves (SO-101), through the follower's
+    /// limits.
+    Teleop(arm::TeleopArgs),
     /// Run the simulator: scripted experts and benchmarks.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -114,6 +119,9 @@ enum Command {
     /// Action tokenizers (OpenVLA bins, FAST): fit, encode, decode.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Cameras: list V4L2 webcams, publish cameras on a robot's camera keys.
+    #[command(subcommand)]
+    Camera(camera::CameraCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -139,7 +147,8 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
-        Command::Robot(cmd) => robot::run(cmd),
+        Command::Robot(cmd) => robot::run(cmd, &bus, &stop),
+        Command::Teleop(a) => arm::run_teleop(a, &stop),
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Run(a) => run::run(a, &bus, &stop),
@@ -149,6 +158,7 @@ fn run() -> Result<()> {
         Command::Dataset(cmd) => dataset::run(cmd, &stop),
         Command::Train(a) => train::run(a, &stop),
         Command::Eval(a) => eval::run(a, &stop),
+        Command::Camera(cmd) => camera::run(cmd, &bus, &stop),
     }
 }
 

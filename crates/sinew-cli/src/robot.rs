@@ -1,4 +1,5 @@
-//! `sinew robot`: validate a robot description and compute forward kinematics.
+//! `sinew robot`: validate a robot description and compute forward kinematics; serve,
+//! calibrate and emulate real arms (in `arm.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,6 +16,12 @@ pub enum RobotCommand {
     Check(CheckArgs),
     /// Print the pose of every link in the base frame as JSON (metres; quaternion x y z w).
     Fk(FkArgs),
+    /// Serve a real arm (SO-101, Feetech servos) on the bus, on the keys `sim serve` uses.
+    Serve(Box<crate::arm::ServeArgs>),
+    /// Calibrate an SO-101 arm as LeRobot does; writes LeRobot's calibration JSON.
+    Calibrate(crate::arm::CalibrateArgs),
+    /// Emulate a bus of STS3215 servos on a pseudo-terminal (no arm needed).
+    Emulate(crate::arm::EmulateArgs),
 }
 
 /// Where `package://` meshes are (kinematics never need them; a mesh not found is a warning).
@@ -45,10 +52,13 @@ pub struct FkArgs {
     joints: Vec<f64>,
 }
 
-pub fn run(cmd: RobotCommand) -> Result<()> {
+pub fn run(cmd: RobotCommand, bus: &sinew_bus::BusConfig, stop: &crate::stop::Stop) -> Result<()> {
     match cmd {
         RobotCommand::Check(a) => check(a),
         RobotCommand::Fk(a) => fk(a),
+        RobotCommand::Serve(a) => crate::arm::serve(*a, bus, stop),
+        RobotCommand::Calibrate(a) => crate::arm::calibrate_arm(a),
+        RobotCommand::Emulate(a) => crate::arm::emulate(a, stop),
     }
 }
 

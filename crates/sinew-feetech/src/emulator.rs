@@ -178,6 +178,9 @@ struct Servo {
     start: f64,
     velocity: f64,
     staged: Option<(u8, Vec<u8>)>,
+    /// When the hand's motion started, s (restarted by a homing: the person held the middle
+    /// pose until the offset was set).
+    hand_t0: f64,
     goal_writes: u64,
     last_goal: Option<i32>,
     max_goal_step: i32,
@@ -193,6 +196,7 @@ impl Servo {
             start: actual,
             velocity: 0.0,
             staged: None,
+            hand_t0: 0.0,
             goal_writes: 0,
             last_goal: None,
             max_goal_step: 0,
@@ -289,7 +293,10 @@ impl Servo {
                 period_s,
             } = hand
             {
-                let phase = std::f64::consts::TAU * (t / period_s - 0.1 * self.index as f64);
+                // Servos lag each other by a tenth of a period, until a homing restarts each
+                // from where it stands.
+                let lag = if self.hand_t0 > 0.0 { 0.0 } else { 0.1 * self.index as f64 };
+                let phase = std::f64::consts::TAU * ((t - self.hand_t0) / period_s - lag);
                 self.actual = self.start + amplitude * phase.sin();
             }
             self.velocity = if dt > 0.0 {
@@ -301,7 +308,7 @@ impl Servo {
         self.refresh_present();
     }
 
-    fn write(&mut self, address: u8, data: &[u8]) -> StatusError {
+    fn write(&mut self, address: u8, data: &[u8], t: f64) -> StatusError {
         let end = usize::from(address) + data.len();
         if end > self.regs.len() {
             return StatusError(StatusError::ANGLE);
@@ -318,6 +325,12 @@ impl Servo {
                 continue;
             }
             self.regs[a] = *b;
+        }
+        let offset_at = usize::from(reg::HOMING_OFFSET.address);
+        if !locked && usize::from(address) <= offset_at && end > offset_at {
+            // A homing: the hand starts its motion from here.
+            self.hand_t0 = t;
+            self.start = self.actual;
         }
         let goal_at = usize::from(reg::GOAL_POSITION.address);
         if usize::from(address) <= goal_at && end >= goal_at + 2 {
@@ -445,7 +458,7 @@ impl State {
                         continue;
                     }
                     if let Some(s) = self.servos.iter_mut().find(|s| s.id == chunk[0]) {
-                        s.write(*address, &chunk[1..]);
+                        s.write(*address, &chunk[1..], t);
                     }
                 }
             }
@@ -459,7 +472,7 @@ impl State {
                         })
                     {
                         if let Some((a, d)) = s.staged.take() {
-                            s.write(a, &d);
+                            s.write(a, &d, t);
                         }
                     }
                 }
@@ -481,7 +494,7 @@ impl State {
                         None => return replies,
                     },
                     (Instruction::Write, [address, data @ ..]) => {
-                        s.write(*address, data);
+                        s.write(*address, data, t);
                         s.refresh_present();
                         Vec::new()
                     }
