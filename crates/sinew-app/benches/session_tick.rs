@@ -180,9 +180,14 @@ fn main() {
     percentiles("session tick", 200_000, &robot, &mut []);
     let dir = std::env::temp_dir().join(format!("sinew-bench-tick-{}", std::process::id()));
     {
-        let mut out = Outputs::start(&robot, Some(&dir), &RerunSpec::default())
-            .expect("outputs")
-            .expect("some");
+        let mut out = Outputs::start(
+            &robot,
+            Some(&dir),
+            &RerunSpec::default(),
+            sinew_record::Encodings::default(),
+        )
+        .expect("outputs")
+        .expect("some");
         out.open("bench", "bench", BTreeMap::new()).expect("open");
         {
             let mut tap = out.tap(&names, 10.0, true);

@@ -44,6 +44,8 @@ pub struct BatchSpec {
     pub task_folders: bool,
     /// Rerun output.
     pub rerun: RerunSpec,
+    /// How recordings (MCAP and `.rrd`) store camera images.
+    pub encodings: sinew_record::Encodings,
     /// Episodes simulated at once (each worker loads its own copy of the policy).
     pub jobs: usize,
 }
@@ -97,7 +99,12 @@ pub fn run_batch(
     let init = |_k: usize| -> Result<Worker> {
         Ok(Worker {
             driver: Driver::new(&spec.policy, &spec.device)?,
-            outputs: Outputs::start(&spec.robot, spec.record.as_deref(), &spec.rerun)?,
+            outputs: Outputs::start(
+                &spec.robot,
+                spec.record.as_deref(),
+                &spec.rerun,
+                spec.encodings,
+            )?,
         })
     };
     let work = |w: &mut Worker, job: &(usize, u64)| -> Result<EpisodeRow> {

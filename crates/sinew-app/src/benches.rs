@@ -500,6 +500,7 @@ impl Phase<'_> {
             self.robot,
             Some(&self.dir.join("loop")),
             &RerunSpec::default(),
+            sinew_record::Encodings::default(),
         )?
         .context("recording outputs")?;
         outputs.open("loop", "loop", Default::default())?;

@@ -47,6 +47,8 @@ pub struct LiveSpec {
     pub record: Option<PathBuf>,
     /// Rerun output.
     pub rerun: RerunSpec,
+    /// How recordings (MCAP and `.rrd`) store camera images.
+    pub encodings: sinew_record::Encodings,
 }
 
 /// What a live run did.
@@ -131,7 +133,7 @@ pub fn run_live(
     let mut cfg = SessionConfig::new(runtime);
     cfg.instruction = spec.instruction.clone();
     cfg.duration_s = spec.duration_s;
-    let mut outputs = Outputs::start(robot, spec.record.as_deref(), &spec.rerun)?;
+    let mut outputs = Outputs::start(robot, spec.record.as_deref(), &spec.rerun, spec.encodings)?;
     if outputs.is_some() {
         cfg.tap_cameras = p.cameras.clone();
     }

@@ -1,6 +1,10 @@
 //! Recordings: the tap that turns what the loop saw and did into MCAP messages and rerun
 //! streams, the threads that write them, and the recording schema (each file's metadata, the
 //! `episodes.jsonl` index beside the files).
+//!
+//! Camera images leave the control thread as they were captured; the recorder thread and the
+//! rerun thread each store them as the recording's [`Encodings`] say (JPEG/PNG or raw colour,
+//! millimetre, metre or no depth).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -13,10 +17,11 @@ use sinew_msgs::{
     AnyMessage, Header, JointTrajectory, JointTrajectoryPoint, Message, MessageKind, StringMsg,
     Time,
 };
-use sinew_record::{spawn_recorder, RecordItem, RecorderThread};
+use sinew_record::codec::Stored;
+use sinew_record::{spawn_recorder_with, Encodings, RecordItem, RecorderThread};
 use sinew_robot::RobotDescription;
 use sinew_runtime::{Record, Tap};
-use sinew_viz::{spawn_viz, Sink, Stream, VizItem, VizThread};
+use sinew_viz::{spawn_viz_with, Prepare, Sink, Stream, VizItem, VizThread};
 
 use crate::execution::ExecutionSpec;
 
@@ -34,6 +39,10 @@ pub fn stream_map(keys: &RobotKeys, robot: &RobotDescription) -> StreamMap {
     m.insert(keys.sim_scene(), Stream::Scene);
     for c in &robot.config.cameras {
         m.insert(keys.camera_image(&c.name), Stream::Camera(c.name.clone()));
+        m.insert(
+            keys.camera_compressed(&c.name),
+            Stream::Camera(c.name.clone()),
+        );
         m.insert(keys.camera_depth(&c.name), Stream::Depth(c.name.clone()));
     }
     m
@@ -103,6 +112,24 @@ impl RerunSpec {
     }
 }
 
+/// What the rerun thread does to camera images before logging them: colour compressed and
+/// depth converted as `enc` says (an image the codec cannot convert is logged as it came).
+pub fn viz_prepare(enc: Encodings) -> Prepare {
+    Box::new(move |stream, msg| {
+        let stored = match (stream, &msg) {
+            (Stream::Camera(_), AnyMessage::Image(im)) => enc.color.store(im),
+            (Stream::Depth(_), AnyMessage::Image(im)) => enc.depth.store(im),
+            _ => return Some(msg),
+        };
+        match stored {
+            Ok(Stored::Image(im)) => Some(AnyMessage::Image(im)),
+            Ok(Stored::Compressed(c)) => Some(AnyMessage::CompressedImage(c)),
+            Ok(Stored::Dropped) => None,
+            Err(_) => Some(msg),
+        }
+    })
+}
+
 /// The metadata of a simulated episode's recording: what `replay --compare` needs to run it
 /// again.
 pub fn episode_metadata(
@@ -147,6 +174,7 @@ pub struct Outputs {
     keys: RobotKeys,
     streams: StreamMap,
     robot: RobotDescription,
+    encodings: Encodings,
 }
 
 /// What the outputs wrote.
@@ -189,11 +217,13 @@ impl OutputsReport {
 
 impl Outputs {
     /// Threads for recording under `dir` (MCAP, and `.rrd` unless `rerun.no_rrd`) and/or
-    /// streaming to a viewer. `None` when nothing is asked for.
+    /// streaming to a viewer, camera images stored as `encodings` say. `None` when nothing is
+    /// asked for.
     pub fn start(
         robot: &RobotDescription,
         dir: Option<&Path>,
         rerun: &RerunSpec,
+        encodings: Encodings,
     ) -> Result<Option<Self>> {
         if dir.is_none() && rerun.connect.is_none() {
             return Ok(None);
@@ -206,17 +236,18 @@ impl Outputs {
             dir: dir.map(Path::to_path_buf),
             rerun: rerun.clone(),
             recorder: match dir {
-                Some(_) => Some(spawn_recorder(4096)?),
+                Some(_) => Some(spawn_recorder_with(4096, encodings)?),
                 None => None,
             },
             viz: if rerun.enabled(dir) {
-                Some(spawn_viz(1024)?)
+                Some(spawn_viz_with(1024, viz_prepare(encodings))?)
             } else {
                 None
             },
             streams: stream_map(&keys, robot),
             keys,
             robot: robot.clone(),
+            encodings,
         }))
     }
 
@@ -283,6 +314,7 @@ impl Outputs {
             joints: joints.to_vec(),
             policy_rate_hz,
             realtime,
+            encodings: self.encodings,
         }
     }
 
@@ -322,38 +354,81 @@ pub struct RecordTap<'a> {
     joints: Vec<String>,
     policy_rate_hz: f64,
     realtime: bool,
+    encodings: Encodings,
 }
 
 impl RecordTap<'_> {
-    fn put<M: Message + Into<AnyMessage>>(&mut self, key: &str, msg: &M, ns: u64) {
+    fn send_recorder(&mut self, item: RecordItem) {
         if let Some(rec) = self.recorder.as_deref_mut() {
-            let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
-            if let Some(kind) = MessageKind::from_type_name(M::DEF.name) {
-                let item = RecordItem::Message {
-                    key: key.to_owned(),
-                    kind,
-                    log_time_ns: ns,
-                    publish_time_ns: publish,
-                    cdr: msg.to_cdr().into(),
-                };
-                if self.realtime {
-                    rec.send(item);
-                } else {
-                    rec.send_blocking(item);
-                }
+            if self.realtime {
+                rec.send(item);
+            } else {
+                rec.send_blocking(item);
             }
         }
+    }
+
+    fn send_viz(&mut self, key: &str, msg: AnyMessage, ns: u64) {
         if let (Some(viz), Some(stream)) = (self.viz.as_deref_mut(), self.streams.get(key)) {
             let item = VizItem::Message {
                 stream: stream.clone(),
                 time_ns: ns,
-                msg: msg.clone().into(),
+                msg,
             };
             if self.realtime {
                 viz.send(item);
             } else {
                 viz.send_blocking(item);
             }
+        }
+    }
+
+    /// A camera frame: handed over as captured (the image data is shared, not copied); the
+    /// recorder and rerun threads convert it.
+    fn frame(&mut self, camera: &str, frame: &sinew_core::robot_io::CameraFrame, ns: u64) {
+        let keys = self.keys;
+        let key = keys.camera_image(camera);
+        if self.recorder.is_some() {
+            self.send_recorder(RecordItem::Color {
+                key: key.clone(),
+                compressed_key: keys.camera_compressed(camera),
+                log_time_ns: ns,
+                image: frame.color.clone(),
+            });
+        }
+        self.send_viz(&key, frame.color.clone().into(), ns);
+        let Some(d) = &frame.depth else {
+            return;
+        };
+        if self.encodings.depth == sinew_record::codec::DepthEncoding::None {
+            return;
+        }
+        let key = keys.camera_depth(camera);
+        if self.recorder.is_some() {
+            self.send_recorder(RecordItem::Depth {
+                key: key.clone(),
+                log_time_ns: ns,
+                image: d.clone(),
+            });
+        }
+        self.send_viz(&key, d.clone().into(), ns);
+    }
+
+    fn put<M: Message + Into<AnyMessage>>(&mut self, key: &str, msg: &M, ns: u64) {
+        if self.recorder.is_some() {
+            let publish = msg.stamp().map_or(ns, |t| t.as_nanos().max(0) as u64);
+            if let Some(kind) = MessageKind::from_type_name(M::DEF.name) {
+                self.send_recorder(RecordItem::Message {
+                    key: key.to_owned(),
+                    kind,
+                    log_time_ns: ns,
+                    publish_time_ns: publish,
+                    cdr: msg.to_cdr().into(),
+                });
+            }
+        }
+        if self.viz.is_some() && self.streams.contains_key(key) {
+            self.send_viz(key, msg.clone().into(), ns);
         }
     }
 }
@@ -363,12 +438,7 @@ impl Tap for RecordTap<'_> {
         let keys = self.keys;
         match record {
             Record::JointState(js) => self.put(&keys.joint_states(), js, ns),
-            Record::Frame { camera, frame } => {
-                self.put(&keys.camera_image(camera), &frame.color, ns);
-                if let Some(d) = &frame.depth {
-                    self.put(&keys.camera_depth(camera), d, ns);
-                }
-            }
+            Record::Frame { camera, frame } => self.frame(camera, frame, ns),
             Record::Instruction(s) => {
                 self.put(&keys.instruction(), &StringMsg { data: s.to_owned() }, ns)
             }
@@ -402,15 +472,27 @@ pub struct BusRecordReport {
 
 /// Records everything on `robot`'s keys (`<ns>/**`) to the MCAP file `out` until `stop` or
 /// `duration_s`, flushing a chunk at least every second (a crash loses at most about one).
+/// Raw images of the robot's cameras are stored as `encodings` say; everything else (and
+/// images already compressed) as it came.
 pub fn record_bus(
     bus: &sinew_bus::Bus,
     robot: &RobotDescription,
     out: &Path,
     duration_s: Option<f64>,
+    encodings: Encodings,
     stop: &dyn Fn() -> bool,
 ) -> Result<BusRecordReport> {
     use std::time::{Duration, Instant};
     let keys = RobotKeys::new(&robot.config.namespace)?;
+    // Camera keys: colour (with its compressed key) or depth.
+    let mut cameras: HashMap<String, Option<String>> = HashMap::new();
+    for c in &robot.config.cameras {
+        cameras.insert(
+            keys.camera_image(&c.name),
+            Some(keys.camera_compressed(&c.name)),
+        );
+        cameras.insert(keys.camera_depth(&c.name), None);
+    }
     let sub = bus.subscribe_raw(&keys.all(), 4096)?;
     let mut meta = BTreeMap::new();
     meta.insert("robot".to_owned(), robot.config.name.clone());
@@ -429,15 +511,29 @@ pub fn record_bus(
             continue;
         };
         let log = s.received_time.as_nanos().max(0) as u64;
-        let publish = match kind.decode(&s.payload) {
-            Ok(m) => m.header().map_or(log, |h| h.stamp.as_nanos().max(0) as u64),
+        let msg = match kind.decode(&s.payload) {
+            Ok(m) => m,
             Err(e) => {
                 malformed += 1;
                 tracing::warn!("{}: malformed {} not recorded: {e}", s.key, kind.def().name);
                 continue;
             }
         };
-        if let Err(e) = rec.write_raw(&s.key, kind.def(), log, publish, &s.payload) {
+        let publish = msg
+            .header()
+            .map_or(log, |h| h.stamp.as_nanos().max(0) as u64);
+        let written = match (msg, cameras.get(&s.key)) {
+            (AnyMessage::Image(im), Some(Some(compressed))) => {
+                let stored = encodings.color.store(&im);
+                rec.write_image(&s.key, Some(compressed), &im, stored, log)
+            }
+            (AnyMessage::Image(im), Some(None)) => {
+                let stored = encodings.depth.store(&im);
+                rec.write_image(&s.key, None, &im, stored, log)
+            }
+            _ => rec.write_raw(&s.key, kind.def(), log, publish, &s.payload),
+        };
+        if let Err(e) = written {
             error = Some(e.to_string());
             break;
         }

@@ -58,6 +58,7 @@ fn live_spec(policy: &str, record: Option<std::path::PathBuf>) -> LiveSpec {
             connect: None,
             no_rrd: true,
         },
+        encodings: sinew_record::Encodings::default(),
     }
 }
 
@@ -92,6 +93,7 @@ fn lockstep_episodes_are_recorded_and_replay_through_the_same_loop_exactly() {
             connect: None,
             no_rrd: true,
         },
+        encodings: sinew_record::Encodings::default(),
         jobs: 2,
     };
     let report = run_batch(&spec, |_| {}, &|| false).expect("batch");

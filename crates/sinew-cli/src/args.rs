@@ -91,3 +91,65 @@ impl RerunArgs {
         }
     }
 }
+
+/// How colour images are stored in recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageEncodingArg {
+    /// `sensor_msgs/Image` as captured.
+    Raw,
+    /// JPEG (`--jpeg-quality`) as `sensor_msgs/CompressedImage` on `<topic>/compressed`.
+    Jpeg,
+    /// PNG (lossless) as `sensor_msgs/CompressedImage` on `<topic>/compressed`.
+    Png,
+}
+
+/// How depth images are stored in recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DepthArg {
+    /// `32FC1` metres, as rendered.
+    F32,
+    /// `16UC1` millimetres (0 = no reading), as ROS depth cameras publish.
+    Mm16,
+    /// Not recorded.
+    None,
+}
+
+/// How recordings (MCAP and `.rrd`) store camera images.
+#[derive(Debug, Clone, Args)]
+pub struct RecordingArgs {
+    /// Colour images in recordings: `png` (lossless), `jpeg` (lossy) or `raw`. Default:
+    /// `png` for the simulator's rendered images (sim run, eval: smaller than JPEG for them,
+    /// and `replay --compare` stays exact), `jpeg` for cameras (run, record: sensor noise
+    /// makes PNG several times larger).
+    #[arg(long, value_enum)]
+    pub image_encoding: Option<ImageEncodingArg>,
+    /// JPEG quality, 1-100.
+    #[arg(long, default_value_t = sinew_record::codec::DEFAULT_JPEG_QUALITY,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+    /// Depth images in recordings: `mm16` (16-bit millimetres), `f32` (metres, 4 bytes a
+    /// pixel) or `none`.
+    #[arg(long, value_enum, default_value = "mm16")]
+    pub depth: DepthArg,
+}
+
+impl RecordingArgs {
+    /// The encodings asked for; colour as `default_color` unless `--image-encoding` says.
+    pub fn encodings(&self, default_color: ImageEncodingArg) -> sinew_record::Encodings {
+        use sinew_record::codec::{ColorEncoding, DepthEncoding};
+        sinew_record::Encodings {
+            color: match self.image_encoding.unwrap_or(default_color) {
+                ImageEncodingArg::Raw => ColorEncoding::Raw,
+                ImageEncodingArg::Jpeg => ColorEncoding::Jpeg {
+                    quality: self.jpeg_quality,
+                },
+                ImageEncodingArg::Png => ColorEncoding::Png,
+            },
+            depth: match self.depth {
+                DepthArg::F32 => DepthEncoding::F32,
+                DepthArg::Mm16 => DepthEncoding::Mm16,
+                DepthArg::None => DepthEncoding::None,
+            },
+        }
+    }
+}

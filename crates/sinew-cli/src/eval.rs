@@ -43,6 +43,8 @@ pub struct EvalArgs {
     #[arg(long)]
     record: bool,
     #[command(flatten)]
+    recording: crate::args::RecordingArgs,
+    #[command(flatten)]
     exec: ExecutionArgs,
     #[command(flatten)]
     device: DeviceArgs,
@@ -68,6 +70,7 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
         record: a.record.then(|| a.out.join("episodes")),
         task_folders: true,
         rerun: RerunSpec::default(),
+        encodings: a.recording.encodings(crate::args::ImageEncodingArg::Png),
         jobs: a.jobs,
     };
     let report = run_batch(&spec, |_| {}, &|| stop.requested())?;

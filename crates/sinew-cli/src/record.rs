@@ -39,6 +39,8 @@ pub struct LiveArgs {
     /// Stop after this many seconds (default: Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
+    #[command(flatten)]
+    recording: crate::args::RecordingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -101,7 +103,14 @@ fn live(a: LiveArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     });
     let bus = Bus::open(bus_cfg)?;
     eprintln!("record: {}/** -> {}", robot.config.namespace, out.display());
-    let r = record_bus(&bus, &robot, &out, a.duration, &|| stop.requested())?;
+    let r = record_bus(
+        &bus,
+        &robot,
+        &out,
+        a.duration,
+        a.recording.encodings(crate::args::ImageEncodingArg::Jpeg),
+        &|| stop.requested(),
+    )?;
     eprintln!(
         "record: {} messages ({:.1} MB) in {:.1} s to {}; skipped: {} on unknown keys, {} malformed; dropped by a full queue: {}",
         r.summary.messages,

@@ -10,7 +10,7 @@ use sinew_app::live::{run_live, LiveSpec};
 use sinew_app::resolve::load_robot;
 use sinew_bus::{Bus, BusConfig};
 
-use crate::args::{DeviceArgs, ExecutionArgs, RerunArgs};
+use crate::args::{DeviceArgs, ExecutionArgs, RecordingArgs, RerunArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]
@@ -42,6 +42,8 @@ pub struct RunArgs {
     record: Option<PathBuf>,
     #[command(flatten)]
     rerun: RerunArgs,
+    #[command(flatten)]
+    recording: RecordingArgs,
 }
 
 pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
@@ -55,6 +57,7 @@ pub fn run(a: RunArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
         device: a.device.spec(),
         record: a.record.clone(),
         rerun: a.rerun.spec(),
+        encodings: a.recording.encodings(crate::args::ImageEncodingArg::Jpeg),
     };
     let bus = Bus::open(bus_cfg)?;
     let r = run_live(&spec, &bus, &mut |l| eprintln!("{l}"), &|| stop.requested())?;

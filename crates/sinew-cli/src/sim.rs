@@ -13,7 +13,7 @@ use sinew_app::serve::{sim_serve, SimServeSpec};
 use sinew_bus::{Bus, BusConfig};
 use sinew_sim::SimWorld;
 
-use crate::args::{DeviceArgs, ExecutionArgs, RerunArgs};
+use crate::args::{DeviceArgs, ExecutionArgs, RecordingArgs, RerunArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +130,8 @@ pub struct SimRunArgs {
     pub record: Option<PathBuf>,
     #[command(flatten)]
     pub rerun: RerunArgs,
+    #[command(flatten)]
+    pub recording: RecordingArgs,
 }
 
 pub fn run(cmd: SimCommand, bus: &BusConfig, stop: &Stop) -> Result<()> {
@@ -244,6 +246,7 @@ fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         record: a.record.clone(),
         task_folders: false,
         rerun: a.rerun.spec(),
+        encodings: a.recording.encodings(crate::args::ImageEncodingArg::Png),
         jobs: a.jobs,
     };
     let quiet = a.quiet;

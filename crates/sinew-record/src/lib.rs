@@ -11,19 +11,25 @@
 //! - [`RecordedRobot`]: a recording played back as a robot, for the control loop (replay
 //!   through a policy, compared with what was commanded).
 //! - [`read_recording`] / [`RecordingInfo`]: messages and per-topic statistics of a file.
+//! - [`codec`]: how camera images are stored ([`Encodings`]: JPEG/PNG `CompressedImage` or raw
+//!   colour; `16UC1` millimetre, `32FC1` or no depth), converted on the recorder thread.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+pub mod codec;
 pub mod robot;
 
+pub use codec::Encodings;
 pub use robot::{decoded_messages, DecodeNotes, PlaybackError, RecordedRobot};
 
 use mcap::records::MessageHeader;
 use serde::Serialize;
 use sinew_core::handoff::{Closed, Consumer, Handoff};
-use sinew_msgs::{Message, MessageKind, MsgDef};
+use sinew_msgs::{Image, Message, MessageKind, MsgDef};
+
+use codec::Stored;
 
 /// Errors of recordings.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +79,7 @@ pub struct McapRecorder {
     sequences: HashMap<u16, u32>,
     path: PathBuf,
     summary: RecordSummary,
+    codec_warned: bool,
 }
 
 impl std::fmt::Debug for McapRecorder {
@@ -122,6 +129,7 @@ impl McapRecorder {
                 ..Default::default()
             },
             path: path.to_owned(),
+            codec_warned: false,
         })
     }
 
@@ -184,6 +192,34 @@ impl McapRecorder {
         self.write_raw(key, M::DEF, log_time_ns, publish, &msg.to_cdr())
     }
 
+    /// Writes a camera image as `encodings` store it: on `key` (raw colour, depth), on
+    /// `compressed_key` (JPEG/PNG colour) or not at all. An image the codec cannot convert
+    /// is written as it came, with a warning.
+    pub fn write_image(
+        &mut self,
+        key: &str,
+        compressed_key: Option<&str>,
+        image: &Image,
+        stored: Result<Stored, codec::CodecError>,
+        log_time_ns: u64,
+    ) -> Result<(), RecordError> {
+        match stored {
+            Ok(Stored::Image(im)) => self.write(key, &im, log_time_ns),
+            Ok(Stored::Compressed(c)) => match compressed_key {
+                Some(ck) => self.write(ck, &c, log_time_ns),
+                None => self.write(key, image, log_time_ns),
+            },
+            Ok(Stored::Dropped) => Ok(()),
+            Err(e) => {
+                if !self.codec_warned {
+                    tracing::warn!("{key}: image written as it came ({e})");
+                    self.codec_warned = true;
+                }
+                self.write(key, image, log_time_ns)
+            }
+        }
+    }
+
     /// Ends the current chunk and flushes it to disk (readable after a crash from here on).
     pub fn flush(&mut self) -> Result<(), RecordError> {
         self.writer
@@ -216,6 +252,27 @@ pub enum RecordItem {
         /// The payload.
         cdr: bytes::Bytes,
     },
+    /// A camera's colour image, stored as the recorder's [`Encodings`] say (compressed on
+    /// this thread, never on the caller's).
+    Color {
+        /// Bus key of the raw image (`<ns>/camera/<cam>/image_raw`).
+        key: String,
+        /// Bus key of the compressed image (`<ns>/camera/<cam>/image_raw/compressed`).
+        compressed_key: String,
+        /// Receive/log time, ns.
+        log_time_ns: u64,
+        /// The image as captured.
+        image: Image,
+    },
+    /// A camera's depth image (`32FC1` metres), stored as the recorder's [`Encodings`] say.
+    Depth {
+        /// Bus key (`<ns>/camera/<cam>/depth/image_raw`).
+        key: String,
+        /// Receive/log time, ns.
+        log_time_ns: u64,
+        /// The image as rendered.
+        image: Image,
+    },
     /// Close the current file and start another.
     NewFile {
         /// The new file.
@@ -228,15 +285,58 @@ pub enum RecordItem {
 }
 
 /// The MCAP writer as the consumer of a hand-off thread: items switch files and write
-/// messages; a write error (disk full) closes the file it was writing, so it stays readable,
-/// and stops the recorder.
+/// messages (camera images converted as its [`Encodings`] say); a write error (disk full)
+/// closes the file it was writing, so it stays readable, and stops the recorder.
 #[derive(Debug, Default)]
 pub struct McapConsumer {
     current: Option<McapRecorder>,
     files: Vec<RecordSummary>,
+    encodings: Encodings,
 }
 
 impl McapConsumer {
+    /// A consumer storing camera images as `encodings` say.
+    pub fn new(encodings: Encodings) -> Self {
+        Self {
+            encodings,
+            ..Self::default()
+        }
+    }
+
+    fn write(&mut self, item: RecordItem) -> Result<(), RecordError> {
+        let enc = self.encodings;
+        let Some(r) = self.current.as_mut() else {
+            return Ok(());
+        };
+        match item {
+            RecordItem::Message {
+                key,
+                kind,
+                log_time_ns,
+                publish_time_ns,
+                cdr,
+            } => r.write_raw(&key, kind.def(), log_time_ns, publish_time_ns, &cdr),
+            RecordItem::Color {
+                key,
+                compressed_key,
+                log_time_ns,
+                image,
+            } => {
+                let stored = enc.color.store(&image);
+                r.write_image(&key, Some(&compressed_key), &image, stored, log_time_ns)
+            }
+            RecordItem::Depth {
+                key,
+                log_time_ns,
+                image,
+            } => {
+                let stored = enc.depth.store(&image);
+                r.write_image(&key, None, &image, stored, log_time_ns)
+            }
+            RecordItem::NewFile { .. } | RecordItem::CloseFile => Ok(()),
+        }
+    }
+
     fn close_current(&mut self) -> Result<(), String> {
         if let Some(r) = self.current.take() {
             self.files.push(r.finish().map_err(|e| chain(&e))?);
@@ -251,23 +351,6 @@ impl Consumer for McapConsumer {
 
     fn consume(&mut self, item: RecordItem) -> Result<(), String> {
         match item {
-            RecordItem::Message {
-                key,
-                kind,
-                log_time_ns,
-                publish_time_ns,
-                cdr,
-            } => {
-                let Some(r) = self.current.as_mut() else {
-                    return Ok(());
-                };
-                if let Err(e) = r.write_raw(&key, kind.def(), log_time_ns, publish_time_ns, &cdr) {
-                    // Close what was written so it stays readable.
-                    let _ = self.close_current();
-                    return Err(chain(&e));
-                }
-                Ok(())
-            }
             RecordItem::NewFile { path, metadata } => {
                 self.close_current()?;
                 self.current =
@@ -275,6 +358,14 @@ impl Consumer for McapConsumer {
                 Ok(())
             }
             RecordItem::CloseFile => self.close_current(),
+            item => {
+                if let Err(e) = self.write(item) {
+                    // Close what was written so it stays readable.
+                    let _ = self.close_current();
+                    return Err(chain(&e));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -291,9 +382,19 @@ impl Consumer for McapConsumer {
 /// channel drops and counts), [`Handoff::send_blocking`] does (file boundaries, lockstep).
 pub type RecorderThread = Handoff<McapConsumer>;
 
-/// Starts the recorder thread with a channel of `capacity` items.
+/// Starts the recorder thread with a channel of `capacity` items, storing camera images as
+/// [`Encodings::default`] says.
 pub fn spawn_recorder(capacity: usize) -> std::io::Result<RecorderThread> {
-    Handoff::spawn("sinew-recorder", capacity, McapConsumer::default())
+    spawn_recorder_with(capacity, Encodings::default())
+}
+
+/// Starts the recorder thread with a channel of `capacity` items, storing camera images as
+/// `encodings` say.
+pub fn spawn_recorder_with(
+    capacity: usize,
+    encodings: Encodings,
+) -> std::io::Result<RecorderThread> {
+    Handoff::spawn("sinew-recorder", capacity, McapConsumer::new(encodings))
 }
 
 /// What the recorder thread reports when closed: the files closed, items dropped, the error

@@ -5,6 +5,10 @@
 //! robot shows that joint state, the newest recorded frame of each camera, the instruction and
 //! (recordings of the simulator) the scene, with the joint targets the simulator tracked then:
 //! the command recorded at the previous tick. Commands sent to it go nowhere.
+//!
+//! Frames come back as the simulator rendered them, whatever the recording stored: JPEG/PNG
+//! colour (`<cam>/image_raw/compressed`) decoded to `rgb8`, `16UC1` millimetre depth to
+//! `32FC1` metres (no reading = infinity).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,7 @@ use sinew_core::robot_io::{
 use sinew_msgs::keys::{key_of_topic, RobotKeys};
 use sinew_msgs::{AnyMessage, Image, JointState, JointTrajectory};
 
+use crate::codec::{decode_color, depth_to_metres};
 use crate::Recording;
 
 /// What could not be read back from a recording.
@@ -24,6 +29,16 @@ pub struct DecodeNotes {
     pub malformed: u64,
     /// Messages of types Sinew does not decode, by schema.
     pub unknown: BTreeMap<String, u64>,
+}
+
+impl DecodeNotes {
+    /// Counts a payload that decoded but whose image did not (logging the first few).
+    fn undecodable(&mut self, key: &str, t_ns: u64, e: &dyn std::fmt::Display) {
+        self.malformed += 1;
+        if self.malformed <= 3 {
+            tracing::warn!("{key} at {t_ns} ns: {e}");
+        }
+    }
 }
 
 /// The messages of a recording in log-time order (file order within one instant), decoded,
@@ -98,7 +113,7 @@ impl RecordedRobot {
         cameras: &[String],
         home: Vec<f64>,
     ) -> Result<(Self, DecodeNotes), PlaybackError> {
-        let (messages, notes) = decoded_messages(rec);
+        let (messages, mut notes) = decoded_messages(rec);
         let mut states = Vec::new();
         let mut commands = BTreeMap::new();
         let mut frames: BTreeMap<String, BTreeMap<u64, CameraFrame>> = BTreeMap::new();
@@ -133,7 +148,27 @@ impl RecordedRobot {
                                 },
                             );
                         } else if key == keys.camera_depth(c) {
-                            depth.insert((c.clone(), t), im.clone());
+                            match depth_to_metres(&im) {
+                                Ok(d) => {
+                                    depth.insert((c.clone(), t), d);
+                                }
+                                Err(e) => notes.undecodable(&key, t, &e),
+                            }
+                        }
+                    }
+                }
+                AnyMessage::CompressedImage(ci) => {
+                    for c in cameras {
+                        if key == keys.camera_compressed(c) {
+                            match decode_color(&ci) {
+                                Ok(color) => {
+                                    frames
+                                        .entry(c.clone())
+                                        .or_default()
+                                        .insert(t, CameraFrame { color, depth: None });
+                                }
+                                Err(e) => notes.undecodable(&key, t, &e),
+                            }
                         }
                     }
                 }

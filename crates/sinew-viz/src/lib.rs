@@ -19,9 +19,16 @@
 //! - `policy/tokens`, `policy/timings/<stage>_ms`, `instruction`, `events`,
 //!   `safety/<kind>`, `episode/success`.
 //!
+//! Links fixed to the root (and cameras mounted on them) never move: their poses are logged
+//! once, as static data, and only the others each step. Colour comes as `rgb8`/`bgr8`/`mono8`
+//! images or as JPEG/PNG (`sensor_msgs/CompressedImage`, logged as rerun's `EncodedImage`
+//! without decoding), depth as `32FC1` metres or `16UC1` millimetres (`DepthImage` with
+//! `meter` 1 or 1000). Each stream starts with the [`blueprint`] of an episode.
+//!
 //! Timelines: `step` (policy steps, from the runtime's step events) and `time` (seconds since
 //! the first message).
 
+pub mod blueprint;
 mod read;
 mod thread;
 
@@ -41,7 +48,7 @@ use sinew_robot::actions::ActionDecoder;
 use sinew_robot::RobotDescription;
 
 pub use read::{read_rrd, EntityInfo, RrdSummary};
-pub use thread::{spawn_viz, VizConsumer, VizItem, VizReport, VizThread};
+pub use thread::{spawn_viz, spawn_viz_with, Prepare, VizConsumer, VizItem, VizReport, VizThread};
 
 /// Errors of the rerun adapter.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +98,7 @@ pub enum Stream {
     JointStates,
     /// `trajectory_msgs/JointTrajectory`, the runtime's commands.
     JointCommands,
-    /// A camera's colour image.
+    /// A camera's colour image (`sensor_msgs/Image` or `CompressedImage`).
     Camera(String),
     /// A camera's depth image (32FC1 metres or 16UC1 millimetres).
     Depth(String),
@@ -127,6 +134,8 @@ pub struct Viz {
     q_measured: Option<Vec<f64>>,
     safety_totals: BTreeMap<String, u64>,
     static_scene: bool,
+    /// Per link (tree order): whether a movable joint lies between it and the root.
+    moving_links: Vec<bool>,
     stats: VizStats,
 }
 
@@ -191,10 +200,61 @@ impl Viz {
             q_measured: None,
             safety_totals: BTreeMap::new(),
             static_scene: false,
+            moving_links: Vec::new(),
             stats: VizStats::default(),
         };
+        viz.moving_links = moving_links(&viz.robot.tree);
+        blueprint::send_layout(&viz.rec, &blueprint::episode_layout(&viz.robot))?;
         viz.log_robot_static()?;
+        viz.log_fixed_poses()?;
         Ok(viz)
+    }
+
+    /// Whether the camera's mount link moves.
+    fn camera_moves(&self, cam: &sinew_robot::config::CameraConfig) -> bool {
+        self.robot
+            .tree
+            .link_index(&cam.mount_link)
+            .is_none_or(|i| self.moving_links.get(i).copied().unwrap_or(true))
+    }
+
+    /// The poses of links fixed to the root and of cameras mounted on them, once, as static.
+    fn log_fixed_poses(&mut self) -> Result<(), VizError> {
+        let home = self.robot.home();
+        let poses = match self.robot.tree.forward(&home) {
+            Ok(p) => p,
+            Err(e) => {
+                self.skip(format!("forward kinematics at home: {e}"));
+                return Ok(());
+            }
+        };
+        for ((name, pose), moving) in self
+            .robot
+            .tree
+            .links
+            .iter()
+            .zip(&poses)
+            .zip(&self.moving_links)
+        {
+            if !moving {
+                self.rec
+                    .log_static(format!("world/robot/{name}").as_str(), &transform(pose))
+                    .map_err(rr)?;
+            }
+        }
+        for cam in &self.robot.config.cameras {
+            if !self.camera_moves(cam) {
+                if let Ok(world_from_camera) = self.robot.camera_pose(cam, &home) {
+                    self.rec
+                        .log_static(
+                            format!("world/cameras/{}", cam.name).as_str(),
+                            &transform(&world_from_camera),
+                        )
+                        .map_err(rr)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Counters so far.
@@ -341,6 +401,7 @@ impl Viz {
             (Stream::JointCommands, AnyMessage::JointTrajectory(jt)) => self.commands(jt),
             (Stream::Camera(name), AnyMessage::Image(im)) => self.image(name, im, false),
             (Stream::Depth(name), AnyMessage::Image(im)) => self.image(name, im, true),
+            (Stream::Camera(name), AnyMessage::CompressedImage(c)) => self.compressed(name, c),
             (Stream::Instruction, AnyMessage::String(s)) => {
                 self.rec
                     .log("instruction", &TextDocument::new(s.data.clone()))
@@ -410,12 +471,24 @@ impl Viz {
                 return Ok(false);
             }
         };
-        for (name, pose) in self.robot.tree.links.iter().zip(&poses) {
-            self.rec
-                .log(format!("world/robot/{name}").as_str(), &transform(pose))
-                .map_err(rr)?;
+        for ((name, pose), moving) in self
+            .robot
+            .tree
+            .links
+            .iter()
+            .zip(&poses)
+            .zip(&self.moving_links)
+        {
+            if *moving {
+                self.rec
+                    .log(format!("world/robot/{name}").as_str(), &transform(pose))
+                    .map_err(rr)?;
+            }
         }
         for cam in &self.robot.config.cameras {
+            if !self.camera_moves(cam) {
+                continue;
+            }
             if let Ok(world_from_camera) = self.robot.camera_pose(cam, &q) {
                 self.rec
                     .log(
@@ -510,6 +583,37 @@ impl Viz {
             ),
         }
         .map_err(rr)?;
+        Ok(true)
+    }
+
+    fn compressed(
+        &mut self,
+        camera: &str,
+        c: &sinew_msgs::CompressedImage,
+    ) -> Result<bool, VizError> {
+        let f = c.format.to_ascii_lowercase();
+        let media = if f.contains("compresseddepth") {
+            None
+        } else if f.contains("jpeg") || f.contains("jpg") {
+            Some(rerun::MediaType::JPEG)
+        } else if f.contains("png") {
+            Some(rerun::MediaType::PNG)
+        } else {
+            None
+        };
+        let Some(media) = media else {
+            self.skip(format!(
+                "camera {camera}: compressed format {:?} is not shown",
+                c.format
+            ));
+            return Ok(false);
+        };
+        self.rec
+            .log(
+                format!("world/cameras/{camera}/rgb").as_str(),
+                &rerun::EncodedImage::from_file_contents(c.data.to_vec()).with_media_type(media),
+            )
+            .map_err(rr)?;
         Ok(true)
     }
 
@@ -703,6 +807,20 @@ impl Viz {
         self.rec.flush_blocking().map_err(rr)?;
         Ok(self.stats)
     }
+}
+
+/// Per link of `tree`: whether a movable joint lies between it and the root (its pose depends
+/// on the joints), else it is fixed to the root.
+pub fn moving_links(tree: &sinew_robot::kinematics::KinematicTree) -> Vec<bool> {
+    let mut moving = vec![false; tree.links.len()];
+    // Joints are ordered parents before children.
+    for j in &tree.joints {
+        let parent = moving.get(j.parent).copied().unwrap_or(true);
+        if let Some(m) = moving.get_mut(j.child) {
+            *m = parent || j.kind != sinew_robot::kinematics::JointKind::Fixed;
+        }
+    }
+    moving
 }
 
 /// The end-effector positions of a chunk, for callers that draw it elsewhere.

@@ -25,8 +25,11 @@ pub struct EntityInfo {
 /// What an `.rrd` file holds.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RrdSummary {
-    /// Entities by path (without the leading `/`).
+    /// Entities of the recording by path (without the leading `/`).
     pub entities: BTreeMap<String, EntityInfo>,
+    /// Entities of the blueprint (the viewer's layout: `viewport`, `container/<id>`,
+    /// `view/<id>` ...).
+    pub blueprint: BTreeMap<String, EntityInfo>,
     /// Chunks read.
     pub chunks: u64,
 }
@@ -53,12 +56,16 @@ pub fn read_rrd(path: &Path) -> Result<RrdSummary, VizError> {
     let mut out = RrdSummary::default();
     for msg in DecoderApp::decode_lazy(std::io::BufReader::new(file)) {
         let msg = msg.map_err(|e| err(e.to_string()))?;
-        if let LogMsg::ArrowMsg(_, m) = msg {
+        if let LogMsg::ArrowMsg(store, m) = msg {
             let chunk = Chunk::from_arrow_msg(&m).map_err(|e| err(e.to_string()))?;
             out.chunks += 1;
             let entity = chunk.entity_path().to_string();
-            let info = out
-                .entities
+            let entities = if store.is_blueprint() {
+                &mut out.blueprint
+            } else {
+                &mut out.entities
+            };
+            let info = entities
                 .entry(entity.trim_start_matches('/').to_owned())
                 .or_default();
             let n = chunk.num_rows() as u64;
