@@ -36,10 +36,16 @@ pub enum FrameError {
     OddWidth(u32),
     /// A JPEG or PNG that does not decode (or a synthetic frame that does not encode).
     #[error("image: {0}")]
-    Image(#[from] image::ImageError),
+    Image(image::ImageError),
     /// YUYV cannot be passed through as a CompressedImage.
     #[error("yuyv frames cannot pass through as a CompressedImage (it carries jpeg or png)")]
     NotCompressed,
+}
+
+impl From<image::ImageError> for FrameError {
+    fn from(e: image::ImageError) -> Self {
+        Self::Image(e)
+    }
 }
 
 /// A buffer as the device delivered it.

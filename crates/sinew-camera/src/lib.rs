@@ -83,14 +83,15 @@ pub struct CapturedFrame {
     pub sequence: u64,
 }
 
-/// A camera that cannot be opened.
+/// A camera that cannot be opened. Each message is whole (the OS or image error is part of
+/// it, not a separate `source`, so a chain printer does not repeat it).
 #[derive(Debug, thiserror::Error)]
 pub enum CameraError {
     /// The spec is inconsistent (e.g. YUYV with passthrough).
     #[error(transparent)]
     Spec(#[from] SpecError),
     /// A V4L2 device that cannot be opened or configured.
-    #[error("camera {camera}: V4L2 device {}: {what}: {source}", device.display())]
+    #[error("camera {camera}: V4L2 device {}: {what}: {error}", device.display())]
     Device {
         /// The camera's name.
         camera: String,
@@ -99,7 +100,7 @@ pub enum CameraError {
         /// What was being done.
         what: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A device or file that does not offer what the spec asks for.
     #[error("camera {camera}: {reason}")]
@@ -110,29 +111,29 @@ pub enum CameraError {
         reason: String,
     },
     /// An image file or folder that cannot be read.
-    #[error("camera {camera}: {}: {source}", path.display())]
+    #[error("camera {camera}: {}: {error}", path.display())]
     File {
         /// The camera's name.
         camera: String,
         /// The file or folder.
         path: std::path::PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The first frame of a file or synthetic source does not turn into a message.
-    #[error("camera {camera}: {source}")]
+    #[error("camera {camera}: {error}")]
     Frame {
         /// The camera's name.
         camera: String,
         /// Why.
-        source: FrameError,
+        error: FrameError,
     },
     /// The capture thread could not be started.
-    #[error("camera {camera}: starting the capture thread: {source}")]
+    #[error("camera {camera}: starting the capture thread: {error}")]
     Thread {
         /// The camera's name.
         camera: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }

@@ -261,24 +261,24 @@ fn scan(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 impl FileSource {
     pub(crate) fn open(spec: &CameraSpec, path: &Path) -> Result<Self, CameraError> {
         let camera = spec.name.clone();
-        let files = scan(path).map_err(|source| CameraError::File {
+        let files = scan(path).map_err(|error| CameraError::File {
             camera: camera.clone(),
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let first = files.first().ok_or_else(|| CameraError::Unsupported {
             camera: camera.clone(),
             reason: format!("no .png, .jpg or .jpeg images in {}", path.display()),
         })?;
-        let bytes = std::fs::read(first).map_err(|source| CameraError::File {
+        let bytes = std::fs::read(first).map_err(|error| CameraError::File {
             camera: camera.clone(),
             path: first.clone(),
-            source,
+            error,
         })?;
         let pixels =
-            Pixels::from_bytes(bytes, spec.output).map_err(|source| CameraError::Frame {
+            Pixels::from_bytes(bytes, spec.output).map_err(|error| CameraError::Frame {
                 camera: format!("{camera} ({})", first.display()),
-                source,
+                error,
             })?;
         let size = pixels.size().unwrap_or((0, 0));
         Ok(Self {

@@ -199,9 +199,9 @@ impl CameraStream {
         let thread = std::thread::Builder::new()
             .name(format!("camera-{name}"))
             .spawn(move || capture_loop(&camera, source.as_mut(), &thread_shared))
-            .map_err(|source| CameraError::Thread {
+            .map_err(|error| CameraError::Thread {
                 camera: name.to_owned(),
-                source,
+                error,
             })?;
         Ok(Self {
             name: name.to_owned(),

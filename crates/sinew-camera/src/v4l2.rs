@@ -113,10 +113,10 @@ mod linux {
     /// metadata node is left out). Devices that cannot be opened or queried are logged and
     /// skipped.
     pub fn list_devices() -> Result<Vec<DeviceInfo>, CameraError> {
-        let devices = linuxvideo::list().map_err(|source| CameraError::File {
+        let devices = linuxvideo::list().map_err(|error| CameraError::File {
             camera: "list".into(),
             path: "/dev".into(),
-            source,
+            error,
         })?;
         let mut out = Vec::new();
         for dev in devices {
@@ -258,11 +258,11 @@ mod linux {
         let dev_err = |what: &str| {
             let what = what.to_owned();
             let camera = camera.clone();
-            move |source: io::Error| CameraError::Device {
+            move |error: io::Error| CameraError::Device {
                 camera,
                 device: device.to_owned(),
                 what,
-                source,
+                error,
             }
         };
         let unsupported = |reason: String| CameraError::Unsupported {
@@ -276,6 +276,9 @@ mod linux {
                 }
                 io::ErrorKind::PermissionDenied => {
                     "opening (permission denied: is this user in the `video` group?)"
+                }
+                _ if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::NOTTY) => {
+                    "opening (not a V4L2 device)"
                 }
                 _ => "opening",
             };
