@@ -328,3 +328,81 @@ fn capture_loop(camera: &str, source: &mut dyn Capture, shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sinew_msgs::Image;
+
+    /// A source that fails on schedule: frame 1 is lost, frame 2 panics, frame 3 loses the
+    /// device, and the first reopen fails.
+    struct Flaky {
+        calls: u32,
+        reopens: u32,
+    }
+
+    impl Capture for Flaky {
+        fn next(&mut self) -> Result<Next, CaptureError> {
+            self.calls += 1;
+            match self.calls {
+                2 => Err(CaptureError::Frame(FrameError::BadBuffer("a test frame"))),
+                3 => panic!("a bug in the V4L2 crate"),
+                4 => Err(CaptureError::Source("unplugged".into())),
+                _ => {
+                    let (captured, captured_unix_ns, header) = stamp_now("test_optical");
+                    Ok(Next::Frame(Grab {
+                        payload: FramePayload::Image(Image::rgb8(header, 1, 1, vec![0, 0, 0])),
+                        captured,
+                        captured_unix_ns,
+                    }))
+                }
+            }
+        }
+
+        fn reopen(&mut self) -> Result<(), String> {
+            self.reopens += 1;
+            match self.reopens {
+                1 => Err("still unplugged".into()),
+                _ => Ok(()),
+            }
+        }
+
+        fn info(&self) -> StreamInfo {
+            StreamInfo {
+                width: 1,
+                height: 1,
+                fps: 0.0,
+                source: "flaky".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_source_is_counted_reopened_and_never_ends_the_thread() {
+        let cam = CameraStream::start(
+            "flaky",
+            Box::new(Flaky {
+                calls: 0,
+                reopens: 0,
+            }),
+        )
+        .expect("starts");
+        // Frames keep coming after the lost frame, the panic (reopened after one failed
+        // reopen: back-off 250 ms then 500 ms) and the unplug (reopened).
+        let mut last = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cam.stats().reopened < 2 || last.is_none_or(|s| s < 3) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{:?}", cam.stats());
+            if let Some(f) = cam.wait_newer(last, left) {
+                last = Some(f.sequence);
+            }
+        }
+        let s = cam.stats();
+        // The lost frame, the panic, the failed reopen, the unplug.
+        assert_eq!(s.errors, 4, "{s:?}");
+        assert_eq!(s.reopened, 2, "{s:?}");
+        assert!(s.last_error.is_some());
+        drop(cam); // joins the thread: it is still alive and sees the stop
+    }
+}
