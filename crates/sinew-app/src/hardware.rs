@@ -379,6 +379,11 @@ pub struct TeleopReport {
     pub period_p99_ms: f64,
     /// Steps the leader could not be read (the follower held).
     pub leader_faults: u64,
+    /// How closely the follower tracked the leader after the first second: RMS over steps
+    /// and joints of (follower measured − leader), rad.
+    pub tracking_rms_rad: f64,
+    /// The largest |follower − leader| after the first second, rad.
+    pub tracking_max_rad: f64,
     /// The follower's limits.
     pub limited: SafetyStats,
     /// The follower arm.
@@ -417,6 +422,7 @@ pub fn teleop(
     let (mut steps, mut leader_faults) = (0u64, 0u64);
     let mut target: Option<Vec<f64>> = None;
     let mut follower_was_faulted = false;
+    let (mut err_sq, mut err_n, mut err_max) = (0.0f64, 0u64, 0.0f64);
     while !stop()
         && spec
             .duration_s
@@ -447,6 +453,15 @@ pub fn teleop(
             hw.arm.write_goals(&command)?;
         }
         steps += 1;
+        if let (Some(l), Some(f)) = (&leader_q, &follower_q) {
+            if start.elapsed() > Duration::from_secs(1) {
+                for (a, b) in l.iter().zip(f) {
+                    err_sq += (a - b).powi(2);
+                    err_n += 1;
+                    err_max = err_max.max((a - b).abs());
+                }
+            }
+        }
         let step = TeleopStep {
             t_s: start.elapsed().as_secs_f64(),
             leader: leader_q,
@@ -475,6 +490,8 @@ pub fn teleop(
         period_p50_ms: percentile(&periods, 0.5),
         period_p99_ms: percentile(&periods, 0.99),
         leader_faults,
+        tracking_rms_rad: (err_sq / err_n.max(1) as f64).sqrt(),
+        tracking_max_rad: err_max,
         limited: filter.stats(),
         follower: hw.arm.stats().clone(),
         leader: leader.stats().clone(),

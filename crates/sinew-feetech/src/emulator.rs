@@ -295,7 +295,11 @@ impl Servo {
             {
                 // Servos lag each other by a tenth of a period, until a homing restarts each
                 // from where it stands.
-                let lag = if self.hand_t0 > 0.0 { 0.0 } else { 0.1 * self.index as f64 };
+                let lag = if self.hand_t0 > 0.0 {
+                    0.0
+                } else {
+                    0.1 * self.index as f64
+                };
                 let phase = std::f64::consts::TAU * ((t - self.hand_t0) / period_s - lag);
                 self.actual = self.start + amplitude * phase.sin();
             }
