@@ -364,3 +364,87 @@ fn teleop_makes_the_follower_track_the_leader_within_its_limits() {
         .all(|s| !s.torque && s.goal_writes == 0));
     assert_goal_steps_within_limits(&follower, &cal, 100.0);
 }
+
+#[test]
+fn dataset_record_teleop_writes_lerobot_episodes_and_rerecords_on_request() {
+    use std::io::Write;
+    let dir = tmp("dataset");
+    let (cal, cal_path) = calibration(&dir, -90);
+    let leader = calibrated_arm(
+        &cal,
+        Hand::Sweep {
+            amplitude: 200.0,
+            period_s: 1.5,
+        },
+    );
+    let follower = calibrated_arm(&cal, Hand::Still);
+    let out = dir.join("demos");
+    let mut child = sinew(&[
+        "dataset",
+        "record",
+        "--teleop",
+        "--leader-port",
+        leader.path().to_str().expect("path"),
+        "--leader-calibration",
+        cal_path.to_str().expect("path"),
+        "--follower-port",
+        follower.path().to_str().expect("path"),
+        "--follower-calibration",
+        cal_path.to_str().expect("path"),
+        "--camera",
+        "front=synthetic:64x48@30",
+        "--single-task",
+        "wave the gripper",
+        "--episodes",
+        "2",
+        "--episode-time",
+        "1.5",
+        "--reset-time",
+        "0.3",
+        "--fps",
+        "10",
+        "--image-size",
+        "32",
+        "--out",
+        out.to_str().expect("path"),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("dataset record starts");
+    // Re-record the first episode at once.
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"r\n")
+        .expect("key");
+    let o = child.wait_with_output().expect("dataset record ends");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("2 episodes") && stdout.contains("1 re-recorded"),
+        "{stdout}"
+    );
+    let info = sinew(&["dataset", "info", out.to_str().expect("path"), "--json"])
+        .output()
+        .expect("dataset info");
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(v["episodes"].as_u64(), Some(2), "{v}");
+    assert_eq!(v["fps"].as_u64(), Some(10));
+    assert_eq!(v["tasks"], serde_json::json!(["wave the gripper"]));
+    // 1.5 s at 10 fps per episode.
+    let frames = v["frames"].as_u64().expect("frames");
+    assert!((26..=32).contains(&frames), "{frames} frames; {v}");
+    assert_goal_steps_within_limits(&follower, &cal, 100.0);
+}

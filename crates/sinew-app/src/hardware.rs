@@ -497,3 +497,239 @@ pub fn teleop(
         leader: leader.stats().clone(),
     })
 }
+
+/// A key the person recording pressed (a line typed on the terminal: n, r or q).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKey {
+    /// End this episode now and keep it (LeRobot: right arrow).
+    Next,
+    /// Drop this episode and record it again after the reset (LeRobot: left arrow).
+    Rerecord,
+    /// Keep this episode and stop (LeRobot: escape).
+    Stop,
+}
+
+/// Demonstrations by teleoperation, written as a LeRobotDataset v3.0.
+#[derive(Debug, Clone)]
+pub struct TeleopDatasetSpec {
+    /// The arms.
+    pub teleop: TeleopSpec,
+    /// Cameras recorded (rgb8 frames, resized to `image_size`).
+    pub cameras: Vec<CameraSpec>,
+    /// Output folder (must not hold a dataset).
+    pub out: PathBuf,
+    /// The task text of every episode.
+    pub task: String,
+    /// Episodes to keep.
+    pub episodes: u64,
+    /// Recording time per episode, s.
+    pub episode_s: f64,
+    /// Time between episodes to reset the scene (teleoperation goes on, nothing is recorded), s.
+    pub reset_s: f64,
+    /// Frames per second stored.
+    pub fps: u32,
+    /// Square image side stored, px.
+    pub image_size: u32,
+}
+
+/// Where recording stands, for a progress display.
+#[derive(Debug, Clone)]
+pub struct RecordProgress {
+    /// Episodes kept so far.
+    pub kept: u64,
+    /// Episodes asked for.
+    pub episodes: u64,
+    /// Recording (or resetting).
+    pub recording: bool,
+    /// Seconds into the phase.
+    pub phase_s: f64,
+    /// The phase's length, s.
+    pub phase_len_s: f64,
+    /// Frames in the current episode.
+    pub frames: u64,
+}
+
+/// What teleoperated recording did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeleopDatasetReport {
+    /// Episodes written.
+    pub episodes: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Episodes dropped by re-record.
+    pub rerecorded: u64,
+    /// Frames skipped because the follower or a camera had nothing new to give.
+    pub skipped_frames: u64,
+    /// The teleoperation underneath.
+    pub teleop: TeleopReport,
+}
+
+/// Records teleoperated episodes: `keys` brings what the person typed; `progress` is called
+/// every step.
+pub fn record_teleop_dataset(
+    spec: &TeleopDatasetSpec,
+    keys: &crossbeam_channel::Receiver<RecordKey>,
+    progress: &mut dyn FnMut(&RecordProgress),
+    stop: &dyn Fn() -> bool,
+) -> Result<TeleopDatasetReport> {
+    use sinew_data::{DatasetSpec, DatasetWriter, RgbImage};
+    if spec.fps == 0 || spec.episode_s <= 0.0 || spec.reset_s < 0.0 || spec.image_size == 0 {
+        bail!("--fps, --episode-time and --image-size must be positive, --reset-time not negative");
+    }
+    if spec.cameras.iter().any(|c| c.output != Output::Decoded) {
+        bail!("recording a dataset decodes the cameras: do not pass --passthrough");
+    }
+    let robot = &spec.teleop.robot;
+    let names = robot.joint_names();
+    let side = spec.image_size;
+    let mut w = DatasetWriter::create(
+        &spec.out,
+        DatasetSpec {
+            robot_type: robot.config.name.clone(),
+            fps: spec.fps,
+            state_names: names.clone(),
+            action_names: names,
+            cameras: spec
+                .cameras
+                .iter()
+                .map(|c| (c.name.clone(), side, side))
+                .collect(),
+            data_files_size_in_mb: 100.0,
+        },
+    )?;
+    let frame_dt = 1.0 / f64::from(spec.fps);
+    let (mut kept, mut frames, mut rerecorded, mut skipped) = (0u64, 0u64, 0u64, 0u64);
+    let mut in_episode = 0u64;
+    let mut recording = true;
+    let mut phase_start = 0.0f64;
+    let mut next_frame = 0.0f64;
+    let mut error: Option<anyhow::Error> = None;
+    let report = teleop(
+        &spec.teleop,
+        stop,
+        &mut |step, hw| {
+            let t = step.t_s;
+            let mut end_episode = recording && t - phase_start >= spec.episode_s;
+            let mut stop_after = false;
+            while let Ok(k) = keys.try_recv() {
+                match k {
+                    RecordKey::Next => end_episode |= recording,
+                    RecordKey::Stop => {
+                        stop_after = true;
+                        end_episode |= recording;
+                    }
+                    RecordKey::Rerecord if recording => {
+                        w.discard_episode();
+                        in_episode = 0;
+                        rerecorded += 1;
+                        recording = false;
+                        phase_start = t;
+                    }
+                    RecordKey::Rerecord => {}
+                }
+            }
+            if end_episode {
+                if in_episode > 0 {
+                    if let Err(e) = w.end_episode(&spec.task) {
+                        error = Some(e.into());
+                        return Ok(false);
+                    }
+                    kept += 1;
+                    frames += in_episode;
+                }
+                in_episode = 0;
+                recording = false;
+                phase_start = t;
+                if kept >= spec.episodes || stop_after {
+                    return Ok(false);
+                }
+            } else if stop_after {
+                return Ok(false);
+            }
+            if !recording && t - phase_start >= spec.reset_s && kept < spec.episodes {
+                recording = true;
+                phase_start = t;
+                next_frame = t;
+            }
+            if recording && t >= next_frame {
+                next_frame += frame_dt;
+                if next_frame < t {
+                    next_frame = t + frame_dt;
+                }
+                match frame_of(step, hw, &spec.cameras, side) {
+                    Some((state, images)) => {
+                        let action: Vec<f32> = step.command.iter().map(|x| *x as f32).collect();
+                        let images: Vec<RgbImage> = images
+                            .into_iter()
+                            .map(|data| RgbImage {
+                                width: side,
+                                height: side,
+                                data,
+                            })
+                            .collect();
+                        if let Err(e) = w.add_frame(&state, &action, &images) {
+                            error = Some(e.into());
+                            return Ok(false);
+                        }
+                        in_episode += 1;
+                    }
+                    None => skipped += 1,
+                }
+            }
+            progress(&RecordProgress {
+                kept,
+                episodes: spec.episodes,
+                recording,
+                phase_s: t - phase_start,
+                phase_len_s: if recording {
+                    spec.episode_s
+                } else {
+                    spec.reset_s
+                },
+                frames: in_episode,
+            });
+            Ok(true)
+        },
+        &spec.cameras,
+    );
+    // Whatever happened, what was recorded is kept: the episode under way is closed and the
+    // metadata written.
+    if in_episode > 0 && error.is_none() {
+        if w.end_episode(&spec.task).is_ok() {
+            kept += 1;
+            frames += in_episode;
+        }
+    }
+    w.finish()?;
+    if let Some(e) = error {
+        return Err(e.context(format!("recording {}", spec.out.display())));
+    }
+    let teleop = report?;
+    Ok(TeleopDatasetReport {
+        episodes: kept,
+        frames,
+        rerecorded,
+        skipped_frames: skipped,
+        teleop,
+    })
+}
+
+/// The follower's state and each camera's newest frame, resized; `None` when the follower is
+/// in a fault or a camera has no frame.
+fn frame_of(
+    step: &TeleopStep,
+    hw: &mut HardwareRobot,
+    cameras: &[CameraSpec],
+    side: u32,
+) -> Option<(Vec<f32>, Vec<Vec<u8>>)> {
+    let state: Vec<f32> = step.follower.as_ref()?.iter().map(|x| *x as f32).collect();
+    let mut images = Vec::with_capacity(cameras.len());
+    for c in cameras {
+        let f = hw.camera(&c.name)?.latest()?;
+        let FramePayload::Image(img) = f.payload else {
+            return None;
+        };
+        images.push(sinew_policy::preprocess::resized_rgb(&img, &c.name, side, side).ok()?);
+    }
+    Some((state, images))
+}

@@ -70,6 +70,57 @@ pub struct RecordArgs {
     jobs: usize,
     #[command(flatten)]
     device: crate::args::DeviceArgs,
+    /// Record a person teleoperating real arms (a leader driving a follower) instead of the
+    /// simulator: n + ENTER ends an episode, r + ENTER records it again, q + ENTER stops.
+    #[arg(long)]
+    teleop: bool,
+    #[command(flatten)]
+    arms: TeleopRecordArgs,
+}
+
+/// `--teleop`: the arms, cameras and episode timing.
+#[derive(Debug, Args)]
+pub struct TeleopRecordArgs {
+    /// Leader arm's serial port.
+    #[arg(long, requires = "teleop")]
+    leader_port: Option<String>,
+    /// Leader calibration file (default: LeRobot's teleoperators/so101_leader/<--leader-id>.json).
+    #[arg(long, value_name = "FILE", requires = "teleop")]
+    leader_calibration: Option<PathBuf>,
+    /// Leader arm's id.
+    #[arg(long, default_value = "sinew")]
+    leader_id: String,
+    /// Follower arm's serial port.
+    #[arg(long, requires = "teleop")]
+    follower_port: Option<String>,
+    /// Follower calibration file (default: LeRobot's robots/so101_follower/<--follower-id>.json).
+    #[arg(long, value_name = "FILE", requires = "teleop")]
+    follower_calibration: Option<PathBuf>,
+    /// Follower arm's id.
+    #[arg(long, default_value = "sinew")]
+    follower_id: String,
+    /// A camera recorded: NAME=v4l2:/dev/video0[:WxH@FPS][:mjpeg|yuyv], NAME=file:PATH or
+    /// NAME=synthetic:WxH@FPS. Repeatable.
+    #[arg(long = "camera", value_name = "SPEC", requires = "teleop")]
+    cameras: Vec<sinew_camera::CameraSpec>,
+    /// The task text of every episode (LeRobot's --dataset.single_task).
+    #[arg(long, requires = "teleop")]
+    single_task: Option<String>,
+    /// Recording time per episode, s.
+    #[arg(long, default_value_t = 20.0)]
+    episode_time: f64,
+    /// Time to reset the scene between episodes, s (teleoperation goes on, unrecorded).
+    #[arg(long, default_value_t = 5.0)]
+    reset_time: f64,
+    /// Frames per second stored.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Teleoperation loop rate, Hz.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Line rate of both servo buses, baud.
+    #[arg(long, default_value_t = 1_000_000)]
+    baud: u32,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +140,9 @@ pub fn run(cmd: DatasetCommand, stop: &Stop) -> Result<()> {
 }
 
 fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
+    if a.teleop {
+        return record_teleop(a, stop);
+    }
     let spec = RecordSpec {
         robot: load_robot(&a.robot)?,
         tasks: a.task.iter().map(|t| load_task(t)).collect::<Result<_>>()?,
@@ -142,6 +196,105 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         }
         println!();
     }
+    Ok(())
+}
+
+fn record_teleop(a: RecordArgs, stop: &Stop) -> Result<()> {
+    use sinew_app::hardware::{
+        record_teleop_dataset, ArmSpec, RecordKey, TeleopDatasetSpec, TeleopSpec,
+    };
+    use sinew_feetech::calibration::{lerobot_calibration_path, ArmRole};
+    let t = &a.arms;
+    let (Some(leader), Some(follower)) = (&t.leader_port, &t.follower_port) else {
+        anyhow::bail!("--teleop needs --leader-port and --follower-port");
+    };
+    let Some(task) = t.single_task.clone() else {
+        anyhow::bail!("--teleop needs --single-task \"what the person does\"");
+    };
+    let arm = |port: &str, file: &Option<PathBuf>, id: &str, role| ArmSpec {
+        port: port.to_owned(),
+        calibration: file
+            .clone()
+            .unwrap_or_else(|| lerobot_calibration_path(role, id)),
+        baud: t.baud,
+    };
+    let spec = TeleopDatasetSpec {
+        teleop: TeleopSpec {
+            robot: load_robot(&a.robot)?,
+            leader: arm(leader, &t.leader_calibration, &t.leader_id, ArmRole::Leader),
+            follower: arm(
+                follower,
+                &t.follower_calibration,
+                &t.follower_id,
+                ArmRole::Follower,
+            ),
+            rate_hz: t.rate,
+            duration_s: None,
+        },
+        cameras: t.cameras.clone(),
+        out: a.out.clone(),
+        task,
+        episodes: a.episodes,
+        episode_s: t.episode_time,
+        reset_s: t.reset_time,
+        fps: t.fps,
+        image_size: a.image_size,
+    };
+    let (tx, keys) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let key = match line.trim() {
+                "n" | "next" => RecordKey::Next,
+                "r" | "rerecord" => RecordKey::Rerecord,
+                "q" | "quit" | "stop" => RecordKey::Stop,
+                _ => continue,
+            };
+            if tx.send(key).is_err() {
+                break;
+            }
+        }
+    });
+    eprintln!(
+        "dataset: teleoperating {} from {leader}; type n + ENTER for the next episode, r + ENTER to record this one again, q + ENTER to stop",
+        follower
+    );
+    let mut last = std::time::Instant::now();
+    let r = record_teleop_dataset(
+        &spec,
+        &keys,
+        &mut |p| {
+            if last.elapsed().as_secs_f64() >= 0.25 {
+                last = std::time::Instant::now();
+                eprint!(
+                    "\rdataset: episode {}/{} {} {:>5.1}/{:.1} s, {} frames   ",
+                    (p.kept + 1).min(p.episodes),
+                    p.episodes,
+                    if p.recording {
+                        "recording"
+                    } else {
+                        "reset    "
+                    },
+                    p.phase_s,
+                    p.phase_len_s,
+                    p.frames
+                );
+            }
+        },
+        &|| stop.requested(),
+    )?;
+    eprintln!();
+    println!(
+        "dataset {}: {} episodes, {} frames ({} re-recorded, {} frames skipped), {:.1} MB; teleop {:.1} Hz",
+        a.out.display(),
+        r.episodes,
+        r.frames,
+        r.rerecorded,
+        r.skipped_frames,
+        dir_size(&a.out) as f64 / 1e6,
+        r.teleop.rate_hz
+    );
     Ok(())
 }
 
