@@ -733,3 +733,81 @@ fn frame_of(
     }
     Some((state, images))
 }
+
+/// What `sinew bench servo-bus` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServoBusBench {
+    /// The port measured (an emulator's when none was given).
+    pub port: String,
+    /// Whether it was the emulator, and whether it modelled the 1 Mbaud line's byte time.
+    pub emulated: Option<bool>,
+    /// SYNC_READ of six servos' position and velocity (4 bytes each), back to back.
+    pub sync_reads: u64,
+    /// Round trip p50, µs.
+    pub sync_read_p50_us: f64,
+    /// p99, µs.
+    pub sync_read_p99_us: f64,
+    /// SYNC_READs per second, back to back: the ceiling on the joint-state rate.
+    pub sync_read_hz: f64,
+    /// One SYNC_READ plus one SYNC_WRITE of the goals (a control tick's bus work), p50, µs.
+    pub tick_p50_us: f64,
+    /// p99, µs.
+    pub tick_p99_us: f64,
+    /// Failed transactions.
+    pub failures: u64,
+}
+
+/// Measures a servo bus (IDs 1-6): the emulator's when `port` is `None`.
+pub fn bench_servo_bus(port: Option<&str>, seconds: f64, wire_time: bool) -> Result<ServoBusBench> {
+    use sinew_feetech::emulator::{Emulator, EmulatorConfig};
+    use sinew_feetech::registers as reg;
+    let emu = match port {
+        Some(_) => None,
+        None => {
+            let mut cfg = EmulatorConfig::so101();
+            cfg.wire_time = wire_time;
+            Some(Emulator::start(cfg)?)
+        }
+    };
+    let path = match (&emu, port) {
+        (Some(e), _) => e.path().display().to_string(),
+        (None, Some(p)) => p.to_owned(),
+        (None, None) => bail!("no port"),
+    };
+    let mut bus = FeetechBus::open(&path, BusConfig::default())?;
+    let ids = [1u8, 2, 3, 4, 5, 6];
+    let mut reads = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds / 2.0 {
+        let t = Instant::now();
+        bus.sync_read(reg::PRESENT_POSITION.address, 4, &ids)?;
+        reads.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let read_wall = start.elapsed().as_secs_f64();
+    let goals: Vec<(u8, i32)> = bus
+        .sync_read_register(reg::PRESENT_POSITION, &ids)?
+        .into_iter()
+        .zip(ids)
+        .map(|(r, id)| Ok((id, r?)))
+        .collect::<Result<_>>()?;
+    let mut ticks = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds / 2.0 {
+        let t = Instant::now();
+        bus.sync_read(reg::PRESENT_POSITION.address, 4, &ids)?;
+        // Torque stays off: the goals are written, nothing moves.
+        bus.sync_write(reg::GOAL_POSITION, &goals)?;
+        ticks.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(ServoBusBench {
+        port: path,
+        emulated: emu.as_ref().map(|_| wire_time),
+        sync_reads: reads.len() as u64,
+        sync_read_p50_us: percentile(&reads, 0.5),
+        sync_read_p99_us: percentile(&reads, 0.99),
+        sync_read_hz: reads.len() as f64 / read_wall.max(1e-9),
+        tick_p50_us: percentile(&ticks, 0.5),
+        tick_p99_us: percentile(&ticks, 0.99),
+        failures: bus.stats().failures,
+    })
+}

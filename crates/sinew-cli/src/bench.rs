@@ -23,9 +23,26 @@ pub enum BenchCommand {
     Record(RecordBenchArgs),
     /// Training throughput of sinew-tiny on a dataset (steps/s, frames/s).
     Train(crate::bench_train::TrainBenchArgs),
+    /// SYNC_READ round trip and the joint-state rate a Feetech servo bus allows (the
+    /// emulator's, modelling a 1 Mbaud line, unless --port names a real one).
+    ServoBus(ServoBusBenchArgs),
     /// The receiving side of `bench bus` (started by it).
     #[command(hide = true)]
     BusSink,
+}
+
+/// `sinew bench servo-bus`.
+#[derive(Debug, Args)]
+pub struct ServoBusBenchArgs {
+    /// A real servo bus (IDs 1-6, torque is not touched); the emulator when omitted.
+    #[arg(long)]
+    port: Option<String>,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Emulator: reply at once instead of after the bytes' time on the line.
+    #[arg(long)]
+    no_wire_time: bool,
 }
 
 /// One-way latency and throughput between two processes on loopback: this one publishes; a
@@ -71,6 +88,30 @@ pub fn run(cmd: BenchCommand, bus: &BusConfig, bus_args: &BusArgs, stop: &Stop) 
         BenchCommand::Policy(a) => crate::bench_policy::run(a),
         BenchCommand::Record(a) => bench_record(a.seconds, a.dir, &mut |l| println!("{l}")),
         BenchCommand::Train(a) => crate::bench_train::run(a),
+        BenchCommand::ServoBus(a) => {
+            let r = sinew_app::hardware::bench_servo_bus(
+                a.port.as_deref(),
+                a.seconds,
+                !a.no_wire_time,
+            )?;
+            println!(
+                "servo bus {}{}: SYNC_READ of 6 servos (position+velocity): p50 {:.0} µs, p99 {:.0} µs, {:.0} per second back to back; read + SYNC_WRITE of goals: p50 {:.0} µs, p99 {:.0} µs; {} failures",
+                r.port,
+                match r.emulated {
+                    Some(true) => " (emulated, 1 Mbaud byte time modelled)",
+                    Some(false) => " (emulated, no byte time)",
+                    None => "",
+                },
+                r.sync_read_p50_us,
+                r.sync_read_p99_us,
+                r.sync_read_hz,
+                r.tick_p50_us,
+                r.tick_p99_us,
+                r.failures
+            );
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
     }
 }
 
