@@ -28,6 +28,14 @@ fn every_subcommand_has_help() {
         vec!["robot"],
         vec!["robot", "check"],
         vec!["robot", "fk"],
+        vec!["robot", "serve"],
+        vec!["robot", "calibrate"],
+        vec!["robot", "emulate"],
+        vec!["teleop"],
+        vec!["camera"],
+        vec!["camera", "list"],
+        vec!["camera", "serve"],
+        vec!["bench", "servo-bus"],
         vec!["sim"],
         vec!["sim", "expert"],
         vec!["sim", "serve"],
@@ -78,6 +86,34 @@ fn bad_arguments_get_clear_errors() {
     ]);
     assert!(!ok);
     assert!(err.contains("1 positions for 2 joint names"), "{err}");
+    // Real arms: a missing calibration says how to make one; a bad fault names its defect.
+    let (ok, _, err) = run(&[
+        "robot",
+        "serve",
+        "--port",
+        "/dev/sinew-no-such-port",
+        "--calibration",
+        "/nonexistent/so101.json",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("/nonexistent/so101.json") && err.contains("sinew robot calibrate"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["robot", "emulate", "--fault", "melt:1:0:1"]);
+    assert!(!ok);
+    assert!(err.contains("unknown kind \"melt\""), "{err}");
+    let (ok, _, err) = run(&[
+        "teleop",
+        "--leader-port",
+        "/dev/sinew-no-such-port",
+        "--leader-calibration",
+        "/nonexistent/leader.json",
+        "--follower-port",
+        "/dev/sinew-no-such-port",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("leader arm") && err.contains("/nonexistent/leader.json"), "{err}");
 }
 
 /// A reader that stops early (`sinew robot fk ... | head`) ends the output quietly: no panic
