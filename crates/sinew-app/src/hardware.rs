@@ -694,11 +694,9 @@ pub fn record_teleop_dataset(
     );
     // Whatever happened, what was recorded is kept: the episode under way is closed and the
     // metadata written.
-    if in_episode > 0 && error.is_none() {
-        if w.end_episode(&spec.task).is_ok() {
-            kept += 1;
-            frames += in_episode;
-        }
+    if in_episode > 0 && error.is_none() && w.end_episode(&spec.task).is_ok() {
+        kept += 1;
+        frames += in_episode;
     }
     w.finish()?;
     if let Some(e) = error {

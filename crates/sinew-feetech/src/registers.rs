@@ -278,7 +278,7 @@ mod tests {
         }
         assert_eq!(by_name("Lock").map(|r| r.address), Some(55));
         assert_eq!(TORQUE_ENABLE.address, 40);
-        assert!(!TORQUE_ENABLE.eeprom && HOMING_OFFSET.eeprom);
+        const { assert!(!TORQUE_ENABLE.eeprom && HOMING_OFFSET.eeprom) };
     }
 
     proptest::proptest! {
