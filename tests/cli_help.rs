@@ -113,7 +113,10 @@ fn bad_arguments_get_clear_errors() {
         "/dev/sinew-no-such-port",
     ]);
     assert!(!ok);
-    assert!(err.contains("leader arm") && err.contains("/nonexistent/leader.json"), "{err}");
+    assert!(
+        err.contains("leader arm") && err.contains("/nonexistent/leader.json"),
+        "{err}"
+    );
 }
 
 /// A reader that stops early (`sinew robot fk ... | head`) ends the output quietly: no panic
