@@ -248,6 +248,7 @@ fn a_policy_drives_the_emulated_arm_within_its_limits_and_faults_hold_it() {
         "wrist=synthetic:224x224@15",
         "--instruction",
         "put the red cube in the bowl",
+        "--estop-torque-off",
         "--duration",
         "40",
         "--report",
@@ -284,6 +285,37 @@ fn a_policy_drives_the_emulated_arm_within_its_limits_and_faults_hold_it() {
         // 100 commands take a second at 100 Hz: longer than the fault, during which none go.
         eventually("commands resume after the fault", || writes(&emu) > w + 100);
     }
+
+    // E-stop with --estop-torque-off: every servo goes limp; release arms them again.
+    let bus = sinew_bus::Bus::open(&sinew_bus::BusConfig {
+        hub_port: hub.parse().expect("port"),
+        ..sinew_bus::BusConfig::default()
+    })
+    .expect("bus");
+    let estop = bus
+        .publisher::<sinew_msgs::StringMsg>("so101/estop")
+        .expect("publisher");
+    assert!(
+        estop.wait_for_subscribers(WAIT),
+        "the arm's server subscribes to the e-stop"
+    );
+    let say = |data: &str| {
+        estop
+            .put(&sinew_msgs::StringMsg { data: data.into() })
+            .expect("put");
+    };
+    say("engage");
+    eventually("the e-stop turns the torque off", || {
+        emu.report().servos.iter().all(|s| !s.torque)
+    });
+    say("release");
+    eventually("the release turns it back on", || {
+        emu.report().servos.iter().all(|s| s.torque)
+    });
+    let w = writes(&emu);
+    eventually("commands resume after the release", || {
+        writes(&emu) > w + 100
+    });
     wait_exit(&mut run, "sinew run");
     wait_exit(&mut serve, "sinew robot serve");
 
@@ -310,6 +342,7 @@ fn a_policy_drives_the_emulated_arm_within_its_limits_and_faults_hold_it() {
         r["bus"]["servos"]["2"]["overloads"].as_u64() > Some(0),
         "{r}"
     );
+    assert!(r["serve"]["estops"].as_u64() >= Some(1), "{r}");
     // The overloaded servo dropped its torque; recovery turned it back on.
     assert!(emu.report().servos.iter().all(|s| s.torque));
     assert_goal_steps_within_limits(&emu, &cal, 100.0);
