@@ -106,7 +106,7 @@ fn an_episode_is_recorded_identically_twice_and_inspected() {
             < 1.0
     );
     assert!(
-        (topic("/so101/camera/front/image_raw")["rate_hz"]
+        (topic("/so101/camera/front/image_raw/compressed")["rate_hz"]
             .as_f64()
             .expect("rate")
             - 10.0)
@@ -177,12 +177,13 @@ fn an_episode_is_viewable_in_rerun_and_replays_through_its_policy() {
     let count = |topic: &str| rec.messages.iter().filter(|m| m.topic == topic).count() as u64;
     let joint_states = count("/so101/joint_states");
     let commands = count("/so101/joint_commands");
-    let frames = count("/so101/camera/front/image_raw");
+    // The simulator's colour frames are stored as PNG (the default of sim run).
+    let frames = count("/so101/camera/front/image_raw/compressed");
     assert!(joint_states > 100 && frames > 5, "{joint_states} {frames}");
 
     // The .rrd written live, read back from the file.
     let live = sinew_viz::read_rrd(&rrd).expect("rrd reads back");
-    for link in ["base_link", "gripper", "moving_jaw", "gripper_tcp"] {
+    for link in ["gripper", "moving_jaw", "gripper_tcp"] {
         assert_eq!(
             rrd_rows(&live, &format!("world/robot/{link}")),
             joint_states,
@@ -190,11 +191,22 @@ fn an_episode_is_viewable_in_rerun_and_replays_through_its_policy() {
             live.entities.keys().collect::<Vec<_>>()
         );
     }
+    // The base never moves: its pose is logged once, as static data.
+    let base_link = live.entity("world/robot/base_link").expect("base_link");
+    assert_eq!((base_link.rows, base_link.static_rows), (0, 1));
+    // The file opens with the episode's layout.
+    assert!(live.blueprint.contains_key("viewport"));
     assert_eq!(rrd_rows(&live, "world/cameras/front/rgb"), frames);
     assert_eq!(
         rrd_rows(&live, "world/cameras/wrist/rgb"),
-        count("/so101/camera/wrist/image_raw")
+        count("/so101/camera/wrist/image_raw/compressed")
     );
+    assert!(live
+        .entity("world/cameras/front/rgb")
+        .is_some_and(|e| e.components.contains("EncodedImage:blob")));
+    assert!(live
+        .entity("world/cameras/front/depth")
+        .is_some_and(|e| e.components.contains("DepthImage:meter")));
     assert_eq!(
         rrd_rows(&live, "joints/shoulder_pan/measured"),
         joint_states
@@ -327,4 +339,57 @@ fn an_episode_is_viewable_in_rerun_and_replays_through_its_policy() {
     ]);
     assert!(ok, "{err}");
     assert!(!out.contains(" 0 differ"), "{out}");
+}
+
+#[test]
+fn recordings_with_raw_images_still_inspect_convert_and_replay() {
+    // `--image-encoding raw --depth f32` writes the files Sinew wrote before it compressed
+    // images: they read, convert to rerun and replay exactly as before.
+    let base = std::env::temp_dir().join(format!("sinew-raw-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (ok, out, err) = sinew(&[
+        "sim",
+        "run",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--seed",
+        "3",
+        "--record",
+        base.to_str().expect("utf8"),
+        "--image-encoding",
+        "raw",
+        "--depth",
+        "f32",
+        "--no-rrd",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("success 1/1"), "{out}");
+    let mcap = base.join("episode_000003.mcap");
+    let (ok, out, err) = sinew(&["record", "info", mcap.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("/so101/camera/front/image_raw "), "{out}");
+    assert!(!out.contains("compressed"), "{out}");
+    let rrd = base.join("raw.rrd");
+    let (ok, _, err) = sinew(&[
+        "replay",
+        mcap.to_str().expect("utf8"),
+        "--rrd",
+        rrd.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{err}");
+    let view = sinew_viz::read_rrd(&rrd).expect("rrd reads");
+    assert!(view
+        .entity("world/cameras/front/rgb")
+        .is_some_and(|e| e.components.contains("Image:buffer")));
+    let (ok, out, err) = sinew(&[
+        "replay",
+        mcap.to_str().expect("utf8"),
+        "--policy",
+        "expert",
+        "--compare",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(" 0 differ"), "{out}");
 }

@@ -248,8 +248,9 @@ impl DepthEncoding {
 
 /// A `32FC1` (metres) depth image as `16UC1` millimetres, little endian.
 pub fn depth_to_mm16(im: &Image) -> Result<Image, CodecError> {
-    let mut data = Vec::with_capacity(im.width as usize * im.height as usize * 2);
-    for m in depth_values(im)? {
+    let metres = depth_values(im)?;
+    let mut data = Vec::with_capacity(metres.len() * 2);
+    for m in metres {
         data.extend_from_slice(&metres_to_mm(m).to_le_bytes());
     }
     Ok(Image {
