@@ -165,6 +165,22 @@ fn assert_goal_steps_within_limits(emu: &Emulator, cal: &Calibration, rate_hz: f
     }
 }
 
+/// The ports and calibration files of a leader and a follower, as `teleop` and `dataset
+/// record --teleop` take them.
+fn arm_args(leader: &Emulator, follower: &Emulator, cal: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().expect("path").to_owned();
+    vec![
+        "--leader-port".into(),
+        path(leader.path()),
+        "--leader-calibration".into(),
+        path(cal),
+        "--follower-port".into(),
+        path(follower.path()),
+        "--follower-calibration".into(),
+        path(cal),
+    ]
+}
+
 #[test]
 fn calibrate_writes_a_lerobot_calibration_from_the_arm() {
     let dir = tmp("calibrate");
@@ -361,23 +377,22 @@ fn teleop_makes_the_follower_track_the_leader_within_its_limits() {
     );
     let follower = calibrated_arm(&cal, Hand::Still);
     let report = dir.join("teleop.json");
-    let o = sinew(&[
-        "teleop",
-        "--leader-port",
-        leader.path().to_str().expect("path"),
-        "--leader-calibration",
-        cal_path.to_str().expect("path"),
-        "--follower-port",
-        follower.path().to_str().expect("path"),
-        "--follower-calibration",
-        cal_path.to_str().expect("path"),
-        "--rate",
-        "100",
-        "--duration",
-        "4",
-        "--report",
-        report.to_str().expect("path"),
-    ])
+    let arms = arm_args(&leader, &follower, &cal_path);
+    let o = sinew(
+        &[
+            &["teleop"][..],
+            &arms.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[
+                "--rate",
+                "100",
+                "--duration",
+                "4",
+                "--report",
+                report.to_str().expect("path"),
+            ],
+        ]
+        .concat(),
+    )
     .output()
     .expect("teleop runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -412,35 +427,32 @@ fn dataset_record_teleop_writes_lerobot_episodes_and_rerecords_on_request() {
     );
     let follower = calibrated_arm(&cal, Hand::Still);
     let out = dir.join("demos");
-    let mut child = sinew(&[
-        "dataset",
-        "record",
-        "--teleop",
-        "--leader-port",
-        leader.path().to_str().expect("path"),
-        "--leader-calibration",
-        cal_path.to_str().expect("path"),
-        "--follower-port",
-        follower.path().to_str().expect("path"),
-        "--follower-calibration",
-        cal_path.to_str().expect("path"),
-        "--camera",
-        "front=synthetic:64x48@30",
-        "--single-task",
-        "wave the gripper",
-        "--episodes",
-        "2",
-        "--episode-time",
-        "1.5",
-        "--reset-time",
-        "0.3",
-        "--fps",
-        "10",
-        "--image-size",
-        "32",
-        "--out",
-        out.to_str().expect("path"),
-    ])
+    let arms = arm_args(&leader, &follower, &cal_path);
+    let mut child = sinew(
+        &[
+            &["dataset", "record", "--teleop"][..],
+            &arms.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[
+                "--camera",
+                "front=synthetic:64x48@30",
+                "--single-task",
+                "wave the gripper",
+                "--episodes",
+                "2",
+                "--episode-time",
+                "1.5",
+                "--reset-time",
+                "0.3",
+                "--fps",
+                "10",
+                "--image-size",
+                "32",
+                "--out",
+                out.to_str().expect("path"),
+            ],
+        ]
+        .concat(),
+    )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
