@@ -12,6 +12,8 @@
 //! - [`recording`]: the recorder and rerun taps and the recording schema.
 //! - [`camera`]: cameras (webcams, image files, a synthetic pattern) published on a robot's
 //!   camera keys (`camera serve`).
+//! - [`openpi`]: openpi's policy server protocol both ways: a policy served to openpi
+//!   clients, and `openpi:HOST:PORT` as a policy.
 //!
 //! Errors are `anyhow` with context: this is the application, and every error ends up in
 //! front of a user.
@@ -24,6 +26,7 @@ pub mod episode;
 pub mod execution;
 pub mod hardware;
 pub mod live;
+pub mod openpi;
 pub mod pool;
 pub mod recording;
 pub mod replay;

@@ -87,8 +87,12 @@ impl DeviceSpec {
     }
 }
 
-/// A policy folder by name or path.
+/// A policy folder by name or path; `openpi:HOST:PORT` is an openpi server instead
+/// ([`crate::openpi`]).
 pub fn load_policy_folder(name: &str, device: &DeviceSpec) -> Result<Box<dyn Policy>> {
+    if name.starts_with(crate::openpi::PREFIX) {
+        return crate::openpi::load_openpi_policy(name);
+    }
     let dir = project_path(name, "policies");
     load_policy(&dir, &device.options()?)
         .with_context(|| format!("loading policy {}", dir.display()))
