@@ -9,6 +9,7 @@
 //!   behind its own limits (`sim serve`, hardware drivers); [`replay`]: recordings through a
 //!   policy, to rerun, back on the bus.
 //! - [`hardware`]: real arms (Feetech servos, webcams): serving, teleoperation, recording.
+//! - [`remote`]: a policy served on the bus (`policy serve`) and `--policy zenoh:PREFIX`.
 //! - [`recording`]: the recorder and rerun taps and the recording schema.
 //! - [`camera`]: cameras (webcams, image files, a synthetic pattern) published on a robot's
 //!   camera keys (`camera serve`).
@@ -29,6 +30,7 @@ pub mod live;
 pub mod openpi;
 pub mod pool;
 pub mod recording;
+pub mod remote;
 pub mod replay;
 pub mod resolve;
 pub mod serve;

@@ -88,10 +88,14 @@ impl DeviceSpec {
 }
 
 /// A policy folder by name or path; `openpi:HOST:PORT` is an openpi server instead
-/// ([`crate::openpi`]).
+/// ([`crate::openpi`]), `zenoh:PREFIX` a policy served on the bus ([`crate::remote`]).
 pub fn load_policy_folder(name: &str, device: &DeviceSpec) -> Result<Box<dyn Policy>> {
     if name.starts_with(crate::openpi::PREFIX) {
         return crate::openpi::load_openpi_policy(name);
+    }
+    if let Some(prefix) = name.strip_prefix("zenoh:") {
+        // A policy served on the bus (`sinew policy serve --prefix PREFIX`).
+        return crate::remote::connect(prefix);
     }
     let dir = project_path(name, "policies");
     load_policy(&dir, &device.options()?)

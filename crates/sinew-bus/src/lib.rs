@@ -23,7 +23,9 @@
 pub mod config;
 /// Key names (defined in `sinew-msgs`, shared with the recorder).
 pub use sinew_msgs::keys;
+pub mod remote_policy;
 pub mod robot;
+pub mod rpc;
 
 pub use robot::{BusOracle, BusRobot};
 
@@ -92,7 +94,7 @@ pub enum BusError {
     },
 }
 
-fn zerr(op: &'static str, key: &str, e: impl std::fmt::Display) -> BusError {
+pub(crate) fn zerr(op: &'static str, key: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Zenoh {
         op,
         key: key.to_owned(),

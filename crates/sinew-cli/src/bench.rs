@@ -26,9 +26,28 @@ pub enum BenchCommand {
     /// SYNC_READ round trip and the joint-state rate a Feetech servo bus allows (the
     /// emulator's, modelling a 1 Mbaud line, unless --port names a real one).
     ServoBus(ServoBusBenchArgs),
+    /// A policy served on the local bus to 1, 4 and 8 concurrent robots, batching on and
+    /// off: chunks per second and round-trip percentiles.
+    Remote(RemoteBenchArgs),
     /// The receiving side of `bench bus` (started by it).
     #[command(hide = true)]
     BusSink,
+}
+
+/// `sinew bench remote`.
+#[derive(Debug, Args)]
+pub struct RemoteBenchArgs {
+    /// The policy folder served.
+    #[arg(long, default_value = "sinew-tiny-so101")]
+    policy: String,
+    /// Robot counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    robots: Vec<usize>,
+    /// Seconds per row.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    #[command(flatten)]
+    device: crate::args::DeviceArgs,
 }
 
 /// `sinew bench servo-bus`.
@@ -88,6 +107,33 @@ pub fn run(cmd: BenchCommand, bus: &BusConfig, bus_args: &BusArgs, stop: &Stop) 
         BenchCommand::Policy(a) => crate::bench_policy::run(a),
         BenchCommand::Record(a) => bench_record(a.seconds, a.dir, &mut |l| println!("{l}")),
         BenchCommand::Train(a) => crate::bench_train::run(a),
+        BenchCommand::Remote(a) => {
+            println!("| robots | batching | chunks/s | round trip p50 | p99 | requests per pass | failures |");
+            println!("|---|---|---|---|---|---|---|");
+            for &n in &a.robots {
+                for max_batch in [1usize, 8] {
+                    let r = sinew_app::remote::bench_remote(
+                        &a.policy,
+                        &a.device.spec(),
+                        n.max(1),
+                        max_batch,
+                        a.seconds,
+                        bus_args.hub_port,
+                    )?;
+                    println!(
+                        "| {} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.2} | {} |",
+                        r.robots,
+                        if max_batch > 1 { "up to 8" } else { "off" },
+                        r.chunks_per_s,
+                        r.rtt_p50_ms,
+                        r.rtt_p99_ms,
+                        r.mean_batch,
+                        r.failures
+                    );
+                }
+            }
+            Ok(())
+        }
         BenchCommand::ServoBus(a) => {
             let r = sinew_app::hardware::bench_servo_bus(
                 a.port.as_deref(),

@@ -144,13 +144,14 @@ fn run() -> Result<()> {
     init_logging(cli.verbose);
     let stop = stop::Stop::install()?;
     let bus = cli.bus.config();
+    sinew_app::remote::set_bus_config(bus.clone());
     match cli.command {
         Command::Topics(cmd) => topics::run(cmd, &bus, &stop),
         Command::Bench(cmd) => bench::run(cmd, &bus, &cli.bus, &stop),
         Command::Robot(cmd) => robot::run(cmd, &bus, &stop),
         Command::Teleop(a) => arm::run_teleop(a, &stop),
         Command::Sim(cmd) => sim::run(cmd, &bus, &stop),
-        Command::Policy(cmd) => policy::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd, &bus, &stop),
         Command::Run(a) => run::run(a, &bus, &stop),
         Command::Record(a) => record::run(a, &bus, &stop),
         Command::Replay(a) => replay::replay(a, &bus, &stop),

@@ -19,6 +19,30 @@ pub enum PolicyCommand {
     Info(InfoArgs),
     /// Run one inference on image files and print the action chunk as JSON.
     Run(RunArgs),
+    /// Serve a policy to robots on the network: zenoh queries on PREFIX/infer (typed
+    /// sinew_msgs/PolicyRequest and PolicyReply, metadata on PREFIX/info), concurrent requests
+    /// batched into one forward pass. Robots use it with `--policy zenoh:PREFIX`.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The policy folder (a name under policies/ or a path).
+    pub dir: String,
+    /// Key prefix the policy is served under.
+    #[arg(long, default_value = "sinew/policy")]
+    pub prefix: String,
+    /// Most requests run in one forward pass (1: no batching).
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// How long the first request of a batch waits for others, ms.
+    #[arg(long, default_value_t = 5.0)]
+    pub batch_wait_ms: f64,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -47,11 +71,38 @@ pub struct RunArgs {
     device: DeviceArgs,
 }
 
-pub fn run(cmd: PolicyCommand) -> Result<()> {
+pub fn run(cmd: PolicyCommand, bus: &sinew_bus::BusConfig, stop: &crate::stop::Stop) -> Result<()> {
     match cmd {
         PolicyCommand::Info(a) => info(a),
         PolicyCommand::Run(a) => run_once(a),
+        PolicyCommand::Serve(a) => serve(a, bus, stop),
     }
+}
+
+fn serve(a: ServeArgs, bus_cfg: &sinew_bus::BusConfig, stop: &crate::stop::Stop) -> Result<()> {
+    use sinew_app::remote::{serve_policy, PolicyServeSpec};
+    if !(a.batch_wait_ms.is_finite() && a.batch_wait_ms >= 0.0) {
+        bail!(
+            "--batch-wait-ms {}: expected a non-negative number",
+            a.batch_wait_ms
+        );
+    }
+    let spec = PolicyServeSpec {
+        policy: a.dir.clone(),
+        device: a.device.spec(),
+        prefix: a.prefix.clone(),
+        max_batch: a.max_batch.max(1),
+        batch_wait: std::time::Duration::from_secs_f64(a.batch_wait_ms / 1e3),
+        duration: a.duration.map(std::time::Duration::from_secs_f64),
+    };
+    let bus = sinew_bus::Bus::open(bus_cfg)?;
+    let r = serve_policy(&spec, &bus, &mut |l| eprintln!("{l}"), &|| stop.requested())?;
+    bus.close();
+    eprintln!(
+        "policy serve: {} chunks, {} errors in {:.1} s; {} forward passes, {:.2} requests each on average",
+        r.replies, r.errors, r.wall_s, r.batches, r.mean_batch
+    );
+    Ok(())
 }
 
 fn info(a: InfoArgs) -> Result<()> {

@@ -208,4 +208,14 @@ pub trait Policy: Send {
 
     /// One action chunk for one observation.
     fn infer(&mut self, observation: &Observation) -> Result<ActionChunk, PolicyError>;
+
+    /// One chunk per observation, in order. Models that can run several observations in one
+    /// forward pass (a policy server batching robots' requests) override it; the default runs
+    /// them one by one.
+    fn infer_batch(
+        &mut self,
+        observations: &[&Observation],
+    ) -> Vec<Result<ActionChunk, PolicyError>> {
+        observations.iter().map(|o| self.infer(o)).collect()
+    }
 }

@@ -157,6 +157,7 @@ impl<S: Sink> Writer<S> {
     write_prim!(write_i32, write_i32_seq, i32);
     write_prim!(write_f64, write_f64_seq, f64);
     write_prim!(write_f32, write_f32_seq, f32);
+    write_prim!(write_u64, write_u64_seq, u64);
 
     /// Writes one byte.
     pub fn write_u8(&mut self, v: u8) {
@@ -309,6 +310,7 @@ impl<'a> Reader<'a> {
     read_prim!(read_i32, read_i32_seq, i32);
     read_prim!(read_f64, read_f64_seq, f64);
     read_prim!(read_f32, read_f32_seq, f32);
+    read_prim!(read_u64, read_u64_seq, u64);
 
     /// Reads one byte.
     pub fn read_u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {

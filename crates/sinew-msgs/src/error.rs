@@ -67,4 +67,7 @@ pub enum DecodeErrorKind {
     /// `is_bigendian` neither 0 nor 1.
     #[error("is_bigendian is {0}, expected 0 or 1")]
     BadBool(u8),
+    /// Fields that disagree with each other.
+    #[error("{0}")]
+    Inconsistent(String),
 }

@@ -31,7 +31,7 @@ pub use bytes::Bytes;
 pub use error::{DecodeError, DecodeErrorKind};
 pub use messages::{
     encoding_layout, CompressedImage, Duration, Header, Image, JointState, JointTrajectory,
-    JointTrajectoryPoint, Message, MsgDef, StringMsg, Time,
+    JointTrajectoryPoint, Message, MsgDef, PolicyReply, PolicyRequest, StringMsg, Time,
 };
 
 /// The message types Sinew carries on its bus, for code that picks a type at run time (the CLI,

@@ -719,3 +719,173 @@ impl Message for JointTrajectory {
         })
     }
 }
+
+// ---------------------------------------------------------------- sinew_msgs (remote inference)
+
+/// `sinew_msgs/msg/PolicyRequest`: one observation for a policy server (`sinew policy serve`).
+/// Images carry their camera's name in `header.frame_id`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyRequest {
+    /// When the observation was taken.
+    pub header: Header,
+    /// The policy step it was taken for.
+    pub step: u64,
+    /// The language instruction.
+    pub instruction: String,
+    /// Measured joints (robot.toml order).
+    pub joint_state: JointState,
+    /// Raw camera frames.
+    pub images: Vec<Image>,
+    /// Compressed camera frames (JPEG or PNG).
+    pub compressed_images: Vec<CompressedImage>,
+}
+
+pub(crate) static POLICY_REQUEST_DEF: MsgDef = MsgDef {
+    name: "sinew_msgs/msg/PolicyRequest",
+    text: "std_msgs/Header header\nuint64 step\nstring instruction\nsensor_msgs/JointState joint_state\nsensor_msgs/Image[] images\nsensor_msgs/CompressedImage[] compressed_images\n",
+    deps: &[
+        &HEADER_DEF,
+        &JOINT_STATE_DEF,
+        &IMAGE_DEF,
+        &COMPRESSED_IMAGE_DEF,
+    ],
+};
+
+impl Message for PolicyRequest {
+    const DEF: &'static MsgDef = &POLICY_REQUEST_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
+    fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
+        self.header.write(w);
+        w.write_u64(self.step);
+        w.write_string(&self.instruction);
+        self.joint_state.write_fields(w);
+        w.write_len(self.images.len());
+        for i in &self.images {
+            i.write_fields(w);
+        }
+        w.write_len(self.compressed_images.len());
+        for c in &self.compressed_images {
+            c.write_fields(w);
+        }
+    }
+    fn read_fields(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let header = Header::read(r)?;
+        let step = r.read_u64("step")?;
+        let instruction = r.read_string("instruction")?;
+        let joint_state = JointState::read_fields(r)?;
+        // An image is at least a header, sizes, an encoding and a data count: 36 bytes.
+        let n = r.read_count("images", 36)?;
+        let mut images = Vec::with_capacity(n);
+        for _ in 0..n {
+            images.push(Image::read_fields(r)?);
+        }
+        let n = r.read_count("compressed_images", 20)?;
+        let mut compressed_images = Vec::with_capacity(n);
+        for _ in 0..n {
+            compressed_images.push(CompressedImage::read_fields(r)?);
+        }
+        Ok(Self {
+            header,
+            step,
+            instruction,
+            joint_state,
+            images,
+            compressed_images,
+        })
+    }
+}
+
+/// `sinew_msgs/msg/PolicyReply`: a policy server's answer. `error` is empty on success;
+/// otherwise it names what was wrong with the request and the rest is empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyReply {
+    /// The request's stamp.
+    pub header: Header,
+    /// Empty on success; what was wrong otherwise.
+    pub error: String,
+    /// The policy's id (its folder name) and version (its weights' digest).
+    pub policy_id: String,
+    /// Version.
+    pub policy_version: String,
+    /// `joint_position`, `joint_delta`, `ee_delta`, ...
+    pub action_kind: String,
+    /// Steps `T` of the chunk.
+    pub steps: u32,
+    /// Dimensions `D` per step.
+    pub dims: u32,
+    /// `T * D` actions, row-major, in the robot's units.
+    pub actions: Vec<f64>,
+    /// The tokens the model emitted.
+    pub tokens: Vec<u32>,
+    /// Time spent on the server, ms: waiting for a batch, preprocessing, the network, decoding.
+    pub queue_ms: f64,
+    /// Preprocessing, ms.
+    pub preprocess_ms: f64,
+    /// The network, ms.
+    pub forward_ms: f64,
+    /// Decoding, ms.
+    pub decode_ms: f64,
+    /// How many requests shared the forward pass.
+    pub batch_size: u32,
+}
+
+pub(crate) static POLICY_REPLY_DEF: MsgDef = MsgDef {
+    name: "sinew_msgs/msg/PolicyReply",
+    text: "std_msgs/Header header\nstring error\nstring policy_id\nstring policy_version\nstring action_kind\nuint32 steps\nuint32 dims\nfloat64[] actions\nuint32[] tokens\nfloat64 queue_ms\nfloat64 preprocess_ms\nfloat64 forward_ms\nfloat64 decode_ms\nuint32 batch_size\n",
+    deps: &[&HEADER_DEF],
+};
+
+impl Message for PolicyReply {
+    const DEF: &'static MsgDef = &POLICY_REPLY_DEF;
+    fn stamp(&self) -> Option<Time> {
+        Some(self.header.stamp)
+    }
+    fn write_fields<S: Sink>(&self, w: &mut Writer<S>) {
+        self.header.write(w);
+        w.write_string(&self.error);
+        w.write_string(&self.policy_id);
+        w.write_string(&self.policy_version);
+        w.write_string(&self.action_kind);
+        w.write_u32(self.steps);
+        w.write_u32(self.dims);
+        w.write_f64_seq(&self.actions);
+        w.write_u32_seq(&self.tokens);
+        w.write_f64(self.queue_ms);
+        w.write_f64(self.preprocess_ms);
+        w.write_f64(self.forward_ms);
+        w.write_f64(self.decode_ms);
+        w.write_u32(self.batch_size);
+    }
+    fn read_fields(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let m = Self {
+            header: Header::read(r)?,
+            error: r.read_string("error")?,
+            policy_id: r.read_string("policy_id")?,
+            policy_version: r.read_string("policy_version")?,
+            action_kind: r.read_string("action_kind")?,
+            steps: r.read_u32("steps")?,
+            dims: r.read_u32("dims")?,
+            actions: r.read_f64_seq("actions")?,
+            tokens: r.read_u32_seq("tokens")?,
+            queue_ms: r.read_f64("queue_ms")?,
+            preprocess_ms: r.read_f64("preprocess_ms")?,
+            forward_ms: r.read_f64("forward_ms")?,
+            decode_ms: r.read_f64("decode_ms")?,
+            batch_size: r.read_u32("batch_size")?,
+        };
+        if u64::from(m.steps) * u64::from(m.dims) != m.actions.len() as u64 {
+            return Err(DecodeError {
+                field: "actions",
+                kind: DecodeErrorKind::Inconsistent(format!(
+                    "{} values for {} steps of {} dimensions",
+                    m.actions.len(),
+                    m.steps,
+                    m.dims
+                )),
+            });
+        }
+        Ok(m)
+    }
+}

@@ -326,9 +326,75 @@ impl Policy for SinewTinyPolicy {
         let (inputs, warnings) = self.inputs(obs)?;
         let t1 = Instant::now();
         let logits = self.model.forward(&inputs).map_err(model_err)?;
+        self.chunk_of(&logits, obs, warnings, t0, t1)
+    }
+
+    /// One forward pass for every observation: the inputs are stacked along the batch
+    /// dimension. Each chunk's timings are the whole batch's.
+    fn infer_batch(
+        &mut self,
+        observations: &[&Observation],
+    ) -> Vec<Result<ActionChunk, PolicyError>> {
+        if observations.len() < 2 {
+            return observations.iter().map(|o| self.infer(o)).collect();
+        }
+        let t0 = Instant::now();
+        // Observations that fail preprocessing get their error; the rest share the pass.
+        let mut prepared = Vec::with_capacity(observations.len());
+        let mut results: Vec<Option<Result<ActionChunk, PolicyError>>> =
+            (0..observations.len()).map(|_| None).collect();
+        for (i, o) in observations.iter().enumerate() {
+            match self.inputs(o) {
+                Ok((inp, w)) => prepared.push((i, inp, w)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let stacked = (|| -> candle_core::Result<TinyInputs> {
+            let cat = |f: &dyn Fn(&TinyInputs) -> &Tensor| {
+                Tensor::cat(
+                    &prepared.iter().map(|(_, x, _)| f(x)).collect::<Vec<_>>(),
+                    0,
+                )
+            };
+            Ok(TinyInputs {
+                images: cat(&|x| &x.images)?,
+                text_ids: cat(&|x| &x.text_ids)?,
+                text_mask: cat(&|x| &x.text_mask)?,
+                state: cat(&|x| &x.state)?,
+            })
+        })();
+        let t1 = Instant::now();
+        let logits = stacked.and_then(|x| self.model.forward(&x));
+        for (b, (i, _, warnings)) in prepared.into_iter().enumerate() {
+            let r = match &logits {
+                Ok(l) => l
+                    .narrow(0, b, 1)
+                    .map_err(model_err)
+                    .and_then(|row| self.chunk_of(&row, observations[i], warnings, t0, t1)),
+                Err(e) => Err(PolicyError::Model(e.to_string())),
+            };
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PolicyError::Model("no result".into()))))
+            .collect()
+    }
+}
+
+impl SinewTinyPolicy {
+    /// The chunk of one observation's logits (batch of one).
+    fn chunk_of(
+        &self,
+        logits: &Tensor,
+        obs: &Observation,
+        warnings: Vec<String>,
+        t0: Instant,
+        t1: Instant,
+    ) -> Result<ActionChunk, PolicyError> {
         let decode = self.model.config().decode;
         let (rows, actions, t2) = if decode == Decode::Argmax {
-            let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(&logits)
+            let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(logits)
                 .and_then(|t| t.to_vec3())
                 .map_err(model_err)?;
             let t2 = Instant::now();
