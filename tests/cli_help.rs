@@ -36,6 +36,8 @@ fn every_subcommand_has_help() {
         vec!["camera", "list"],
         vec!["camera", "serve"],
         vec!["bench", "servo-bus"],
+        vec!["bench", "remote"],
+        vec!["policy", "serve"],
         vec!["sim"],
         vec!["sim", "expert"],
         vec!["sim", "serve"],
