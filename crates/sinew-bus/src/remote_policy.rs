@@ -55,7 +55,11 @@ pub struct RemotePolicy {
     info: PolicyInfo,
     timeout: Duration,
     stats: RemoteStats,
+    last_failure: Option<Instant>,
 }
+
+/// While requests fail, at most one every this long (a server that is gone answers at once).
+pub const RETRY_PERIOD: Duration = Duration::from_millis(250);
 
 impl RemotePolicy {
     /// Asks `<prefix>/info` until a server answers or `wait` passes; requests then time out
@@ -93,6 +97,7 @@ impl RemotePolicy {
             info,
             timeout,
             stats: RemoteStats::default(),
+            last_failure: None,
         })
     }
 
@@ -141,6 +146,21 @@ impl Policy for RemotePolicy {
     }
 
     fn infer(&mut self, obs: &Observation) -> Result<ActionChunk, PolicyError> {
+        if let Some(t) = self.last_failure {
+            // Pacing retries to a server that fails, not synchronisation.
+            std::thread::sleep(RETRY_PERIOD.saturating_sub(t.elapsed()));
+        }
+        let r = self.infer_once(obs);
+        self.last_failure = match &r {
+            Ok(_) => None,
+            Err(_) => Some(Instant::now()),
+        };
+        r
+    }
+}
+
+impl RemotePolicy {
+    fn infer_once(&mut self, obs: &Observation) -> Result<ActionChunk, PolicyError> {
         let req = self.request_of(obs).to_cdr();
         self.stats.requests += 1;
         let t0 = Instant::now();

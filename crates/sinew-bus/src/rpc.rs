@@ -114,7 +114,10 @@ impl Bus {
             Err(_) => Err(BusError::Zenoh {
                 op: "get",
                 key: key.to_owned(),
-                reason: format!("no reply within {} ms", timeout.as_millis()),
+                reason: format!(
+                    "no reply within {} ms (no server, or it is stalled)",
+                    timeout.as_millis()
+                ),
             }),
         }
     }

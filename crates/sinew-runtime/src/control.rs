@@ -42,6 +42,14 @@ pub enum HoldReason {
         /// How long it has run, s.
         running_s: f64,
     },
+    /// Inferences keep failing (a policy server that is gone, an observation it refuses);
+    /// requests go on, and the hold ends with the next chunk.
+    InferenceFailing {
+        /// Failures in a row.
+        failures: u32,
+        /// The last one.
+        error: String,
+    },
     /// The policy failed for good (it panicked, or its thread is gone).
     PolicyFailed {
         /// What happened.
@@ -69,6 +77,12 @@ impl std::fmt::Display for HoldReason {
             }
             HoldReason::InferenceStalled { running_s } => {
                 write!(f, "inference running for {running_s:.2} s")
+            }
+            HoldReason::InferenceFailing { failures, error } => {
+                write!(
+                    f,
+                    "{failures} inferences failed in a row, the last: {error}"
+                )
             }
             HoldReason::PolicyFailed { error } => write!(f, "policy failed: {error}"),
             HoldReason::EStop => write!(f, "e-stop latched"),
@@ -173,6 +187,8 @@ pub struct Runtime {
     scheduler: ChunkScheduler,
     estop: bool,
     policy_failed: Option<String>,
+    /// Inferences failed in a row since the last chunk, and the last error.
+    failing: (u32, String),
     in_flight: Option<(u64, f64)>,
     hold: Option<HoldReason>,
     last_target: Option<Vec<f64>>,
@@ -188,6 +204,9 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Inferences that fail in a row before the robot holds (`HoldReason::InferenceFailing`).
+pub const INFERENCE_FAILURES_TO_HOLD: u32 = 3;
+
 /// The name of a hold reason, as counted in the telemetry and recorded in hold events.
 pub fn hold_kind(r: &HoldReason) -> &'static str {
     match r {
@@ -195,6 +214,7 @@ pub fn hold_kind(r: &HoldReason) -> &'static str {
         HoldReason::JointStateStale { .. } => "joint_state_stale",
         HoldReason::CameraStale { .. } => "camera_stale",
         HoldReason::InferenceStalled { .. } => "inference_stalled",
+        HoldReason::InferenceFailing { .. } => "inference_failing",
         HoldReason::PolicyFailed { .. } => "policy_failed",
         HoldReason::EStop => "estop",
     }
@@ -215,6 +235,7 @@ impl Runtime {
             safety,
             estop: false,
             policy_failed: None,
+            failing: (0, String::new()),
             in_flight: None,
             hold: Some(HoldReason::WaitingForPolicy),
             last_target: None,
@@ -318,6 +339,12 @@ impl Runtime {
                 return Some(HoldReason::InferenceStalled { running_s: running });
             }
         }
+        if self.failing.0 >= INFERENCE_FAILURES_TO_HOLD {
+            return Some(HoldReason::InferenceFailing {
+                failures: self.failing.0,
+                error: self.failing.1.clone(),
+            });
+        }
         None
     }
 
@@ -346,6 +373,9 @@ impl Runtime {
         let step = self.step_at(now_s);
         self.scheduler.prune(step);
         let fault = self.watchdog(now_s, sensors);
+        // Failing inferences hold the robot but do not stop new requests: the next one may
+        // succeed (the server is back).
+        let retry = matches!(fault, Some(HoldReason::InferenceFailing { .. }));
         let faulted = fault.is_some();
         if faulted {
             self.set_hold(fault);
@@ -361,7 +391,7 @@ impl Runtime {
         if self.in_flight.is_some() || self.estop || self.policy_failed.is_some() {
             return None;
         }
-        let data_ok = !faulted;
+        let data_ok = !faulted || retry;
         if !data_ok || !self.scheduler.wants_chunk(step) {
             return None;
         }
@@ -390,6 +420,7 @@ impl Runtime {
     /// positions in that observation (the reference of delta actions).
     pub fn chunk_ready(&mut self, now_s: f64, step: u64, chunk: &ActionChunk, q_observed: &[f64]) {
         self.in_flight = None;
+        self.failing.0 = 0;
         self.stats.chunks += 1;
         let kind = chunk.kind.unwrap_or(self.cfg.action_kind);
         let decoder = ActionDecoder::new(&self.robot, kind);
@@ -428,6 +459,8 @@ impl Runtime {
     pub fn inference_failed(&mut self, error: String, fatal: bool) {
         self.in_flight = None;
         self.stats.inference_errors += 1;
+        self.failing.0 = self.failing.0.saturating_add(1);
+        self.failing.1.clone_from(&error);
         if fatal && self.policy_failed.is_none() {
             // The first cause is the one worth reporting.
             self.policy_failed = Some(error);

@@ -369,3 +369,40 @@ fn a_stalled_policy_is_held_against_after_its_deadline_and_resumes() {
     assert!(rt.hold_reason().is_none(), "{:?}", rt.hold_reason());
     assert_eq!(rt.stats().holds.get("inference_stalled"), Some(&1));
 }
+
+/// A policy whose inferences keep failing (a policy server that is gone) holds the robot
+/// after a few failures; requests go on, and the first chunk after it returns ends the hold.
+#[test]
+fn inferences_failing_in_a_row_hold_and_the_next_chunk_resumes() {
+    let robot = so101();
+    let mut rt = runtime(&robot, vec!["front".into()], Execution::Sync { steps: 1 });
+    let mut target = READY.to_vec();
+    target[0] = 0.3;
+    let good = |_| Some(chunk(vec![target.clone()]));
+    drive(&mut rt, 0.0, 50, fresh, good);
+    assert!(rt.hold_reason().is_none(), "{:?}", rt.hold_reason());
+    // The server goes away: every request fails.
+    let mut asked = 0;
+    for k in 0..50 {
+        let now = 0.5 + k as f64 * 0.01;
+        if let Some(req) = rt.poll(now, &fresh(now)) {
+            rt.inference_started(req.step, now);
+            rt.inference_failed("remote policy: no reply".into(), false);
+            asked += 1;
+        }
+        rt.command(now);
+    }
+    assert!(asked > 3, "requests go on while failing ({asked})");
+    assert!(
+        matches!(rt.hold_reason(), Some(HoldReason::InferenceFailing { failures, .. }) if *failures >= 3),
+        "{:?}",
+        rt.hold_reason()
+    );
+    // It is back: the next chunk ends the hold.
+    let mut back = READY.to_vec();
+    back[0] = 0.2;
+    let cmds = drive(&mut rt, 1.0, 50, fresh, |_| Some(chunk(vec![back.clone()])));
+    assert!(rt.hold_reason().is_none(), "{:?}", rt.hold_reason());
+    assert!(cmds.iter().all(|q| within_limits(&robot, q)));
+    assert_eq!(rt.stats().holds.get("inference_failing"), Some(&1));
+}
