@@ -97,7 +97,8 @@ pub fn serve_openpi(policy: Box<dyn Policy>, addr: &str, stop: &dyn Fn() -> bool
 }
 
 /// Where an openpi server is and what Sinew needs to know that its metadata may not say:
-/// `openpi:HOST:PORT[?cameras=front,wrist&action_kind=joint_position&rate_hz=10&chunk=50&steps=5&timeout_s=30]`.
+/// `openpi:HOST:PORT[?cameras=front,wrist&image_keys=observation/image,observation/wrist_image&action_kind=joint_position&rate_hz=10&chunk=50&steps=5&timeout_s=30]`
+/// (`docs/openpi.md` lists the options).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenpiTarget {
     /// `HOST:PORT`.
@@ -114,6 +115,13 @@ pub struct OpenpiTarget {
     pub steps: Option<usize>,
     /// How long a reply may take (s, default 30).
     pub timeout_s: f64,
+    /// Where the cameras go in a request, one key per camera (`image_keys=observation/image,observation/wrist_image`
+    /// for a LIBERO server; `.` nests: `images.cam_high`).
+    pub image_keys: Option<Vec<String>>,
+    /// Where the joint state goes (default `observation/state`).
+    pub state_key: Option<String>,
+    /// Where the instruction goes (default `prompt`).
+    pub prompt_key: Option<String>,
 }
 
 impl OpenpiTarget {
@@ -121,7 +129,7 @@ impl OpenpiTarget {
     pub fn parse(name: &str) -> Option<Result<Self>> {
         let rest = name.strip_prefix(PREFIX)?;
         Some(Self::parse_rest(rest).with_context(|| {
-            format!("--policy {name}: expected openpi:HOST:PORT[?cameras=a,b&action_kind=..&rate_hz=..&chunk=..&steps=..&timeout_s=..]")
+            format!("--policy {name}: expected openpi:HOST:PORT[?cameras=a,b&image_keys=k1,k2&state_key=..&prompt_key=..&action_kind=..&rate_hz=..&chunk=..&steps=..&timeout_s=..]")
         }))
     }
 
@@ -143,6 +151,9 @@ impl OpenpiTarget {
             chunk: None,
             steps: None,
             timeout_s: 30.0,
+            image_keys: None,
+            state_key: None,
+            prompt_key: None,
         };
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv
@@ -175,6 +186,9 @@ impl OpenpiTarget {
                 "chunk" => t.chunk = Some(num()? as usize),
                 "steps" => t.steps = Some(num()? as usize),
                 "timeout_s" => t.timeout_s = num()?,
+                "image_keys" => t.image_keys = Some(v.split(',').map(str::to_owned).collect()),
+                "state_key" => t.state_key = Some(v.to_owned()),
+                "prompt_key" => t.prompt_key = Some(v.to_owned()),
                 _ => bail!("unknown option {k:?}"),
             }
         }
@@ -225,10 +239,18 @@ impl OpenpiPolicy {
     /// connection brings the server's metadata.
     pub fn new(target: OpenpiTarget) -> Self {
         let spec = target.base_spec();
+        let mut keys = RequestKeys::default();
+        keys.image_keys.clone_from(&target.image_keys);
+        if let Some(k) = &target.state_key {
+            keys.state.clone_from(k);
+        }
+        if let Some(k) = &target.prompt_key {
+            keys.prompt.clone_from(k);
+        }
         Self {
             target,
             spec,
-            keys: RequestKeys::default(),
+            keys,
             client: None,
             next_attempt: Instant::now(),
         }

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Serve over openpi's WebSocket protocol on this port (all interfaces) instead of zenoh,
+    /// for openpi clients (`WebsocketClientPolicy`); `GET /healthz` answers 200. One
+    /// connection at a time; 0 picks a free port.
+    #[arg(long, value_name = "PORT")]
+    pub openpi: Option<u16>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -80,6 +85,9 @@ pub fn run(cmd: PolicyCommand, bus: &sinew_bus::BusConfig, stop: &crate::stop::S
 }
 
 fn serve(a: ServeArgs, bus_cfg: &sinew_bus::BusConfig, stop: &crate::stop::Stop) -> Result<()> {
+    if let Some(port) = a.openpi {
+        return serve_openpi(&a, port, stop);
+    }
     use sinew_app::remote::{serve_policy, PolicyServeSpec};
     if !(a.batch_wait_ms.is_finite() && a.batch_wait_ms >= 0.0) {
         bail!(
@@ -103,6 +111,20 @@ fn serve(a: ServeArgs, bus_cfg: &sinew_bus::BusConfig, stop: &crate::stop::Stop)
         r.replies, r.errors, r.wall_s, r.batches, r.mean_batch
     );
     Ok(())
+}
+
+/// `policy serve DIR --openpi PORT`: the policy behind openpi's WebSocket protocol.
+fn serve_openpi(a: &ServeArgs, port: u16, stop: &crate::stop::Stop) -> Result<()> {
+    let policy = sinew_app::resolve::load_policy_folder(&a.dir, &a.device.spec())?;
+    let server = sinew_app::openpi::OpenpiServer::bind(policy, &format!("0.0.0.0:{port}"))?;
+    eprintln!(
+        "policy serve: {} over openpi's protocol on ws://{} (GET /healthz); one connection at a time",
+        a.dir,
+        server.local_addr()?
+    );
+    let start = std::time::Instant::now();
+    let duration = a.duration.map(std::time::Duration::from_secs_f64);
+    server.serve(&|| stop.requested() || duration.is_some_and(|d| start.elapsed() >= d))
 }
 
 fn info(a: InfoArgs) -> Result<()> {

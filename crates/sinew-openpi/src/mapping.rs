@@ -44,13 +44,17 @@ impl Default for ObservationKeys {
     }
 }
 
-/// What an openpi client sends for an observation.
+/// What an openpi client sends for an observation. A key with `.` is sent nested
+/// (`images.cam_high` is `{"images": {"cam_high": ...}}`, as ALOHA policies read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestKeys {
     /// Each camera's image (`{camera}` is its name).
     pub camera: String,
     /// The first camera's image again under openpi's single-image key, if any.
     pub first_camera: Option<String>,
+    /// When set, camera `i` is sent under `image_keys[i]` only (instead of `camera` and
+    /// `first_camera`): `observation/image,observation/wrist_image` for a LIBERO server.
+    pub image_keys: Option<Vec<String>>,
     /// The joint state (float32).
     pub state: String,
     /// The instruction.
@@ -62,6 +66,7 @@ impl Default for RequestKeys {
         Self {
             camera: "observation/{camera}".into(),
             first_camera: Some("observation/image".into()),
+            image_keys: None,
             state: "observation/state".into(),
             prompt: "prompt".into(),
         }
@@ -238,7 +243,17 @@ pub fn request_from_observation(
     cameras: &[String],
     keys: &RequestKeys,
 ) -> Result<Value, OpenpiError> {
-    let mut entries = Vec::new();
+    if let Some(k) = &keys.image_keys {
+        if k.len() != cameras.len() {
+            return Err(OpenpiError::Message(format!(
+                "{} image keys for {} cameras ({})",
+                k.len(),
+                cameras.len(),
+                cameras.join(", ")
+            )));
+        }
+    }
+    let mut request = Value::Map(Vec::new());
     for (i, cam) in cameras.iter().enumerate() {
         let img = obs.images.get(cam).ok_or_else(|| {
             OpenpiError::Message(format!(
@@ -247,20 +262,48 @@ pub fn request_from_observation(
             ))
         })?;
         let arr = Value::NdArray(image_to_array(img, cam)?);
-        if i == 0 {
-            if let Some(k) = &keys.first_camera {
-                entries.push((k.clone(), arr.clone()));
+        match &keys.image_keys {
+            Some(k) => insert_path(&mut request, &k[i], arr),
+            None => {
+                if i == 0 {
+                    if let Some(k) = &keys.first_camera {
+                        insert_path(&mut request, k, arr.clone());
+                    }
+                }
+                insert_path(&mut request, &keys.camera.replace("{camera}", cam), arr);
             }
         }
-        entries.push((keys.camera.replace("{camera}", cam), arr));
     }
     let state: Vec<f32> = obs.joint_positions.iter().map(|&q| q as f32).collect();
-    entries.push((
-        keys.state.clone(),
+    insert_path(
+        &mut request,
+        &keys.state,
         Value::NdArray(NdArray::from_f32(vec![state.len()], &state)?),
-    ));
-    entries.push((keys.prompt.clone(), Value::str(obs.instruction.clone())));
-    Ok(Value::map(entries))
+    );
+    insert_path(
+        &mut request,
+        &keys.prompt,
+        Value::str(obs.instruction.clone()),
+    );
+    Ok(request)
+}
+
+/// Inserts `value` at `path`, a `.` separating nested maps.
+fn insert_path(map: &mut Value, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => map.insert(path, value),
+        Some((head, rest)) => {
+            if !matches!(map.get(head), Some(Value::Map(_))) {
+                map.insert(head, Value::Map(Vec::new()));
+            }
+            if let Value::Map(entries) = map {
+                if let Some((_, inner)) = entries.iter_mut().find(|(k, _)| k.as_str() == Some(head))
+                {
+                    insert_path(inner, rest, value);
+                }
+            }
+        }
+    }
 }
 
 /// A served policy's reply: `actions` (float32 `[T, D]`) and `policy_timing` (the policy's

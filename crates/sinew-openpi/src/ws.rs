@@ -8,6 +8,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -86,8 +88,6 @@ pub struct ConnectionReport {
     pub replies: u64,
     /// Whether it ended on an error sent to the client.
     pub error: Option<String>,
-    /// Whether it was a `/healthz` probe (or another plain HTTP request).
-    pub http: bool,
 }
 
 impl Server {
@@ -103,17 +103,28 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves connections one after another until `stop` returns true. A connection that fails
-    /// is logged and closed; the server goes on.
+    /// Serves WebSocket connections one after another until `stop` returns true; a connection
+    /// that fails is logged and closed, and the server goes on. A thread (`openpi-accept`)
+    /// accepts and reads each request head meanwhile: `GET /healthz` is answered there at once,
+    /// even while a client is being served, and WebSocket clients queue (up to 16) until the
+    /// one being served closes.
     pub fn serve(
         &self,
         handler: &mut dyn Handler,
         stop: &dyn Fn() -> bool,
     ) -> Result<(), OpenpiError> {
+        let listener = self.listener.try_clone()?;
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::sync_channel::<(TcpStream, SocketAddr)>(16);
+        let config = self.config;
+        let accept_done = done.clone();
+        let accept = std::thread::Builder::new()
+            .name("openpi-accept".into())
+            .spawn(move || accept_loop(&listener, config, &tx, &accept_done))?;
+        let mut result = Ok(());
         while !stop() {
-            match self.listener.accept() {
-                Ok((stream, peer)) => match self.connection(stream, handler, stop) {
-                    Ok(r) if r.http => tracing::debug!("{peer}: HTTP request answered"),
+            match rx.recv_timeout(self.config.poll) {
+                Ok((stream, peer)) => match self.websocket(stream, handler, stop) {
                     Ok(r) => tracing::info!(
                         "{peer}: closed after {} replies{}",
                         r.replies,
@@ -123,53 +134,27 @@ impl Server {
                     ),
                     Err(e) => tracing::warn!("{peer}: {e}"),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(10));
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    result = Err(OpenpiError::Connect("the accepting thread stopped".into()));
+                    break;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        done.store(true, Ordering::SeqCst);
+        if accept.join().is_err() {
+            tracing::warn!("the openpi-accept thread panicked");
+        }
+        result
     }
 
-    /// Serves one accepted connection to its end.
-    pub fn connection(
+    /// Serves one WebSocket connection (its upgrade request not yet read) to its end.
+    pub fn websocket(
         &self,
         stream: TcpStream,
         handler: &mut dyn Handler,
         stop: &dyn Fn() -> bool,
     ) -> Result<ConnectionReport, OpenpiError> {
-        stream.set_nonblocking(false)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.config.handshake_timeout))?;
-        stream.set_write_timeout(Some(self.config.handshake_timeout))?;
-        let head = peek_head(&stream, self.config.handshake_timeout)?;
-        let (path, upgrade) = parse_head(&head)?;
-        if path == "/healthz" || !upgrade {
-            // A plain HTTP request, answered as openpi's `process_request` hook does.
-            let mut stream = stream;
-            let mut consumed = vec![0u8; head.len()];
-            stream.read_exact(&mut consumed)?;
-            let (status, body) = if path == "/healthz" {
-                ("200 OK", "OK\n".to_owned())
-            } else {
-                (
-                    "426 Upgrade Required",
-                    format!("{path}: this is an openpi policy server; connect with a WebSocket (or GET /healthz)\n"),
-                )
-            };
-            write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-            stream.flush()?;
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            return Ok(ConnectionReport {
-                http: true,
-                ..Default::default()
-            });
-        }
         let mut ws = tungstenite::accept_with_config(stream, Some(self.config.websocket()))
             .map_err(|e| OpenpiError::WebSocket(format!("handshake: {e}")))?;
         ws.send(Message::binary(encode(&handler.metadata())?))
@@ -233,6 +218,84 @@ impl Server {
     }
 }
 
+/// Accepts connections until `done`: answers plain HTTP requests (`/healthz`) itself and
+/// queues WebSocket upgrades for the serving thread (503 when the queue is full).
+fn accept_loop(
+    listener: &TcpListener,
+    config: WsConfig,
+    queue: &mpsc::SyncSender<(TcpStream, SocketAddr)>,
+    done: &AtomicBool,
+) {
+    while !done.load(Ordering::SeqCst) {
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("accepting: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        match triage(stream, config) {
+            Ok(Some(ws)) => match queue.try_send((ws, peer)) {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full((mut s, _))) => {
+                    let _ = respond(
+                        &mut s,
+                        "503 Service Unavailable",
+                        "busy: too many clients waiting\n",
+                    );
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return,
+            },
+            Ok(None) => tracing::debug!("{peer}: HTTP request answered"),
+            Err(e) => tracing::warn!("{peer}: {e}"),
+        }
+    }
+}
+
+/// Reads a new connection's request head: a WebSocket upgrade comes back (unread) for the
+/// serving thread; anything else is answered here (`/healthz` 200 as openpi's
+/// `process_request` hook does, other paths 426).
+fn triage(stream: TcpStream, config: WsConfig) -> Result<Option<TcpStream>, OpenpiError> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(config.handshake_timeout))?;
+    stream.set_write_timeout(Some(config.handshake_timeout))?;
+    let head = peek_head(&stream, config.handshake_timeout)?;
+    let (path, upgrade) = parse_head(&head)?;
+    if upgrade && path != "/healthz" {
+        return Ok(Some(stream));
+    }
+    let mut stream = stream;
+    let mut consumed = vec![0u8; head.len()];
+    stream.read_exact(&mut consumed)?;
+    if path == "/healthz" {
+        respond(&mut stream, "200 OK", "OK\n")?;
+    } else {
+        respond(
+            &mut stream,
+            "426 Upgrade Required",
+            &format!("{path}: this is an openpi policy server; connect with a WebSocket (or GET /healthz)\n"),
+        )?;
+    }
+    Ok(None)
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) -> Result<(), OpenpiError> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
 /// openpi's error path: the message as a text frame, then close with 1011.
 fn fail(ws: &mut WebSocket<TcpStream>, why: &str) {
     let _ = ws.send(Message::text(format!(
@@ -257,9 +320,13 @@ fn fail(ws: &mut WebSocket<TcpStream>, why: &str) {
 fn peek_head(stream: &TcpStream, timeout: Duration) -> Result<Vec<u8>, OpenpiError> {
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; MAX_HEAD];
-    let mut last = 0;
     loop {
         let n = match stream.peek(&mut buf) {
+            Ok(0) => {
+                return Err(OpenpiError::Message(
+                    "the peer closed without a request".into(),
+                ))
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -267,7 +334,7 @@ fn peek_head(stream: &TcpStream, timeout: Duration) -> Result<Vec<u8>, OpenpiErr
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                last
+                0
             }
             Err(e) => return Err(e.into()),
         };
@@ -280,20 +347,12 @@ fn peek_head(stream: &TcpStream, timeout: Duration) -> Result<Vec<u8>, OpenpiErr
                 "an HTTP request head longer than {MAX_HEAD} bytes"
             )));
         }
-        if n == last && n > 0 && Instant::now() > deadline || Instant::now() > deadline {
+        if Instant::now() > deadline {
             return Err(OpenpiError::Message(
                 "the peer sent no complete HTTP request in time".into(),
             ));
         }
-        if n == 0 && last == 0 {
-            // peek returned 0 without an error: the peer closed before sending anything.
-            if stream.peek(&mut [0u8; 1]).map(|k| k == 0).unwrap_or(false) {
-                return Err(OpenpiError::Message(
-                    "the peer closed without a request".into(),
-                ));
-            }
-        }
-        last = n;
+        // peek returns at once while a partial head waits for its rest.
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -371,10 +430,14 @@ impl Client {
 
     /// Sends one request and waits for its reply.
     pub fn infer(&mut self, request: &Value) -> Result<Value, OpenpiError> {
-        self.ws
-            .send(Message::binary(encode(request)?))
-            .map_err(ws_err)?;
-        decode(&read_binary(&mut self.ws)?)
+        decode(&self.exchange(encode(request)?)?)
+    }
+
+    /// Sends one packed request as it is and returns the packed reply (a text frame, the
+    /// server's error, is [`OpenpiError::Server`]).
+    pub fn exchange(&mut self, request: Vec<u8>) -> Result<Vec<u8>, OpenpiError> {
+        self.ws.send(Message::binary(request)).map_err(ws_err)?;
+        read_binary(&mut self.ws)
     }
 
     /// Closes the connection politely.
