@@ -33,7 +33,8 @@ fn transcript() -> Json {
 
 fn healthz(addr: std::net::SocketAddr) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
@@ -58,7 +59,10 @@ fn openpi_client_frames_replayed_against_the_rust_server_read_as_the_client_read
     assert_eq!(frames[0]["dir"], "server->client");
     let recorded_meta = decode(&hex(frames[0]["hex"].as_str().expect("hex"))).expect("meta");
     assert_eq!(client.metadata(), &recorded_meta);
-    assert!(healthz(addr).starts_with("HTTP/1.1 200 OK"), "healthz while connected");
+    assert!(
+        healthz(addr).starts_with("HTTP/1.1 200 OK"),
+        "healthz while connected"
+    );
 
     let mut replies = 0;
     let mut i = 1;
@@ -70,7 +74,10 @@ fn openpi_client_frames_replayed_against_the_rust_server_read_as_the_client_read
         let recorded = hex(rep["hex"].as_str().expect("hex"));
         match (rep["kind"].as_str(), client.exchange(bytes)) {
             (Some("binary"), Ok(got)) => {
-                let (got, want) = (decode(&got).expect("reply"), decode(&recorded).expect("rec"));
+                let (got, want) = (
+                    decode(&got).expect("reply"),
+                    decode(&recorded).expect("rec"),
+                );
                 let (Some(Value::NdArray(a)), Some(Value::NdArray(b))) =
                     (got.get("actions"), want.get("actions"))
                 else {
@@ -81,8 +88,15 @@ fn openpi_client_frames_replayed_against_the_rust_server_read_as_the_client_read
                 assert_eq!(a.dtype(), b.dtype());
                 let (a, b) = (a.to_f64(), b.to_f64());
                 assert!(a.iter().all(|x| x.is_finite()));
-                let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-                assert!(worst < 1e-3, "actions differ from the recorded run by {worst}");
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    worst < 1e-3,
+                    "actions differ from the recorded run by {worst}"
+                );
                 let timing = got.get("server_timing").expect("server_timing");
                 assert!(timing.get("infer_ms").and_then(Value::as_f64).is_some());
                 assert_eq!(timing.get("prev_total_ms").is_some(), replies > 0);
