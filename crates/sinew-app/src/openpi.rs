@@ -2,8 +2,9 @@
 //!
 //! - [`OpenpiServer`] / [`serve_openpi`]: any Sinew policy behind openpi's WebSocket protocol
 //!   (`sinew policy serve DIR --openpi PORT`), so openpi's `WebsocketClientPolicy` and the
-//!   robot clients built on it can drive it. One connection is served at a time; a second
-//!   client waits until the first disconnects.
+//!   robot clients built on it can drive it. Several clients may be connected; their requests
+//!   reach the policy one at a time (as in openpi's server). The policy is never reset: a
+//!   Sinew policy that keeps state between calls shares it between clients.
 //! - [`OpenpiPolicy`]: a [`Policy`] whose chunks come from an openpi server
 //!   (`--policy openpi:HOST:PORT`), so Sinew's runtime drives a robot with pi0 or pi0.5. It
 //!   reconnects after a failure: while the server is down every call returns an error (the
@@ -32,8 +33,6 @@ struct PolicyHandler {
 
 impl Handler for PolicyHandler {
     fn metadata(&mut self) -> Value {
-        // A new client: a new episode.
-        self.policy.reset();
         metadata_from_spec(self.policy.spec())
     }
 
@@ -84,7 +83,7 @@ impl OpenpiServer {
     }
 
     /// Serves until `stop` returns true.
-    pub fn serve(mut self, stop: &dyn Fn() -> bool) -> Result<()> {
+    pub fn serve(mut self, stop: &(dyn Fn() -> bool + Sync)) -> Result<()> {
         self.server
             .serve(&mut self.handler, stop)
             .context("serving the openpi protocol")
@@ -92,7 +91,11 @@ impl OpenpiServer {
 }
 
 /// Serves `policy` over openpi's protocol on `addr` until `stop` returns true.
-pub fn serve_openpi(policy: Box<dyn Policy>, addr: &str, stop: &dyn Fn() -> bool) -> Result<()> {
+pub fn serve_openpi(
+    policy: Box<dyn Policy>,
+    addr: &str,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<()> {
     OpenpiServer::bind(policy, addr)?.serve(stop)
 }
 

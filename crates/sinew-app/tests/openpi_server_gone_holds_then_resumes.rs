@@ -175,3 +175,24 @@ fn a_sim_episode_through_openpi_completes_and_holds_when_the_server_dies_mid_run
     );
     assert!(!cut.holds.is_empty(), "the robot held: {:?}", cut.holds);
 }
+
+#[test]
+fn two_openpi_clients_connected_at_once_are_both_served() {
+    let up = serve("127.0.0.1:0", usize::MAX);
+    let name = format!("openpi:{}", up.addr);
+    let mut a = load_openpi_policy(&name).expect("first client");
+    let mut b = load_openpi_policy(&name).expect("second client, while the first is connected");
+    let obs = Observation {
+        images: [("front".into(), frame()), ("wrist".into(), frame())].into(),
+        joint_positions: vec![0.0; 6],
+        instruction: "reach for the yellow cube".into(),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let (x, y) = (a.infer(&obs).expect("a"), b.infer(&obs).expect("b"));
+        assert_eq!(x.actions, y.actions);
+    }
+    assert_eq!(up.count.load(Ordering::SeqCst), 6);
+    up.stop.store(true, Ordering::SeqCst);
+    up.thread.join().expect("join").expect("served");
+}

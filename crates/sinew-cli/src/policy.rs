@@ -42,8 +42,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub duration: Option<f64>,
     /// Serve over openpi's WebSocket protocol on this port (all interfaces) instead of zenoh,
-    /// for openpi clients (`WebsocketClientPolicy`); `GET /healthz` answers 200. One
-    /// connection at a time; 0 picks a free port.
+    /// for openpi clients (`WebsocketClientPolicy`); `GET /healthz` answers 200. Clients'
+    /// requests run one at a time (no batching); 0 picks a free port.
     #[arg(long, value_name = "PORT")]
     pub openpi: Option<u16>,
     #[command(flatten)]
@@ -118,7 +118,7 @@ fn serve_openpi(a: &ServeArgs, port: u16, stop: &crate::stop::Stop) -> Result<()
     let policy = sinew_app::resolve::load_policy_folder(&a.dir, &a.device.spec())?;
     let server = sinew_app::openpi::OpenpiServer::bind(policy, &format!("0.0.0.0:{port}"))?;
     eprintln!(
-        "policy serve: {} over openpi's protocol on ws://{} (GET /healthz); one connection at a time",
+        "policy serve: {} over openpi's protocol on ws://{} (GET /healthz)",
         a.dir,
         server.local_addr()?
     );

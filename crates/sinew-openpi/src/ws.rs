@@ -1,5 +1,6 @@
-//! openpi's WebSocket exchange, blocking: a [`Server`] that answers one connection at a time
-//! (metadata on connect, then request → reply; `GET /healthz` → 200) and a [`Client`].
+//! openpi's WebSocket exchange, blocking: a [`Server`] (a thread per connection, requests
+//! reaching the policy one at a time; metadata on connect, then request → reply;
+//! `GET /healthz` → 200) and a [`Client`].
 //!
 //! As openpi's `websocket_policy_server.py`: the server sends the metadata as one binary
 //! msgpack frame when a client connects, adds `server_timing` (`infer_ms`, and from the second
@@ -8,8 +9,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -23,7 +24,7 @@ use crate::OpenpiError;
 /// The largest HTTP request head read before the upgrade (bytes).
 const MAX_HEAD: usize = 16 * 1024;
 
-/// What a [`Server`] serves.
+/// What a [`Server`] serves (called from the connections' threads, one call at a time).
 pub trait Handler {
     /// The map sent to every client on connect.
     fn metadata(&mut self) -> Value;
@@ -43,6 +44,8 @@ pub struct WsConfig {
     pub poll: Duration,
     /// The client: how long it waits for a reply.
     pub reply_timeout: Duration,
+    /// The server: most connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for WsConfig {
@@ -52,6 +55,7 @@ impl Default for WsConfig {
             handshake_timeout: Duration::from_secs(10),
             poll: Duration::from_millis(100),
             reply_timeout: Duration::from_secs(30),
+            max_connections: 32,
         }
     }
 }
@@ -73,8 +77,7 @@ fn is_timeout(e: &tungstenite::Error) -> bool {
         if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
 }
 
-/// An openpi policy server on a TCP port. One connection is served at a time; others wait in
-/// the listen backlog until it closes.
+/// An openpi policy server on a TCP port.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
@@ -103,67 +106,111 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
-    /// Serves WebSocket connections one after another until `stop` returns true; a connection
-    /// that fails is logged and closed, and the server goes on. A thread (`openpi-accept`)
-    /// accepts and reads each request head meanwhile: `GET /healthz` is answered there at once,
-    /// even while a client is being served, and WebSocket clients queue (up to 16) until the
-    /// one being served closes.
+    /// Serves until `stop` returns true. Each connection gets its own thread
+    /// (`openpi-conn-N`, at most `config.max_connections`; more are answered 503); requests
+    /// from all of them reach `handler` one at a time, as in openpi's server, where inference
+    /// blocks the event loop. `GET /healthz` is answered at once, even while inference runs.
+    /// A connection that fails is logged and closed; the server goes on.
     pub fn serve(
         &self,
-        handler: &mut dyn Handler,
-        stop: &dyn Fn() -> bool,
+        handler: &mut (dyn Handler + Send),
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<(), OpenpiError> {
-        let listener = self.listener.try_clone()?;
-        let done = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::sync_channel::<(TcpStream, SocketAddr)>(16);
-        let config = self.config;
-        let accept_done = done.clone();
-        let accept = std::thread::Builder::new()
-            .name("openpi-accept".into())
-            .spawn(move || accept_loop(&listener, config, &tx, &accept_done))?;
-        let mut result = Ok(());
-        while !stop() {
-            match rx.recv_timeout(self.config.poll) {
-                Ok((stream, peer)) => match self.websocket(stream, handler, stop) {
-                    Ok(r) => tracing::info!(
-                        "{peer}: closed after {} replies{}",
-                        r.replies,
-                        r.error
-                            .map(|e| format!(" (error: {e})"))
-                            .unwrap_or_default()
-                    ),
-                    Err(e) => tracing::warn!("{peer}: {e}"),
-                },
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    result = Err(OpenpiError::Connect("the accepting thread stopped".into()));
-                    break;
+        let handler = Mutex::new(handler);
+        let done = AtomicBool::new(false);
+        let active = AtomicUsize::new(0);
+        let mut n = 0u64;
+        std::thread::scope(|scope| {
+            let result = loop {
+                if stop() {
+                    break Ok(());
                 }
-            }
+                let (stream, peer) = match self.listener.accept() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(e) => break Err(OpenpiError::Io(e)),
+                };
+                if active.load(Ordering::SeqCst) >= self.config.max_connections {
+                    let mut stream = stream;
+                    let _ = stream.set_nonblocking(false);
+                    let _ = respond(
+                        &mut stream,
+                        "503 Service Unavailable",
+                        "busy: too many clients\n",
+                    );
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+                let (handler, done, active) = (&handler, &done, &active);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("openpi-conn-{n}"))
+                    .spawn_scoped(scope, move || {
+                        self.connection(stream, peer, handler, &|| {
+                            done.load(Ordering::SeqCst) || stop()
+                        });
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!("{peer}: no thread for the connection: {e}");
+                }
+            };
+            // Connections see `done` within `config.poll` and close.
+            done.store(true, Ordering::SeqCst);
+            result
+        })
+    }
+
+    /// One accepted connection: a plain HTTP request is answered, a WebSocket served.
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        handler: &Mutex<&mut (dyn Handler + Send)>,
+        done: &dyn Fn() -> bool,
+    ) {
+        match triage(stream, self.config) {
+            Ok(Some(ws)) => match self.websocket(ws, handler, done) {
+                Ok(r) => tracing::info!(
+                    "{peer}: closed after {} replies{}",
+                    r.replies,
+                    r.error
+                        .map(|e| format!(" (error: {e})"))
+                        .unwrap_or_default()
+                ),
+                Err(e) => tracing::warn!("{peer}: {e}"),
+            },
+            Ok(None) => tracing::debug!("{peer}: HTTP request answered"),
+            Err(e) => tracing::warn!("{peer}: {e}"),
         }
-        done.store(true, Ordering::SeqCst);
-        if accept.join().is_err() {
-            tracing::warn!("the openpi-accept thread panicked");
-        }
-        result
     }
 
     /// Serves one WebSocket connection (its upgrade request not yet read) to its end.
-    pub fn websocket(
+    fn websocket(
         &self,
         stream: TcpStream,
-        handler: &mut dyn Handler,
-        stop: &dyn Fn() -> bool,
+        handler: &Mutex<&mut (dyn Handler + Send)>,
+        done: &dyn Fn() -> bool,
     ) -> Result<ConnectionReport, OpenpiError> {
+        let lock = || {
+            handler
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         let mut ws = tungstenite::accept_with_config(stream, Some(self.config.websocket()))
             .map_err(|e| OpenpiError::WebSocket(format!("handshake: {e}")))?;
-        ws.send(Message::binary(encode(&handler.metadata())?))
+        let metadata = lock().metadata();
+        ws.send(Message::binary(encode(&metadata)?))
             .map_err(ws_err)?;
         ws.get_mut().set_read_timeout(Some(self.config.poll))?;
         let mut report = ConnectionReport::default();
         let mut prev_total_ms: Option<f64> = None;
         loop {
-            if stop() {
+            if done() {
                 let _ = ws.close(None);
                 let _ = ws.flush();
                 return Ok(report);
@@ -187,8 +234,9 @@ impl Server {
                 Message::Binary(b) => decode(&b)
                     .map_err(|e| format!("the request is not openpi msgpack: {e}"))
                     .and_then(|req| {
+                        let mut h = lock();
                         let t = Instant::now();
-                        let reply = handler.infer(&req);
+                        let reply = h.infer(&req);
                         reply.map(|r| (r, t.elapsed().as_secs_f64() * 1e3))
                     }),
                 Message::Text(_) => Err("expected a binary msgpack frame, got a text frame".into()),
@@ -214,45 +262,6 @@ impl Server {
                     return Ok(report);
                 }
             }
-        }
-    }
-}
-
-/// Accepts connections until `done`: answers plain HTTP requests (`/healthz`) itself and
-/// queues WebSocket upgrades for the serving thread (503 when the queue is full).
-fn accept_loop(
-    listener: &TcpListener,
-    config: WsConfig,
-    queue: &mpsc::SyncSender<(TcpStream, SocketAddr)>,
-    done: &AtomicBool,
-) {
-    while !done.load(Ordering::SeqCst) {
-        let (stream, peer) = match listener.accept() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("accepting: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        match triage(stream, config) {
-            Ok(Some(ws)) => match queue.try_send((ws, peer)) {
-                Ok(()) => {}
-                Err(mpsc::TrySendError::Full((mut s, _))) => {
-                    let _ = respond(
-                        &mut s,
-                        "503 Service Unavailable",
-                        "busy: too many clients waiting\n",
-                    );
-                }
-                Err(mpsc::TrySendError::Disconnected(_)) => return,
-            },
-            Ok(None) => tracing::debug!("{peer}: HTTP request answered"),
-            Err(e) => tracing::warn!("{peer}: {e}"),
         }
     }
 }
