@@ -404,3 +404,62 @@ pub fn load_openpi_policy(name: &str) -> Result<Box<dyn Policy>> {
     }
     Ok(Box::new(policy))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_their_options_and_bad_ones_say_why() {
+        assert!(OpenpiTarget::parse("sinew-tiny-so101").is_none());
+        let t = OpenpiTarget::parse("openpi:gpu-box:8000")
+            .expect("openpi")
+            .expect("parses");
+        assert_eq!(t.addr, "gpu-box:8000");
+        assert_eq!(t.cameras, None);
+        let t = OpenpiTarget::parse(
+            "openpi:127.0.0.1:8000?cameras=front,wrist&image_keys=observation/image,observation/wrist_image&action_kind=joint_delta&rate_hz=15&chunk=50&steps=8&timeout_s=5",
+        )
+        .expect("openpi")
+        .expect("parses");
+        assert_eq!(
+            t.cameras.as_deref(),
+            Some(&["front".to_owned(), "wrist".to_owned()][..])
+        );
+        assert_eq!(t.action_kind, Some(ActionKind::JointDelta));
+        assert_eq!(
+            (t.rate_hz, t.chunk, t.steps),
+            (Some(15.0), Some(50), Some(8))
+        );
+        let spec = OpenpiPolicy::new(t).spec().clone();
+        assert_eq!(spec.chunk_length, 50);
+        assert_eq!(spec.n_action_steps, Some(8));
+        for (bad, why) in [
+            ("openpi:8000", "no port"),
+            ("openpi:host:port", "not a number"),
+            ("openpi::8000", "no host"),
+            ("openpi:h:1?colour=red", "unknown option"),
+            ("openpi:h:1?action_kind=torque", "action_kind=torque"),
+        ] {
+            let e = OpenpiTarget::parse(bad).expect("openpi").expect_err(bad);
+            assert!(format!("{e:#}").contains(why), "{bad}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_is_an_error_unless_the_cameras_are_named() {
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let Err(e) = load_openpi_policy(&format!("openpi:127.0.0.1:{port}")) else {
+            panic!("no server, no cameras: an error");
+        };
+        assert!(format!("{e:#}").contains("cameras"), "{e:#}");
+        let mut p = load_openpi_policy(&format!("openpi:127.0.0.1:{port}?cameras=front"))
+            .expect("connects later");
+        let obs = Observation::default();
+        assert!(matches!(p.infer(&obs), Err(PolicyError::Observation(_))));
+    }
+}
