@@ -21,7 +21,8 @@ pub enum PolicyCommand {
     Run(RunArgs),
     /// Serve a policy to robots on the network: zenoh queries on PREFIX/infer (typed
     /// sinew_msgs/PolicyRequest and PolicyReply, metadata on PREFIX/info), concurrent requests
-    /// batched into one forward pass. Robots use it with `--policy zenoh:PREFIX`.
+    /// batched into one forward pass. Robots use it with `--policy zenoh:PREFIX`. With
+    /// `--openpi PORT`, openpi's WebSocket protocol instead, for openpi clients.
     Serve(ServeArgs),
 }
 
