@@ -87,6 +87,7 @@ fn a_served_policy_drives_the_same_episodes_as_the_local_folder() {
     let remote = run("zenoh:test/tiny");
     let local = run("policies/sinew-tiny-so101");
     let _ = server.kill();
+    let _ = server.wait();
     assert_eq!(episodes(&remote).len(), 2, "{remote}");
     assert_eq!(
         episodes(&remote),

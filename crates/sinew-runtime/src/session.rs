@@ -723,7 +723,7 @@ impl Session {
                 Outcome::Error { step: s, error } => {
                     // The first failures of a run of them, then one in a hundred.
                     let n = self.rt.stats().inference_errors + 1;
-                    if n <= 3 || n % 100 == 0 {
+                    if n <= 3 || n.is_multiple_of(100) {
                         tracing::warn!("inference for step {s} failed ({n} so far): {error}");
                     }
                     self.rt.inference_failed(error, false);
