@@ -27,6 +27,9 @@ use crate::calibration::Calibration;
 use crate::protocol::{self, Instruction, Packet, Parsed, StatusError, BROADCAST_ID};
 use crate::registers::{self as reg, Register};
 
+/// How long a hand holds a servo still after its homing offset is written, s.
+pub const HAND_SETTLE_S: f64 = 0.5;
+
 /// Servo speed when Goal_Velocity is 0, steps/s (the STS3215 at 12 V: about 0.2 s per 60°).
 pub const DEFAULT_SPEED: f64 = 3400.0;
 
@@ -293,14 +296,15 @@ impl Servo {
                 period_s,
             } = hand
             {
-                // Servos lag each other by a tenth of a period, until a homing restarts each
-                // from where it stands.
-                let lag = if self.hand_t0 > 0.0 {
-                    0.0
+                // Servos lag each other by a tenth of a period. A homing restarts each from
+                // where it stands, after the person has held it there for HAND_SETTLE_S (the
+                // host reads the position and writes the offset meanwhile).
+                let (lag, moving_s) = if self.hand_t0 > 0.0 {
+                    (0.0, (t - self.hand_t0 - HAND_SETTLE_S).max(0.0))
                 } else {
-                    0.1 * self.index as f64
+                    (0.1 * self.index as f64, t)
                 };
-                let phase = std::f64::consts::TAU * ((t - self.hand_t0) / period_s - lag);
+                let phase = std::f64::consts::TAU * (moving_s / period_s - lag);
                 self.actual = self.start + amplitude * phase.sin();
             }
             self.velocity = if dt > 0.0 {
