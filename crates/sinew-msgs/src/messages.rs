@@ -374,6 +374,46 @@ pub fn encoding_layout(encoding: &str) -> Option<(u32, u32)> {
 }
 
 impl Image {
+    /// The pixels as packed RGB (3 bytes a pixel, rows without padding), from any 8-bit colour
+    /// or grey encoding (`rgb8`, `bgr8`, `rgba8`, `bgra8`, `mono8`); `Err` names what is wrong
+    /// (another encoding, sizes that disagree with the data).
+    pub fn to_packed_rgb(&self) -> Result<Vec<u8>, String> {
+        let (w, h, step) = (
+            self.width as usize,
+            self.height as usize,
+            self.step as usize,
+        );
+        let bpp = match self.encoding.as_str() {
+            "rgb8" | "bgr8" => 3,
+            "rgba8" | "bgra8" => 4,
+            "mono8" | "8UC1" => 1,
+            other => {
+                return Err(format!(
+                    "encoding `{other}` is not supported (rgb8, bgr8, rgba8, bgra8, mono8 are)"
+                ))
+            }
+        };
+        if w == 0 || h == 0 || step < w * bpp || self.data.len() < step * h {
+            return Err(format!(
+                "{w}x{h} {} image with step {step} and {} data bytes is inconsistent",
+                self.encoding,
+                self.data.len()
+            ));
+        }
+        let bgr = self.encoding.starts_with("bgr");
+        let mut out = Vec::with_capacity(w * h * 3);
+        for row in self.data.chunks_exact(step).take(h) {
+            for px in row[..w * bpp].chunks_exact(bpp) {
+                match bpp {
+                    1 => out.extend_from_slice(&[px[0], px[0], px[0]]),
+                    _ if bgr => out.extend_from_slice(&[px[2], px[1], px[0]]),
+                    _ => out.extend_from_slice(&px[..3]),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// An `rgb8` image of `width` x `height` with tightly packed rows.
     pub fn rgb8(header: Header, width: u32, height: u32, data: impl Into<Bytes>) -> Self {
         Self {

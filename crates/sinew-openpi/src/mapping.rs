@@ -204,35 +204,10 @@ pub fn image_from_value(v: &Value) -> Result<Image, String> {
 
 /// A camera frame (`rgb8`, `bgr8`, `rgba8`, `bgra8`, `mono8`) as a uint8 `[H, W, 3]` array.
 pub fn image_to_array(img: &Image, camera: &str) -> Result<NdArray, OpenpiError> {
-    let (w, h, step) = (img.width as usize, img.height as usize, img.step as usize);
-    let bpp = match img.encoding.as_str() {
-        "rgb8" | "bgr8" => 3,
-        "rgba8" | "bgra8" => 4,
-        "mono8" | "8UC1" => 1,
-        other => {
-            return Err(OpenpiError::Message(format!(
-                "camera `{camera}`: encoding `{other}` cannot be sent (rgb8, bgr8, rgba8, bgra8, mono8 can)"
-            )))
-        }
-    };
-    if w == 0 || h == 0 || step < w * bpp || img.data.len() < step * h {
-        return Err(OpenpiError::Message(format!(
-            "camera `{camera}`: {w}x{h} {} frame with step {step} and {} bytes is inconsistent",
-            img.encoding,
-            img.data.len()
-        )));
-    }
-    let bgr = img.encoding.starts_with("bgr");
-    let mut out = Vec::with_capacity(w * h * 3);
-    for row in img.data.chunks_exact(step).take(h) {
-        for px in row[..w * bpp].chunks_exact(bpp) {
-            match bpp {
-                1 => out.extend_from_slice(&[px[0], px[0], px[0]]),
-                _ if bgr => out.extend_from_slice(&[px[2], px[1], px[0]]),
-                _ => out.extend_from_slice(&px[..3]),
-            }
-        }
-    }
+    let out = img
+        .to_packed_rgb()
+        .map_err(|e| OpenpiError::Message(format!("camera `{camera}`: {e}")))?;
+    let (w, h) = (img.width as usize, img.height as usize);
     NdArray::from_u8(vec![h, w, 3], out)
 }
 

@@ -22,36 +22,10 @@ pub fn camera_frame<'a>(
 /// A camera frame as packed RGB, whatever its wire encoding (`rgb8`, `bgr8`, `rgba8`, `bgra8`,
 /// `mono8`). `what` names the frame in errors (the camera).
 pub fn to_rgb(img: &Image, what: &str) -> Result<RgbImage, PolicyError> {
+    let out = img
+        .to_packed_rgb()
+        .map_err(|e| PolicyError::Observation(format!("camera `{what}`: {e}")))?;
     let (w, h) = (img.width as usize, img.height as usize);
-    let step = img.step as usize;
-    let bpp = match img.encoding.as_str() {
-        "rgb8" | "bgr8" => 3,
-        "rgba8" | "bgra8" => 4,
-        "mono8" | "8UC1" => 1,
-        other => {
-            return Err(PolicyError::Observation(format!(
-                "camera `{what}`: encoding `{other}` is not supported (rgb8, bgr8, rgba8, bgra8, mono8 are)"
-            )))
-        }
-    };
-    if w == 0 || h == 0 || step < w * bpp || img.data.len() < step * h {
-        return Err(PolicyError::Observation(format!(
-            "camera `{what}`: {w}x{h} {} image with step {step} and {} data bytes is inconsistent",
-            img.encoding,
-            img.data.len()
-        )));
-    }
-    let bgr = img.encoding.starts_with("bgr");
-    let mut out = Vec::with_capacity(w * h * 3);
-    for row in img.data.chunks_exact(step).take(h) {
-        for px in row[..w * bpp].chunks_exact(bpp) {
-            match bpp {
-                1 => out.extend_from_slice(&[px[0], px[0], px[0]]),
-                _ if bgr => out.extend_from_slice(&[px[2], px[1], px[0]]),
-                _ => out.extend_from_slice(&px[..3]),
-            }
-        }
-    }
     RgbImage::from_raw(w as u32, h as u32, out)
         .ok_or_else(|| PolicyError::Observation(format!("camera `{what}`: image buffer size")))
 }
