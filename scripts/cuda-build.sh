@@ -5,6 +5,7 @@
 #
 #   bash scripts/cuda-build.sh            # cargo build --release --features cuda --bin sinew
 #   bash scripts/cuda-build.sh check      # cargo check --features cuda (the kernels still compile)
+#   bash scripts/cuda-build.sh link       # sinew-policy's tests built and linked with CUDA
 #
 # CUDA_COMPUTE_CAP (default 90: H100/H200) picks the GPU architecture the kernels are built for.
 # The binary loads libcuda (the driver) at run time; the GPU machine needs only the driver.
@@ -33,6 +34,7 @@ export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 "$NVCC" --version | tail -1
 case "$mode" in
     check) cargo check -p sinew-policy --features cuda ;;
+    link) cargo test -p sinew-policy --features cuda --no-run ;;
     build) cargo build --release --features cuda --bin sinew ;;
-    *) echo "usage: $0 [build|check]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|check|link]" >&2; exit 2 ;;
 esac
