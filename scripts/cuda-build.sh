@@ -28,6 +28,17 @@ for so in "$home"/lib/*.so.*; do
     base=$(basename "$so" | sed -E 's/\.so\..*/.so/')
     [ -e "$home/lib/$base" ] || ln -s "$(basename "$so")" "$home/lib/$base"
 done
+# libcuda is the driver's: only a machine with the driver has it. Candle links it (cudarc's
+# dynamic-linking), so link against a stub with the driver API's symbols, made from cudarc's
+# own declarations; at run time the loader finds the real libcuda.so.1.
+if [ ! -e "$home/lib/libcuda.so" ]; then
+    cargo fetch --locked >/dev/null
+    cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | sort -V | tail -1)
+    grep -rhoE "pub (unsafe )?fn cu[A-Z][A-Za-z0-9_]*\(" "$cudarc/src/driver/sys/" \
+        | sed -E 's/pub (unsafe )?fn //; s/\(//' | sort -u \
+        | awk '{print "void " $1 "(void) {}"}' > "$venv/libcuda-stub.c"
+    cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$home/lib/libcuda.so" "$venv/libcuda-stub.c"
+fi
 export CUDA_HOME="$home" CUDA_PATH="$home" NVCC="$home/bin/nvcc"
 export PATH="$home/bin:$PATH" LD_LIBRARY_PATH="$home/lib:${LD_LIBRARY_PATH:-}"
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
