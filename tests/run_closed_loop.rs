@@ -79,7 +79,7 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
         "--policy",
         "expert",
         "--duration",
-        "12",
+        "60",
         "--hub-port",
         &port,
         "--record",
@@ -132,6 +132,13 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
         .expect("release");
     wait_for(&run_rx, "following the policy", &mut seen);
 
+    // Stop it as a user would (Ctrl-C / SIGTERM), rather than racing its --duration against
+    // how long the task takes on a loaded machine.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
     let last = wait_for(&run_rx, "run: stopped", &mut seen);
     let status = run.wait().expect("run exits");
     assert!(status.success(), "{}", seen.join("\n"));
