@@ -97,25 +97,7 @@ fn a_served_policy_drives_the_same_episodes_as_the_local_folder() {
 }
 
 fn observation(spec: &sinew_core::PolicySpec, shade: u8) -> Observation {
-    let (w, h) = spec.image_size;
-    let frame = Image {
-        width: w,
-        height: h,
-        encoding: "rgb8".into(),
-        step: 3 * w,
-        data: vec![shade; (3 * w * h) as usize].into(),
-        ..Default::default()
-    };
-    Observation {
-        images: spec
-            .cameras
-            .iter()
-            .map(|c| (c.clone(), frame.clone()))
-            .collect(),
-        joint_positions: vec![0.1 * f64::from(shade) / 255.0; spec.state_dim.max(6)],
-        instruction: "put the red cube in the bowl".into(),
-        ..Default::default()
-    }
+    sinew_app::remote::uniform_observation(spec, shade)
 }
 
 fn start_server(hub: u16, prefix: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {

@@ -326,11 +326,12 @@ pub fn serve_hardware(
     )?;
     let wall = start.elapsed().as_secs_f64();
     let stats = hw.arm.stats().clone();
+    let rtts: Vec<f64> = stats.read_rtt_us.iter().copied().collect();
     Ok(HardwareServeReport {
         serve: report,
         joint_state_hz: stats.states as f64 / wall.max(1e-9),
-        sync_read_p50_us: percentile(&stats.read_rtt_us, 0.5),
-        sync_read_p99_us: percentile(&stats.read_rtt_us, 0.99),
+        sync_read_p50_us: percentile(&rtts, 0.5),
+        sync_read_p99_us: percentile(&rtts, 0.99),
         bus: hw.arm.bus_stats().clone(),
         arm: stats,
     })

@@ -327,6 +327,30 @@ pub fn serve_policy(
     Ok(report)
 }
 
+/// An observation of uniform grey frames of `shade` for every camera `spec` reads, at its image
+/// size, and joints at `shade / 2550` rad (for benchmarks and tests of a served policy).
+pub fn uniform_observation(spec: &sinew_core::PolicySpec, shade: u8) -> Observation {
+    let (w, h) = spec.image_size;
+    let frame = Image {
+        width: w,
+        height: h,
+        encoding: "rgb8".into(),
+        step: 3 * w,
+        data: vec![shade; (3 * w * h) as usize].into(),
+        ..Default::default()
+    };
+    Observation {
+        images: spec
+            .cameras
+            .iter()
+            .map(|c| (c.clone(), frame.clone()))
+            .collect(),
+        joint_positions: vec![0.1 * f64::from(shade) / 255.0; spec.state_dim.max(6)],
+        instruction: "put the red cube in the bowl".into(),
+        ..Default::default()
+    }
+}
+
 /// One row of `sinew bench remote`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RemoteBenchRow {
@@ -391,26 +415,7 @@ pub fn bench_remote(
                 let bus = Bus::open(&cfg)?;
                 let mut p =
                     RemotePolicy::connect(bus, &prefix, Duration::from_secs(60), REQUEST_TIMEOUT)?;
-                let spec = p.spec().clone();
-                let (w, h) = spec.image_size;
-                let frame = Image {
-                    width: w,
-                    height: h,
-                    encoding: "rgb8".into(),
-                    step: 3 * w,
-                    data: vec![128u8; (3 * w * h) as usize].into(),
-                    ..Default::default()
-                };
-                let obs = Observation {
-                    images: spec
-                        .cameras
-                        .iter()
-                        .map(|c| (c.clone(), frame.clone()))
-                        .collect(),
-                    joint_positions: vec![0.0; spec.state_dim.max(6)],
-                    instruction: "put the red cube in the bowl".into(),
-                    ..Default::default()
-                };
+                let obs = uniform_observation(p.spec(), 128);
                 // One request to warm up, then the measured ones.
                 let _ = p.infer(&obs);
                 let start = Instant::now();

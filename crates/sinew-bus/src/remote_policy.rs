@@ -45,7 +45,7 @@ pub struct RemoteStats {
     /// Requests that failed (timeout, error reply, bad reply).
     pub failures: u64,
     /// Round trips, ms (the last 4096).
-    pub rtt_ms: Vec<f64>,
+    pub rtt_ms: std::collections::VecDeque<f64>,
 }
 
 /// A policy behind `<prefix>/infer`.
@@ -173,9 +173,9 @@ impl RemotePolicy {
             })?;
         let rtt = t0.elapsed().as_secs_f64() * 1e3;
         if self.stats.rtt_ms.len() >= 4096 {
-            self.stats.rtt_ms.remove(0);
+            self.stats.rtt_ms.pop_front();
         }
-        self.stats.rtt_ms.push(rtt);
+        self.stats.rtt_ms.push_back(rtt);
         let r = PolicyReply::from_cdr(&reply).map_err(|e| {
             self.stats.failures += 1;
             PolicyError::Model(format!("remote policy {}: bad reply: {e}", self.prefix))

@@ -87,7 +87,7 @@ pub struct ArmStats {
     pub recoveries: u64,
     /// SYNC_READ round trips, µs (the last 4096).
     #[serde(skip)]
-    pub read_rtt_us: Vec<f64>,
+    pub read_rtt_us: std::collections::VecDeque<f64>,
 }
 
 /// A Feetech arm.
@@ -202,9 +202,11 @@ impl FeetechArm {
         let replies = self.bus.sync_read(reg::PRESENT_POSITION.address, 4, &ids);
         let t1 = Instant::now();
         if self.stats.read_rtt_us.len() >= 4096 {
-            self.stats.read_rtt_us.remove(0);
+            self.stats.read_rtt_us.pop_front();
         }
-        self.stats.read_rtt_us.push((t1 - t0).as_secs_f64() * 1e6);
+        self.stats
+            .read_rtt_us
+            .push_back((t1 - t0).as_secs_f64() * 1e6);
         let mut problem = None;
         let mut q = Vec::with_capacity(ids.len());
         let mut qd = Vec::with_capacity(ids.len());
