@@ -25,6 +25,59 @@ pub struct BusConfig {
     pub hub_port: u16,
     /// Whether to publish large payloads through zenoh's shared-memory transport.
     pub shared_memory: bool,
+    /// How ROS 2 peers see the topics: zenoh-bridge-ros2dds names (default) or rmw_zenoh.
+    pub ros: RosInterop,
+    /// TLS certificates; with them `tls/` endpoints are mutually authenticated.
+    pub tls: Option<TlsFiles>,
+    /// A zenoh access-control profile (JSON5 holding an `access_control` object) that this
+    /// session enforces on what its peers send it.
+    pub acl: Option<PathBuf>,
+}
+
+/// How ROS 2 peers see Sinew's topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RosInterop {
+    /// zenoh-bridge-ros2dds naming: the ROS topic without its leading slash
+    /// (`/so101/joint_states` is `so101/joint_states`).
+    #[default]
+    Bridge,
+    /// ROS 2's own zenoh middleware, rmw_zenoh: keys
+    /// `<domain_id>/<topic>/<dds type name>/<type hash>`, liveliness tokens and the attachment
+    /// rmw_zenoh puts on each sample.
+    RmwZenoh {
+        /// The ROS domain id (`ROS_DOMAIN_ID`, 0 by default).
+        domain_id: u32,
+    },
+}
+
+impl std::str::FromStr for RosInterop {
+    type Err = String;
+
+    /// `bridge`, `rmw-zenoh` (domain 0) or `rmw-zenoh:DOMAIN`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?}: expected bridge, rmw-zenoh or rmw-zenoh:DOMAIN (0-232)");
+        match s.split_once(':') {
+            None if s == "bridge" => Ok(Self::Bridge),
+            None if s == "rmw-zenoh" => Ok(Self::RmwZenoh { domain_id: 0 }),
+            Some(("rmw-zenoh", d)) => match d.parse::<u32>() {
+                Ok(domain_id) if domain_id <= 232 => Ok(Self::RmwZenoh { domain_id }),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// PEM files for zenoh's TLS transport. The same certificate serves when listening and when
+/// connecting, and peers must present one signed by `ca` (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// This process's certificate (its common name is its identity in access control).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The certificate authority that signs every peer's certificate.
+    pub ca: PathBuf,
 }
 
 impl Default for BusConfig {
@@ -35,6 +88,9 @@ impl Default for BusConfig {
             config_file: None,
             hub_port: DEFAULT_HUB_PORT,
             shared_memory: true,
+            ros: RosInterop::Bridge,
+            tls: None,
+            acl: None,
         }
     }
 }

@@ -42,7 +42,7 @@ use zenoh::sample::Sample;
 use zenoh::shm::{GarbageCollect, PosixShmProviderBackend, ShmProvider, ShmProviderBuilder};
 use zenoh::Wait;
 
-pub use config::{BusConfig, SessionRole, DEFAULT_HUB_PORT};
+pub use config::{BusConfig, RosInterop, SessionRole, TlsFiles, DEFAULT_HUB_PORT};
 
 /// Payloads at least this large are published through shared memory when it is enabled.
 pub const SHM_THRESHOLD_BYTES: usize = 16 * 1024;

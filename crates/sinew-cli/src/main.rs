@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use sinew_bus::{BusConfig, DEFAULT_HUB_PORT};
+use sinew_bus::{BusConfig, RosInterop, DEFAULT_HUB_PORT};
 
 /// Sinew: a runtime for vision-language-action robot control.
 #[derive(Debug, Parser)]
@@ -69,6 +69,10 @@ struct BusArgs {
     /// Do not use zenoh's shared-memory transport for large payloads.
     #[arg(long, global = true)]
     no_shm: bool,
+    /// How ROS 2 peers see the topics: `bridge` (zenoh-bridge-ros2dds names) or
+    /// `rmw-zenoh[:DOMAIN]` (ROS 2's own zenoh middleware, domain 0 by default).
+    #[arg(long, value_name = "MODE", default_value = "bridge", global = true)]
+    ros: RosInterop,
 }
 
 impl BusArgs {
@@ -79,6 +83,9 @@ impl BusArgs {
             config_file: self.zenoh_config.clone(),
             hub_port: self.hub_port,
             shared_memory: !self.no_shm,
+            ros: self.ros,
+            tls: None,
+            acl: None,
         }
     }
 }
