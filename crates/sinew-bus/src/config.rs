@@ -68,6 +68,32 @@ impl std::str::FromStr for RosInterop {
     }
 }
 
+impl TlsFiles {
+    fn apply(&self, cfg: &mut zenoh::Config) -> Result<(), BusError> {
+        for (flag, path) in [
+            ("--tls-cert", &self.cert),
+            ("--tls-key", &self.key),
+            ("--tls-ca", &self.ca),
+        ] {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(BusError::Config {
+                    what: format!("{flag} {}", path.display()),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        let s = |p: &PathBuf| format!("{:?}", p.display().to_string());
+        let tls = "transport/link/tls";
+        set(cfg, &format!("{tls}/root_ca_certificate"), &s(&self.ca))?;
+        set(cfg, &format!("{tls}/listen_certificate"), &s(&self.cert))?;
+        set(cfg, &format!("{tls}/listen_private_key"), &s(&self.key))?;
+        set(cfg, &format!("{tls}/connect_certificate"), &s(&self.cert))?;
+        set(cfg, &format!("{tls}/connect_private_key"), &s(&self.key))?;
+        set(cfg, &format!("{tls}/enable_mtls"), "true")?;
+        set(cfg, &format!("{tls}/verify_name_on_connect"), "true")
+    }
+}
+
 /// PEM files for zenoh's TLS transport. The same certificate serves when listening and when
 /// connecting, and peers must present one signed by `ca` (mutual TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +156,48 @@ impl BusConfig {
             "transport/shared_memory/enabled",
             if self.shared_memory { "true" } else { "false" },
         )?;
+        if let Some(tls) = &self.tls {
+            tls.apply(&mut cfg)?;
+        }
+        if let Some(acl) = &self.acl {
+            set(&mut cfg, "access_control", &crate::security::load_acl(acl)?)?;
+        }
         Ok(cfg)
+    }
+
+    /// Checks that TLS and access control are used the way they work: TLS files with `tls/`
+    /// endpoints of the user's choosing, access control with identities to check.
+    pub(crate) fn check_security(&self) -> Result<(), BusError> {
+        let has_tls_endpoint = self
+            .listen
+            .iter()
+            .chain(&self.connect)
+            .any(|e| e.starts_with("tls/"));
+        if self.tls.is_some() && !self.is_explicit() {
+            return Err(BusError::Config {
+                what: "--tls-cert/--tls-key/--tls-ca".into(),
+                reason: "TLS needs endpoints: --listen tls/HOST:PORT on the robot's side, \
+                         --connect tls/HOST:PORT on the others"
+                    .into(),
+            });
+        }
+        if has_tls_endpoint && self.tls.is_none() && self.config_file.is_none() {
+            return Err(BusError::Config {
+                what: "a tls/ endpoint".into(),
+                reason: "it needs --tls-cert, --tls-key and --tls-ca (or a zenoh config file \
+                         with transport/link/tls)"
+                    .into(),
+            });
+        }
+        if self.acl.is_some() && !self.is_explicit() {
+            return Err(BusError::Config {
+                what: "--acl".into(),
+                reason: "access control needs explicit endpoints (--listen tls/HOST:PORT): \
+                         the default loopback hub would let every local process in unchecked"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// The zenoh configuration for an explicit setup.
@@ -147,6 +214,11 @@ impl BusConfig {
         }
         if !self.connect.is_empty() {
             set(&mut cfg, "connect/endpoints", &json_list(&self.connect))?;
+        }
+        if self.connect.iter().any(|e| e.starts_with("tls/")) {
+            // A peer whose certificate is refused should hear it at once, not retry forever
+            // in the background while its commands go nowhere.
+            set(&mut cfg, "connect/exit_on_failure", "true")?;
         }
         Ok(cfg)
     }

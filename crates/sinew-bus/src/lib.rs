@@ -26,6 +26,7 @@ pub use sinew_msgs::keys;
 pub mod remote_policy;
 pub mod robot;
 pub mod rpc;
+pub mod security;
 
 pub use robot::{BusOracle, BusRobot};
 
@@ -150,13 +151,14 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// Opens a session as `config` says (see [`BusConfig`] for the default behaviour).
     pub fn open(config: &BusConfig) -> Result<Self, BusError> {
+        config.check_security()?;
         let (session, role) = if config.is_explicit() {
-            let s = zenoh::open(config.explicit_config()?)
-                .wait()
-                .map_err(|e| BusError::Open {
-                    role: SessionRole::Configured,
-                    reason: e.to_string(),
-                })?;
+            let cfg = config.explicit_config()?;
+            warn_if_exposed(&cfg, config);
+            let s = zenoh::open(cfg).wait().map_err(|e| BusError::Open {
+                role: SessionRole::Configured,
+                reason: e.to_string(),
+            })?;
             (s, SessionRole::Configured)
         } else {
             // Check the port first so that the usual case, a hub already running, does not
@@ -425,6 +427,41 @@ impl Bus {
         if let Err(e) = self.session.close().wait() {
             tracing::warn!(error = %e, "closing the zenoh session");
         }
+    }
+}
+
+/// Warns, loudly, when the session listens where other machines can reach it without TLS.
+fn warn_if_exposed(cfg: &zenoh::Config, config: &BusConfig) {
+    let listen: Vec<String> = cfg
+        .get_json("listen/endpoints")
+        .ok()
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+        .map(|v| endpoint_strings(&v))
+        .unwrap_or_default();
+    let exposed = security::plaintext_listeners(&listen);
+    if !exposed.is_empty() {
+        tracing::warn!(
+            "LISTENING WITHOUT TLS on {}: any machine that can reach it can read every topic, \
+             command the robot and release its e-stop{}. Use --listen tls/HOST:PORT with \
+             --tls-cert/--tls-key/--tls-ca and --acl (docs/security.md), or listen on \
+             127.0.0.1 only.",
+            exposed.join(", "),
+            if config.acl.is_some() {
+                " (access control cannot tell peers apart without certificates)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// Endpoint strings in zenoh's `listen/endpoints` value: a list, or a map from mode to list.
+fn endpoint_strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().flat_map(endpoint_strings).collect(),
+        serde_json::Value::Object(m) => m.values().flat_map(endpoint_strings).collect(),
+        _ => Vec::new(),
     }
 }
 
