@@ -26,6 +26,7 @@ pub mod cdr;
 mod error;
 pub mod keys;
 mod messages;
+pub mod ros2;
 
 pub use bytes::Bytes;
 pub use error::{DecodeError, DecodeErrorKind};
