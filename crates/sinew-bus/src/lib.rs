@@ -19,15 +19,21 @@
 //!
 //! Malformed payloads never reach the caller: they are counted per subscriber
 //! ([`SubscriberStats`]) and logged with the key and the defect.
+//!
+//! With [`BusConfig::ros`] set to [`RosInterop::RmwZenoh`], the same calls speak ROS 2's own
+//! zenoh middleware instead (keys with the domain, type and type hash, liveliness tokens, the
+//! per-sample attachment): see [`rmw`].
 
 pub mod config;
 /// Key names (defined in `sinew-msgs`, shared with the recorder).
 pub use sinew_msgs::keys;
 pub mod remote_policy;
+pub mod rmw;
 pub mod robot;
 pub mod rpc;
 pub mod security;
 
+pub use rmw::RosGraph;
 pub use robot::{BusOracle, BusRobot};
 
 use std::borrow::Cow;
@@ -37,7 +43,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sinew_msgs::{DecodeError, Message, Time};
+use sinew_msgs::ros2::rmw_zenoh::Attachment;
+use sinew_msgs::{DecodeError, Message, MsgDef, Time};
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::sample::Sample;
 use zenoh::shm::{GarbageCollect, PosixShmProviderBackend, ShmProvider, ShmProviderBuilder};
@@ -93,6 +100,10 @@ pub enum BusError {
         #[source]
         source: DecodeError,
     },
+    /// Something rmw_zenoh interoperability needs is missing (a type that cannot be hashed, a
+    /// key whose type cannot be told).
+    #[error("ROS 2 (rmw_zenoh): {0}")]
+    Ros(String),
 }
 
 pub(crate) fn zerr(op: &'static str, key: &str, e: impl std::fmt::Display) -> BusError {
@@ -128,6 +139,10 @@ pub struct Bus {
     session: zenoh::Session,
     role: SessionRole,
     shm: Option<Arc<ShmProvider<PosixShmProviderBackend>>>,
+    /// How ROS 2 peers see the topics.
+    ros: RosInterop,
+    /// The node token and entity ids in rmw_zenoh mode.
+    rmw: Option<rmw::RmwNode>,
     /// Answers other sessions' [`Bus::flush`] queries.
     _flush_queryable: zenoh::query::Queryable<()>,
 }
@@ -144,6 +159,7 @@ impl std::fmt::Debug for Bus {
             .field("zid", &self.session.zid().to_string())
             .field("role", &self.role)
             .field("shared_memory", &self.shm.is_some())
+            .field("ros", &self.ros)
             .finish()
     }
 }
@@ -211,12 +227,35 @@ impl Bus {
             .wait()
             .map_err(|e| zerr("declare_queryable", &flush_key, e))?;
         tracing::debug!(zid = %session.zid(), ?role, "bus session open");
+        let rmw = match config.ros {
+            RosInterop::Bridge => None,
+            RosInterop::RmwZenoh { domain_id } => Some(rmw::RmwNode::declare(&session, domain_id)?),
+        };
         Ok(Self {
             session,
             role,
             shm,
+            ros: config.ros,
+            rmw,
             _flush_queryable: flush_queryable,
         })
+    }
+
+    /// How ROS 2 peers see this session's topics.
+    pub fn ros(&self) -> RosInterop {
+        self.ros
+    }
+
+    /// This session's ROS node name in rmw_zenoh mode (`sinew_<zenoh id prefix>`).
+    pub fn ros_node_name(&self) -> Option<&str> {
+        self.rmw.as_ref().map(|n| n.node_name())
+    }
+
+    /// Watches the ROS graph of `domain_id` (rmw_zenoh liveliness tokens: nodes, publishers,
+    /// subscriptions, services, clients) until the returned value is dropped. Works in either
+    /// mode; entities that existed before the call are included.
+    pub fn ros_graph(&self, domain_id: u32) -> Result<RosGraph, BusError> {
+        RosGraph::watch(&self.session, domain_id)
     }
 
     /// What this session became when it opened.
@@ -245,9 +284,27 @@ impl Bus {
         key: &str,
         qos: Qos,
     ) -> Result<Publisher<M>, BusError> {
+        Ok(Publisher {
+            raw: self.raw_publisher(key, M::DEF, qos)?,
+            _m: PhantomData,
+        })
+    }
+
+    /// A publisher of payloads already encoded as `def` (for tools that forward bytes, such as
+    /// replay). In rmw_zenoh mode `def` names the type in the key and the token.
+    pub fn raw_publisher(
+        &self,
+        key: &str,
+        def: &'static MsgDef,
+        qos: Qos,
+    ) -> Result<RawPublisher, BusError> {
+        let wire_key = match &self.rmw {
+            Some(node) => node.publish_key(key, def)?,
+            None => key.to_owned(),
+        };
         let inner = self
             .session
-            .declare_publisher(key.to_owned())
+            .declare_publisher(wire_key.clone())
             .congestion_control(if qos.block_when_congested {
                 CongestionControl::Block
             } else {
@@ -256,18 +313,45 @@ impl Bus {
             .priority(qos.priority)
             .express(qos.express)
             .wait()
-            .map_err(|e| zerr("declare_publisher", key, e))?;
-        Ok(Publisher {
+            .map_err(|e| zerr("declare_publisher", &wire_key, e))?;
+        let rmw = match &self.rmw {
+            Some(node) => {
+                Some(node.publisher(&self.session, key, def, qos.block_when_congested)?)
+            }
+            None => None,
+        };
+        Ok(RawPublisher {
             inner,
             key: key.to_owned(),
+            wire_key,
             shm: if qos.shared_memory {
                 self.shm.clone()
             } else {
                 None
             },
             sent: AtomicU64::new(0),
-            _m: PhantomData,
+            rmw,
         })
+    }
+
+    /// The key expression a subscriber on `key` declares, and its liveliness token in
+    /// rmw_zenoh mode.
+    fn subscription(
+        &self,
+        key: &str,
+        def: Option<&'static MsgDef>,
+        depth: usize,
+    ) -> Result<(String, Option<zenoh::liveliness::LivelinessToken>), BusError> {
+        match &self.rmw {
+            None => Ok((key.to_owned(), None)),
+            Some(node) => {
+                let token = match def {
+                    Some(d) => node.subscription_token(&self.session, key, d, depth)?,
+                    None => None,
+                };
+                Ok((node.subscribe_key(key, def), token))
+            }
+        }
     }
 
     /// A latest-value subscriber: keeps only the newest message, never a queue of stale ones.
@@ -283,11 +367,13 @@ impl Bus {
         });
         let cb = shared.clone();
         let key_owned = key.to_owned();
+        let (wire_key, token) = self.subscription(key, Some(M::DEF), 1)?;
+        let rmw = self.rmw.is_some();
         let sub = self
             .session
-            .declare_subscriber(key.to_owned())
+            .declare_subscriber(wire_key)
             .callback(move |sample| {
-                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb.stats) {
+                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb.stats, rmw) {
                     let mut slot = lock(&cb.slot);
                     if slot.fresh {
                         cb.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -303,6 +389,7 @@ impl Bus {
         Ok(Latest {
             shared,
             _sub: sub,
+            _token: token,
             key: key.to_owned(),
         })
     }
@@ -318,11 +405,13 @@ impl Bus {
         let stats = Arc::new(Counters::default());
         let cb_stats = stats.clone();
         let key_owned = key.to_owned();
+        let (wire_key, token) = self.subscription(key, Some(M::DEF), capacity.max(1))?;
+        let rmw = self.rmw.is_some();
         let sub = self
             .session
-            .declare_subscriber(key.to_owned())
+            .declare_subscriber(wire_key)
             .callback(move |sample| {
-                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb_stats) {
+                if let Some(r) = decode_sample::<M>(&sample, &key_owned, &cb_stats, rmw) {
                     if tx.try_send(r).is_err() {
                         cb_stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -334,25 +423,53 @@ impl Bus {
             rx,
             stats,
             _sub: sub,
+            _token: token,
             key: key.to_owned(),
         })
     }
 
     /// Raw samples on a key expression (wildcards allowed), undecoded, for tools that inspect
     /// any traffic. At most `capacity` are queued; the rest are dropped and counted.
+    ///
+    /// In rmw_zenoh mode `key_expr` names topics (`so101/**`): every type on them is received,
+    /// and each sample's [`RawSample::key`] is its topic without the leading slash, as in
+    /// bridge mode. No liveliness token is declared ([`Bus::subscribe_raw_as`] declares one).
     pub fn subscribe_raw(
         &self,
         key_expr: &str,
         capacity: usize,
     ) -> Result<RawSubscriber, BusError> {
+        self.raw_subscriber(key_expr, None, capacity)
+    }
+
+    /// [`Bus::subscribe_raw`] for payloads of type `def`: in rmw_zenoh mode only that type is
+    /// received, and a subscription token announces the subscriber (for a plain topic). The
+    /// same as [`Bus::subscribe_raw`] in bridge mode.
+    pub fn subscribe_raw_as(
+        &self,
+        key_expr: &str,
+        def: &'static MsgDef,
+        capacity: usize,
+    ) -> Result<RawSubscriber, BusError> {
+        self.raw_subscriber(key_expr, Some(def), capacity)
+    }
+
+    fn raw_subscriber(
+        &self,
+        key_expr: &str,
+        def: Option<&'static MsgDef>,
+        capacity: usize,
+    ) -> Result<RawSubscriber, BusError> {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let stats = Arc::new(Counters::default());
         let cb_stats = stats.clone();
+        let (wire_key, token) = self.subscription(key_expr, def, capacity.max(1))?;
+        let rmw = self.rmw.is_some();
         let sub = self
             .session
-            .declare_subscriber(key_expr.to_owned())
+            .declare_subscriber(wire_key)
             .callback(move |sample| {
-                let raw = RawSample::from_sample(&sample);
+                let raw = RawSample::from_sample(&sample, rmw);
                 cb_stats.received.fetch_add(1, Ordering::Relaxed);
                 if tx.try_send(raw).is_err() {
                     cb_stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -364,21 +481,53 @@ impl Bus {
             rx,
             stats,
             _sub: sub,
+            _token: token,
         })
     }
 
     /// Publishes one raw payload on `key` (for tools and tests that need to send bytes that
     /// are not a valid message).
     /// It goes out with [`Qos::default`]'s priority, so it stays in order with typed messages.
+    ///
+    /// In rmw_zenoh mode the key needs a message type, told from the key's name
+    /// ([`sinew_msgs::keys::kind_for_key`]); [`Bus::put_raw_as`] names it. The sample carries
+    /// an attachment with this node's GID.
     pub fn put_raw(&self, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.put_raw_inner(key, None, payload)
+    }
+
+    /// [`Bus::put_raw`] for a payload of type `def` (only the rmw_zenoh key depends on it).
+    pub fn put_raw_as(
+        &self,
+        key: &str,
+        def: &'static MsgDef,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        self.put_raw_inner(key, Some(def), payload)
+    }
+
+    fn put_raw_inner(
+        &self,
+        key: &str,
+        def: Option<&'static MsgDef>,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
         let qos = Qos::default();
+        let (wire_key, attachment) = match &self.rmw {
+            Some(node) => {
+                let (k, a) = node.raw_put(key, def)?;
+                (k, Some(a.to_vec()))
+            }
+            None => (key.to_owned(), None),
+        };
         self.session
-            .put(key.to_owned(), payload)
+            .put(wire_key.clone(), payload)
             .priority(qos.priority)
             .express(qos.express)
             .congestion_control(CongestionControl::Block)
+            .attachment(attachment)
             .wait()
-            .map_err(|e| zerr("put", key, e))
+            .map_err(|e| zerr("put", &wire_key, e))
     }
 
     /// Waits until every connected Sinew session has received what this one published so far,
@@ -491,25 +640,38 @@ impl Default for Qos {
     }
 }
 
-/// A typed publisher.
-pub struct Publisher<M> {
+/// A publisher of encoded payloads; [`Publisher`] is its typed form.
+pub struct RawPublisher {
     inner: zenoh::pubsub::Publisher<'static>,
+    /// The key as the caller named it.
     key: String,
+    /// The key on the wire (the same in bridge mode).
+    wire_key: String,
     shm: Option<Arc<ShmProvider<PosixShmProviderBackend>>>,
     sent: AtomicU64,
-    _m: PhantomData<fn(M)>,
+    /// Token, GID and sequence numbers in rmw_zenoh mode.
+    rmw: Option<rmw::RmwPublisher>,
 }
 
-impl<M> std::fmt::Debug for Publisher<M> {
+impl std::fmt::Debug for RawPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("key", &self.key).finish()
+        f.debug_struct("RawPublisher")
+            .field("key", &self.key)
+            .field("wire_key", &self.wire_key)
+            .finish()
     }
 }
 
-impl<M: Message> Publisher<M> {
-    /// The key published on.
+impl RawPublisher {
+    /// The key published on, as given.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The zenoh key the samples go out on (in rmw_zenoh mode
+    /// `<domain>/<topic>/<type>/<hash>`; otherwise [`RawPublisher::key`]).
+    pub fn wire_key(&self) -> &str {
+        &self.wire_key
     }
 
     /// Messages published so far.
@@ -549,29 +711,85 @@ impl<M: Message> Publisher<M> {
         self.has_subscribers()
     }
 
+    /// Publishes an encoded payload as it is.
+    pub fn put(&self, payload: Vec<u8>) -> Result<(), BusError> {
+        self.put_bytes(payload)
+    }
+
+    /// Publishes, with rmw_zenoh's attachment in rmw_zenoh mode.
+    fn put_bytes(&self, payload: impl Into<zenoh::bytes::ZBytes>) -> Result<(), BusError> {
+        let attachment = self.rmw.as_ref().map(|r| r.next_attachment().to_vec());
+        self.inner
+            .put(payload)
+            .attachment(attachment)
+            .wait()
+            .map_err(|e| zerr("put", &self.wire_key, e))?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A typed publisher.
+pub struct Publisher<M> {
+    raw: RawPublisher,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M> std::fmt::Debug for Publisher<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("key", &self.raw.key)
+            .finish()
+    }
+}
+
+impl<M: Message> Publisher<M> {
+    /// The key published on.
+    pub fn key(&self) -> &str {
+        self.raw.key()
+    }
+
+    /// The zenoh key the samples go out on (see [`RawPublisher::wire_key`]).
+    pub fn wire_key(&self) -> &str {
+        self.raw.wire_key()
+    }
+
+    /// Messages published so far.
+    pub fn sent(&self) -> u64 {
+        self.raw.sent()
+    }
+
+    /// Whether some subscriber on the bus currently matches this publisher's key.
+    pub fn has_subscribers(&self) -> bool {
+        self.raw.has_subscribers()
+    }
+
+    /// Waits up to `timeout` until some subscriber matches this publisher's key (declarations
+    /// take a moment to travel). Returns whether one does.
+    pub fn wait_for_subscribers(&self, timeout: Duration) -> bool {
+        self.raw.wait_for_subscribers(timeout)
+    }
+
     /// Encodes and publishes `msg`. Large payloads are encoded straight into a shared-memory
     /// buffer when the session has one.
     pub fn put(&self, msg: &M) -> Result<(), BusError> {
         let len = msg.encoded_len();
-        let shm_buf = match &self.shm {
+        let shm_buf = match &self.raw.shm {
             Some(p) if len >= SHM_THRESHOLD_BYTES => {
                 p.alloc(len).with_policy::<GarbageCollect>().wait().ok()
             }
             _ => None,
         };
-        let res = match shm_buf {
+        match shm_buf {
             Some(mut buf) => {
                 if msg.write_cdr_into(&mut buf[..]) {
-                    self.inner.put(buf).wait()
+                    self.raw.put_bytes(buf)
                 } else {
-                    self.inner.put(encode_sized(msg, len)).wait()
+                    self.raw.put_bytes(encode_sized(msg, len))
                 }
             }
-            None => self.inner.put(encode_sized(msg, len)).wait(),
-        };
-        res.map_err(|e| zerr("put", &self.key, e))?;
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+            None => self.raw.put_bytes(encode_sized(msg, len)),
+        }
     }
 }
 
@@ -588,12 +806,15 @@ fn encode_sized<M: Message>(msg: &M, len: usize) -> Vec<u8> {
 pub struct Received<M> {
     /// The message.
     pub msg: M,
-    /// The key it arrived on.
+    /// The key it arrived on (in rmw_zenoh mode, its topic without the leading slash).
     pub key: String,
     /// Monotonic receive time (this process).
     pub received_at: Instant,
     /// Wall-clock receive time.
     pub received_time: Time,
+    /// rmw_zenoh's attachment (publisher sequence number, publication time, GID), when the
+    /// sample had a readable one (rmw_zenoh mode only).
+    pub attachment: Option<Attachment>,
 }
 
 impl<M> Received<M> {
@@ -616,7 +837,7 @@ impl<M: Message> Received<M> {
 /// An undecoded sample.
 #[derive(Debug, Clone)]
 pub struct RawSample {
-    /// The key it arrived on.
+    /// The key it arrived on (in rmw_zenoh mode, its topic without the leading slash).
     pub key: String,
     /// The payload bytes.
     pub payload: Bytes,
@@ -624,15 +845,29 @@ pub struct RawSample {
     pub received_at: Instant,
     /// Wall-clock receive time.
     pub received_time: Time,
+    /// The ROS type named in the key (`sensor_msgs/msg/JointState`; rmw_zenoh mode only).
+    pub ros_type: Option<String>,
+    /// rmw_zenoh's attachment, when the sample had a readable one (rmw_zenoh mode only).
+    pub attachment: Option<Attachment>,
 }
 
 impl RawSample {
-    fn from_sample(sample: &Sample) -> Self {
+    fn from_sample(sample: &Sample, rmw: bool) -> Self {
+        let received_at = Instant::now();
+        let received_time = Time::now();
+        let (key, ros_type, attachment) = if rmw {
+            let i = rmw::incoming(sample);
+            (i.key, i.ros_type, i.attachment)
+        } else {
+            (sample.key_expr().as_str().to_owned(), None, None)
+        };
         Self {
-            key: sample.key_expr().as_str().to_owned(),
+            key,
             payload: payload_bytes(sample),
-            received_at: Instant::now(),
-            received_time: Time::now(),
+            received_at,
+            received_time,
+            ros_type,
+            attachment,
         }
     }
 }
@@ -645,23 +880,34 @@ fn payload_bytes(sample: &Sample) -> Bytes {
     }
 }
 
-fn decode_sample<M: Message>(sample: &Sample, key: &str, stats: &Counters) -> Option<Received<M>> {
+fn decode_sample<M: Message>(
+    sample: &Sample,
+    key: &str,
+    stats: &Counters,
+    rmw: bool,
+) -> Option<Received<M>> {
     let received_at = Instant::now();
     let received_time = Time::now();
     stats.received.fetch_add(1, Ordering::Relaxed);
     let payload = payload_bytes(sample);
-    let actual_key = sample.key_expr().as_str();
+    let (actual_key, attachment) = if rmw {
+        let i = rmw::incoming(sample);
+        (i.key, i.attachment)
+    } else {
+        (sample.key_expr().as_str().to_owned(), None)
+    };
     match M::from_cdr(&payload) {
         Ok(msg) => Some(Received {
             msg,
-            key: actual_key.to_owned(),
+            key: actual_key,
             received_at,
             received_time,
+            attachment,
         }),
         Err(source) => {
             let n = stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
             let err = BusError::Decode {
-                key: actual_key.to_owned(),
+                key: actual_key,
                 type_name: M::DEF.name,
                 source,
             };
@@ -730,6 +976,8 @@ struct LatestShared<M> {
 pub struct Latest<M> {
     shared: Arc<LatestShared<M>>,
     _sub: zenoh::pubsub::Subscriber<()>,
+    /// The subscription's liveliness token in rmw_zenoh mode.
+    _token: Option<zenoh::liveliness::LivelinessToken>,
     key: String,
 }
 
@@ -789,6 +1037,8 @@ pub struct Subscriber<M> {
     rx: crossbeam_channel::Receiver<Received<M>>,
     stats: Arc<Counters>,
     _sub: zenoh::pubsub::Subscriber<()>,
+    /// The subscription's liveliness token in rmw_zenoh mode.
+    _token: Option<zenoh::liveliness::LivelinessToken>,
     key: String,
 }
 
@@ -827,6 +1077,8 @@ pub struct RawSubscriber {
     rx: crossbeam_channel::Receiver<RawSample>,
     stats: Arc<Counters>,
     _sub: zenoh::pubsub::Subscriber<()>,
+    /// The subscription's liveliness token in rmw_zenoh mode ([`Bus::subscribe_raw_as`]).
+    _token: Option<zenoh::liveliness::LivelinessToken>,
 }
 
 impl std::fmt::Debug for RawSubscriber {
@@ -863,6 +1115,7 @@ mod tests {
             key: "k".into(),
             received_at: Instant::now(),
             received_time: Time::from_nanos(at_ns),
+            attachment: None,
         }
     }
 
