@@ -255,6 +255,11 @@ pub struct PlayReport {
     pub subscriber_found: bool,
 }
 
+/// The message definition of a recorded schema name, when Sinew knows the type.
+fn schema_def(schema: &str) -> Option<&'static sinew_msgs::MsgDef> {
+    sinew_msgs::MessageKind::from_type_name(schema).map(|k| k.def())
+}
+
 /// Publishes the recording's messages on the bus with their original timing (`speed` times
 /// faster; 0: as fast as possible), `repeat` passes until `stop`.
 pub fn play(
@@ -271,8 +276,12 @@ pub fn play(
     let mut subscriber_found = true;
     if wait_for_subscribers_s > 0.0 {
         if let Some(m) = rec.messages.first() {
-            // Matching only looks at the key; the message type is irrelevant here.
-            let probe = bus.publisher::<sinew_msgs::StringMsg>(&key_of_topic(&m.topic))?;
+            // In bridge mode matching only looks at the key; in rmw_zenoh mode the key holds
+            // the type, so the probe has the recorded one.
+            let def = schema_def(&m.schema)
+                .unwrap_or(<sinew_msgs::StringMsg as sinew_msgs::Message>::DEF);
+            let probe =
+                bus.raw_publisher(&key_of_topic(&m.topic), def, sinew_bus::Qos::default())?;
             subscriber_found =
                 probe.wait_for_subscribers(Duration::from_secs_f64(wait_for_subscribers_s));
         }
@@ -302,7 +311,11 @@ pub fn play(
                     std::thread::sleep(due - elapsed);
                 }
             }
-            bus.put_raw(&key_of_topic(&m.topic), m.data.to_vec())?;
+            let key = key_of_topic(&m.topic);
+            match schema_def(&m.schema) {
+                Some(def) => bus.put_raw_as(&key, def, m.data.to_vec())?,
+                None => bus.put_raw(&key, m.data.to_vec())?,
+            }
             sent += 1;
         }
         passes += 1;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use sinew_bus::keys::kind_for_key;
-use sinew_bus::{Bus, Qos};
+use sinew_bus::{Bus, Qos, RawSample};
+use sinew_msgs::ros2::rmw_zenoh::{ros_type_name, EntityKind};
 use sinew_msgs::{
     AnyMessage, Header, JointState, JointTrajectory, JointTrajectoryPoint, MessageKind, StringMsg,
     Time,
@@ -29,6 +30,16 @@ pub fn kind_of(key: &str, forced: Option<&str>) -> Result<MessageKind> {
             anyhow!("cannot tell the message type of {key:?} from its name; pass --type")
         }),
     }
+}
+
+/// The type to decode a sample as: `forced` when given, else the type its rmw_zenoh key names,
+/// else (bridge mode) the type its key's name implies. A type the key names but Sinew does
+/// not know is not guessed from the name.
+pub fn sample_kind(forced: Option<MessageKind>, s: &RawSample) -> Option<MessageKind> {
+    forced.or_else(|| match &s.ros_type {
+        Some(t) => MessageKind::from_type_name(t),
+        None => kind_for_key(&s.key),
+    })
 }
 
 /// A rate and bandwidth in words (`1.20 MB/s`).
@@ -125,6 +136,7 @@ struct KeyStats {
     bytes: u64,
     first: Option<Instant>,
     last: Option<Instant>,
+    ros_type: Option<String>,
 }
 
 /// Every key matching `filter` that carries traffic within `duration`.
@@ -134,6 +146,19 @@ pub fn list_keys(
     duration: Duration,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<KeyRow>> {
+    Ok(list_keys_with_types(bus, filter, duration, stop)?
+        .into_iter()
+        .map(|(_, _, row)| row)
+        .collect())
+}
+
+/// [`list_keys`], with the ROS type each key's samples named (rmw_zenoh mode).
+fn list_keys_with_types(
+    bus: &Bus,
+    filter: &str,
+    duration: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<(String, Option<String>, KeyRow)>> {
     let sub = bus.subscribe_raw(filter, 65_536)?;
     let deadline = Instant::now() + duration;
     let mut keys: BTreeMap<String, KeyStats> = BTreeMap::new();
@@ -148,6 +173,9 @@ pub fn list_keys(
             k.bytes += s.payload.len() as u64;
             k.first.get_or_insert(s.received_at);
             k.last = Some(s.received_at);
+            if k.ros_type.is_none() {
+                k.ros_type = s.ros_type;
+            }
         }
     }
     Ok(keys
@@ -157,9 +185,9 @@ pub fn list_keys(
                 (Some(f), Some(l)) if k.count > 1 => (l - f).as_secs_f64(),
                 _ => 0.0,
             };
-            KeyRow {
+            let row = KeyRow {
                 type_name: kind_for_key(&key).map(|t| t.def().name),
-                key,
+                key: key.clone(),
                 messages: k.count,
                 rate_hz: if span > 0.0 {
                     (k.count - 1) as f64 / span
@@ -171,9 +199,97 @@ pub fn list_keys(
                 } else {
                     0.0
                 },
-            }
+            };
+            (key, k.ros_type, row)
         })
         .collect())
+}
+
+/// One ROS topic seen in rmw_zenoh mode: by its traffic, by its publishers' and subscribers'
+/// liveliness tokens, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicRow {
+    /// The topic, with its leading slash.
+    pub topic: String,
+    /// Its ROS type(s), from the keys and tokens (several when peers disagree).
+    pub types: Vec<String>,
+    /// Publishers announced by other sessions.
+    pub publishers: usize,
+    /// Subscriptions announced by other sessions.
+    pub subscribers: usize,
+    /// Messages received.
+    pub messages: u64,
+    /// Their rate, Hz.
+    pub rate_hz: f64,
+    /// Bandwidth, bytes/s.
+    pub bandwidth_bytes_per_s: f64,
+}
+
+/// Every ROS topic of `domain_id` matching `filter` (a key expression over topics without
+/// their leading slash) that carries traffic within `duration` or has a publisher or
+/// subscriber announced by an rmw_zenoh liveliness token (ROS 2 nodes, other Sinew
+/// processes). Needs a bus in rmw_zenoh mode for the traffic.
+pub fn list_ros_topics(
+    bus: &Bus,
+    domain_id: u32,
+    filter: &str,
+    duration: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<TopicRow>> {
+    let graph = bus.ros_graph(domain_id)?;
+    let traffic = list_keys_with_types(bus, filter, duration, stop)?;
+    let mut rows: BTreeMap<String, TopicRow> = BTreeMap::new();
+    let add_type = |r: &mut TopicRow, t: String| {
+        if !r.types.contains(&t) {
+            r.types.push(t);
+        }
+    };
+    for (key, ros_type, k) in traffic {
+        let topic = format!("/{key}");
+        let r = rows
+            .entry(topic.clone())
+            .or_insert_with(|| empty_row(topic));
+        if let Some(t) = ros_type {
+            add_type(r, t);
+        }
+        r.messages = k.messages;
+        r.rate_hz = k.rate_hz;
+        r.bandwidth_bytes_per_s = k.bandwidth_bytes_per_s;
+    }
+    for e in graph.others() {
+        let Some(t) = &e.topic else { continue };
+        let is_pub = e.kind == EntityKind::Publisher;
+        if !is_pub && e.kind != EntityKind::Subscription {
+            continue;
+        }
+        if !sinew_bus::key_expr_matches(filter, t.name.trim_start_matches('/')) {
+            continue;
+        }
+        let r = rows
+            .entry(t.name.clone())
+            .or_insert_with(|| empty_row(t.name.clone()));
+        if let Some(ty) = ros_type_name(&t.dds_type) {
+            add_type(r, ty);
+        }
+        if is_pub {
+            r.publishers += 1;
+        } else {
+            r.subscribers += 1;
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+fn empty_row(topic: String) -> TopicRow {
+    TopicRow {
+        topic,
+        types: Vec::new(),
+        publishers: 0,
+        subscribers: 0,
+        messages: 0,
+        rate_hz: 0.0,
+        bandwidth_bytes_per_s: 0.0,
+    }
 }
 
 /// A message to publish, as given on the command line.

@@ -134,6 +134,16 @@ pub fn free_loopback_port() -> Option<u16> {
     })
 }
 
+/// Whether the key expression `expr` (wildcards allowed, e.g. `so101/**`) matches `key`.
+/// Invalid expressions or keys match nothing.
+pub fn key_expr_matches(expr: &str, key: &str) -> bool {
+    use zenoh::key_expr::keyexpr;
+    match (keyexpr::new(expr), keyexpr::new(key)) {
+        (Ok(e), Ok(k)) => e.intersects(k),
+        _ => false,
+    }
+}
+
 /// A connection to the bus. Cheap to share by reference; close it with [`Bus::close`].
 pub struct Bus {
     session: zenoh::Session,
@@ -334,23 +344,25 @@ impl Bus {
         })
     }
 
-    /// The key expression a subscriber on `key` declares, and its liveliness token in
-    /// rmw_zenoh mode.
-    fn subscription(
+    /// The key expression a subscriber on `key` declares.
+    fn subscription_key(&self, key: &str, def: Option<&'static MsgDef>) -> String {
+        match &self.rmw {
+            None => key.to_owned(),
+            Some(node) => node.subscribe_key(key, def),
+        }
+    }
+
+    /// A subscriber's liveliness token in rmw_zenoh mode, declared once the subscriber is (as
+    /// rmw_zenoh does), so that a peer that sees the token can count on the subscriber.
+    fn subscription_token(
         &self,
         key: &str,
         def: Option<&'static MsgDef>,
         depth: usize,
-    ) -> Result<(String, Option<zenoh::liveliness::LivelinessToken>), BusError> {
-        match &self.rmw {
-            None => Ok((key.to_owned(), None)),
-            Some(node) => {
-                let token = match def {
-                    Some(d) => node.subscription_token(&self.session, key, d, depth)?,
-                    None => None,
-                };
-                Ok((node.subscribe_key(key, def), token))
-            }
+    ) -> Result<Option<zenoh::liveliness::LivelinessToken>, BusError> {
+        match (&self.rmw, def) {
+            (Some(node), Some(d)) => node.subscription_token(&self.session, key, d, depth),
+            _ => Ok(None),
         }
     }
 
@@ -367,7 +379,7 @@ impl Bus {
         });
         let cb = shared.clone();
         let key_owned = key.to_owned();
-        let (wire_key, token) = self.subscription(key, Some(M::DEF), 1)?;
+        let wire_key = self.subscription_key(key, Some(M::DEF));
         let rmw = self.rmw.is_some();
         let sub = self
             .session
@@ -386,6 +398,7 @@ impl Bus {
             })
             .wait()
             .map_err(|e| zerr("declare_subscriber", key, e))?;
+        let token = self.subscription_token(key, Some(M::DEF), 1)?;
         Ok(Latest {
             shared,
             _sub: sub,
@@ -405,7 +418,7 @@ impl Bus {
         let stats = Arc::new(Counters::default());
         let cb_stats = stats.clone();
         let key_owned = key.to_owned();
-        let (wire_key, token) = self.subscription(key, Some(M::DEF), capacity.max(1))?;
+        let wire_key = self.subscription_key(key, Some(M::DEF));
         let rmw = self.rmw.is_some();
         let sub = self
             .session
@@ -419,6 +432,7 @@ impl Bus {
             })
             .wait()
             .map_err(|e| zerr("declare_subscriber", key, e))?;
+        let token = self.subscription_token(key, Some(M::DEF), capacity.max(1))?;
         Ok(Subscriber {
             rx,
             stats,
@@ -463,7 +477,7 @@ impl Bus {
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let stats = Arc::new(Counters::default());
         let cb_stats = stats.clone();
-        let (wire_key, token) = self.subscription(key_expr, def, capacity.max(1))?;
+        let wire_key = self.subscription_key(key_expr, def);
         let rmw = self.rmw.is_some();
         let sub = self
             .session
@@ -477,6 +491,7 @@ impl Bus {
             })
             .wait()
             .map_err(|e| zerr("declare_subscriber", key_expr, e))?;
+        let token = self.subscription_token(key_expr, def, capacity.max(1))?;
         Ok(RawSubscriber {
             rx,
             stats,

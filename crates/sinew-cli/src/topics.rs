@@ -7,17 +7,21 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sinew_app::topics::{
-    build_message, human_rate, kind_of, list_keys, publish_repeatedly, rate_stats, summarise,
-    PubSpec,
+    build_message, human_rate, kind_of, list_keys, list_ros_topics, publish_repeatedly, rate_stats,
+    sample_kind, summarise, PubSpec,
 };
 use sinew_bus::keys::kind_for_key;
-use sinew_bus::{Bus, BusConfig};
+use sinew_bus::{Bus, BusConfig, RosInterop};
 
 use crate::stop::Stop;
 
+/// With `--ros rmw-zenoh`, keys are ROS topic names (`/so101/joint_states` or
+/// `so101/joint_states`), `list` adds the publishers and subscribers ROS 2 nodes announce, and
+/// `echo` decodes by the type each sample's key names.
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// List the keys seen on the bus while listening.
+    /// List the keys seen on the bus while listening (with --ros rmw-zenoh: the ROS topics,
+    /// with their types, publishers and subscribers).
     List(ListArgs),
     /// Print each message on a key, decoded, one JSON line per message.
     Echo(EchoArgs),
@@ -115,6 +119,9 @@ fn seconds(s: f64, flag: &str) -> Result<Duration> {
 }
 
 fn list(bus: &Bus, a: ListArgs, stop: &Stop) -> Result<()> {
+    if let RosInterop::RmwZenoh { domain_id } = bus.ros() {
+        return list_ros(bus, domain_id, a, stop);
+    }
     let rows = list_keys(bus, &a.filter, seconds(a.duration, "--duration")?, &|| {
         stop.requested()
     })?;
@@ -141,6 +148,48 @@ fn list(bus: &Bus, a: ListArgs, stop: &Stop) -> Result<()> {
     Ok(())
 }
 
+fn list_ros(bus: &Bus, domain_id: u32, a: ListArgs, stop: &Stop) -> Result<()> {
+    let filter = a.filter.trim_start_matches('/');
+    let rows = list_ros_topics(
+        bus,
+        domain_id,
+        filter,
+        seconds(a.duration, "--duration")?,
+        &|| stop.requested(),
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<40} {:<36} {:>4} {:>4} {:>7} {:>10} {:>12}",
+        "TOPIC", "TYPE", "PUBS", "SUBS", "MSGS", "RATE Hz", "BANDWIDTH"
+    )?;
+    for r in &rows {
+        let types = if r.types.is_empty() {
+            "?".to_owned()
+        } else {
+            r.types.join(",")
+        };
+        writeln!(
+            out,
+            "{:<40} {:<36} {:>4} {:>4} {:>7} {:>10.2} {:>12}",
+            r.topic,
+            types,
+            r.publishers,
+            r.subscribers,
+            r.messages,
+            r.rate_hz,
+            human_rate(r.bandwidth_bytes_per_s)
+        )?;
+    }
+    if rows.is_empty() {
+        eprintln!(
+            "no ROS topic on {:?} (domain {domain_id}) in {} s",
+            a.filter, a.duration
+        );
+    }
+    Ok(())
+}
+
 fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
     let forced = a
         .msg_type
@@ -148,13 +197,21 @@ fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
         .map(|t| kind_of(&a.key, Some(t)))
         .transpose()?;
     let wildcard = a.key.contains('*');
-    if forced.is_none() && !wildcard && kind_for_key(&a.key).is_none() {
+    // In rmw_zenoh mode every sample's key names its type.
+    let rmw = matches!(bus.ros(), RosInterop::RmwZenoh { .. });
+    let named = forced.or_else(|| kind_for_key(&a.key));
+    if named.is_none() && !wildcard && !rmw {
         bail!(
             "cannot tell the message type of {:?} from its name; pass --type",
             a.key
         );
     }
-    let sub = bus.subscribe_raw(&a.key, 4096)?;
+    let sub = match named {
+        // A subscription token for `ros2 topic info` (rmw_zenoh mode; plain subscribe_raw
+        // otherwise).
+        Some(kind) if rmw && !wildcard => bus.subscribe_raw_as(&a.key, kind.def(), 4096)?,
+        _ => bus.subscribe_raw(&a.key, 4096)?,
+    };
     let deadline = a
         .duration
         .map(|d| seconds(d, "--duration"))
@@ -170,11 +227,11 @@ fn echo(bus: &Bus, a: EchoArgs, stop: &Stop) -> Result<()> {
         let Some(s) = sub.recv_timeout(Duration::from_millis(100)) else {
             continue;
         };
-        let Some(kind) = forced.or_else(|| kind_for_key(&s.key)) else {
+        let Some(kind) = sample_kind(forced, &s) else {
             writeln!(
                 out,
                 "{}",
-                json!({"key": s.key, "type": null, "bytes": s.payload.len()})
+                json!({"key": s.key, "type": s.ros_type, "bytes": s.payload.len()})
             )?;
             printed += 1;
             continue;
