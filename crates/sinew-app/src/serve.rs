@@ -72,6 +72,9 @@ pub struct ServeReport {
     pub estopped: bool,
     /// How often the robot's limits changed what was commanded.
     pub limited: SafetyStats,
+    /// Messages this process's access control refused (`--acl`): commands or e-stop
+    /// releases from peers not allowed to send them. They never reached the robot.
+    pub acl_refused: u64,
     /// The robot's clock at the end, s.
     pub robot_s: f64,
     /// Wall time, s.
@@ -369,6 +372,7 @@ pub fn serve<R: RobotIo>(
             out.publish(robot, false)?;
             if now >= next_telemetry {
                 next_telemetry = now + 1.0;
+                note_acl_refusals(&mut path.report);
                 out.publish_instruction(robot)?;
                 path.report.robot_s = now;
                 path.report.wall_s = start.elapsed().as_secs_f64();
@@ -390,11 +394,25 @@ pub fn serve<R: RobotIo>(
     }
     let cs = commands.stats();
     let mut report = path.report;
+    note_acl_refusals(&mut report);
     report.malformed = cs.malformed;
     report.dropped = cs.dropped;
     report.robot_s = robot_now(robot);
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Brings the report's count of access-control refusals up to date, and logs new ones.
+fn note_acl_refusals(report: &mut ServeReport) {
+    let acl = sinew_bus::security::acl_refusals();
+    if acl.count > report.acl_refused {
+        tracing::warn!(
+            "access control refused {} message(s) (last: {})",
+            acl.count - report.acl_refused,
+            acl.last.as_deref().unwrap_or("?")
+        );
+        report.acl_refused = acl.count;
+    }
 }
 
 /// A simulated task served like a real robot (`sinew sim serve`).

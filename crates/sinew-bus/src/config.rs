@@ -219,6 +219,18 @@ impl BusConfig {
             // A peer whose certificate is refused should hear it at once, not retry forever
             // in the background while its commands go nowhere.
             set(&mut cfg, "connect/exit_on_failure", "true")?;
+            set(&mut cfg, "connect/timeout_ms", "5000")?;
+        }
+        if self.listen.is_empty() && self.config_file.is_none() {
+            // zenoh's peers listen on tcp/[::]:0 unless told otherwise: a plain listener on
+            // every interface, beside a TLS connection, would let anyone in. A session that
+            // only connects listens on loopback (other local processes reach it directly),
+            // or with TLS on nothing.
+            let own: Vec<String> = match self.tls {
+                Some(_) => Vec::new(),
+                None => vec!["tcp/127.0.0.1:0".to_owned()],
+            };
+            set(&mut cfg, "listen/endpoints", &json_list(&own))?;
         }
         Ok(cfg)
     }

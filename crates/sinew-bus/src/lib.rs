@@ -183,7 +183,15 @@ impl Bus {
             warn_if_exposed(&cfg, config);
             let s = zenoh::open(cfg).wait().map_err(|e| BusError::Open {
                 role: SessionRole::Configured,
-                reason: e.to_string(),
+                reason: if config.connect.iter().any(|c| c.starts_with("tls/")) {
+                    format!(
+                        "{e} (over TLS this also happens when a certificate is refused: both \
+                         sides need certificates signed by the same --tls-ca, and the \
+                         listener's must name the host connected to)"
+                    )
+                } else {
+                    e.to_string()
+                },
             })?;
             (s, SessionRole::Configured)
         } else {
@@ -596,11 +604,16 @@ impl Bus {
 
 /// Warns, loudly, when the session listens where other machines can reach it without TLS.
 fn warn_if_exposed(cfg: &zenoh::Config, config: &BusConfig) {
+    let mode = cfg
+        .get_json("mode")
+        .ok()
+        .and_then(|j| serde_json::from_str::<String>(&j).ok())
+        .unwrap_or_else(|| "peer".to_owned());
     let listen: Vec<String> = cfg
         .get_json("listen/endpoints")
         .ok()
         .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-        .map(|v| endpoint_strings(&v))
+        .map(|v| endpoint_strings(&v, &mode))
         .unwrap_or_default();
     let exposed = security::plaintext_listeners(&listen);
     if !exposed.is_empty() {
@@ -619,12 +632,16 @@ fn warn_if_exposed(cfg: &zenoh::Config, config: &BusConfig) {
     }
 }
 
-/// Endpoint strings in zenoh's `listen/endpoints` value: a list, or a map from mode to list.
-fn endpoint_strings(v: &serde_json::Value) -> Vec<String> {
+/// Endpoint strings in zenoh's `listen/endpoints` value: a list, or a map from mode to list
+/// (then the list of `mode`).
+fn endpoint_strings(v: &serde_json::Value, mode: &str) -> Vec<String> {
     match v {
         serde_json::Value::String(s) => vec![s.clone()],
-        serde_json::Value::Array(a) => a.iter().flat_map(endpoint_strings).collect(),
-        serde_json::Value::Object(m) => m.values().flat_map(endpoint_strings).collect(),
+        serde_json::Value::Array(a) => a.iter().flat_map(|e| endpoint_strings(e, mode)).collect(),
+        serde_json::Value::Object(m) => m
+            .get(mode)
+            .map(|e| endpoint_strings(e, mode))
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }

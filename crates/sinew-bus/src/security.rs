@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::BusError;
 
@@ -102,12 +103,40 @@ static LAST_REFUSED: Mutex<Option<String>> = Mutex::new(None);
 /// What access control refused so far in this process (zero unless an [`AclRefusalLayer`]
 /// is installed).
 pub fn acl_refusals() -> AclRefusals {
+    commit_pending(Duration::from_millis(50));
     AclRefusals {
         count: REFUSED.load(Ordering::Relaxed),
-        last: LAST_REFUSED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone(),
+        last: lock(&LAST_REFUSED).clone(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A refusal by one subject that another subject of the same peer may still overturn: zenoh
+/// checks a peer's subjects in turn, logging each one's verdict, and the first that allows
+/// wins. (thread, "<message> on <key>", when, the line)
+type Pending = (std::thread::ThreadId, String, Instant, String);
+static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+fn commit(line: String) {
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    *lock(&LAST_REFUSED) = Some(line);
+}
+
+/// Refusals no later subject overturned within `after` (they are overturned within
+/// microseconds, in the same call on the same thread) become final.
+fn commit_pending(after: Duration) {
+    let done: Vec<Pending> = {
+        let mut p = lock(&PENDING);
+        let (old, young): (Vec<Pending>, Vec<Pending>) =
+            p.drain(..).partition(|e| e.2.elapsed() >= after);
+        *p = young;
+        old
+    };
+    for (_, _, _, line) in done {
+        commit(line);
     }
 }
 
@@ -138,6 +167,90 @@ impl tracing::field::Visit for Message {
     }
 }
 
+/// The decisions zenoh's ingress interceptor computes, in order, when it first sees a key
+/// (`compute_keyexpr_cache`): these are answers prepared in advance, not messages.
+const CACHING_ORDER: [&str; 9] = [
+    "Query (ingress)",
+    "Reply (ingress)",
+    "Put (ingress)",
+    "Delete (ingress)",
+    "Declare/Undeclare Subscriber (ingress)",
+    "Declare/Undeclare Queryable (ingress)",
+    "Declare/Undeclare Liveliness Token (ingress)",
+    "Liveliness Query (ingress)",
+    "Declare Liveliness Subscriber (ingress)",
+];
+
+/// Refusals that mean a peer sent data it may not send (declarations refused are harmless:
+/// the robot then simply never sends that peer anything).
+const DATA_MESSAGES: [&str; 3] = ["Put (ingress)", "Delete (ingress)", "Query (ingress)"];
+
+thread_local! {
+    /// Where this thread is in a caching pass: the index in [`CACHING_ORDER`] of the last
+    /// decision seen, or None outside one.
+    static CACHING: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// What a trace line of zenoh's access control says about a message a peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// Not about a data message a peer sent (a decision prepared in advance, a declaration,
+    /// an outgoing message, anything else).
+    Other,
+    /// Refused, finally (the cached decision for the peer).
+    Refused,
+    /// Refused by one of the peer's subjects; another may still allow it.
+    RefusedBySubject(String),
+    /// Allowed by one of the peer's subjects: overturns a refusal of the same message.
+    AllowedBySubject(String),
+}
+
+/// Reads one trace line. Lines: "ACL (ingress): caching permissions for `k` ...", then one or
+/// more lines per decision "<zid> on <subject> is (un)authorized to <message> on <key>"; a
+/// message on a cached key gives "Using cached result: <zid> is (un)authorized to <message>
+/// on <key>", one on an uncached key the decision lines alone.
+fn verdict(line: &str) -> Verdict {
+    if line.starts_with("ACL (ingress): caching permissions") {
+        CACHING.with(|c| c.set(Some(0)));
+        return Verdict::Other;
+    }
+    let cached = line.starts_with("Using cached result:");
+    let (denied, rest) = match line.split_once(" is unauthorized to ") {
+        Some((_, rest)) => (true, rest),
+        None => match line.split_once(" is authorized to ") {
+            Some((_, rest)) => (false, rest),
+            None => return Verdict::Other,
+        },
+    };
+    let label = rest.rsplit_once(" on ").map_or(rest, |(l, _)| l);
+    let in_caching_pass = !cached
+        && CACHING.with(
+            |c| match (c.get(), CACHING_ORDER.iter().position(|&l| l == label)) {
+                // Still in order: another prepared decision.
+                (Some(at), Some(i)) if i >= at => {
+                    c.set(Some(i));
+                    true
+                }
+                _ => {
+                    c.set(None);
+                    false
+                }
+            },
+        );
+    if cached {
+        CACHING.with(|c| c.set(None));
+    }
+    if in_caching_pass || !DATA_MESSAGES.contains(&label) {
+        return Verdict::Other;
+    }
+    match (cached, denied) {
+        (true, true) => Verdict::Refused,
+        (true, false) => Verdict::Other,
+        (false, true) => Verdict::RefusedBySubject(rest.to_owned()),
+        (false, false) => Verdict::AllowedBySubject(rest.to_owned()),
+    }
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AclRefusalLayer {
     fn on_event(
         &self,
@@ -146,12 +259,16 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AclRefusalLayer {
     ) {
         let mut m = Message(String::new());
         event.record(&mut m);
-        // "<zid> on <subject> is unauthorized to <message> on <key>" and its cached twin.
-        if m.0.contains("is unauthorized to") && m.0.contains("(ingress)") {
-            REFUSED.fetch_add(1, Ordering::Relaxed);
-            *LAST_REFUSED
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(m.0);
+        let thread = std::thread::current().id();
+        match verdict(&m.0) {
+            Verdict::Other => {}
+            Verdict::Refused => commit(m.0),
+            Verdict::RefusedBySubject(what) => {
+                lock(&PENDING).push((thread, what, Instant::now(), m.0));
+            }
+            Verdict::AllowedBySubject(what) => {
+                lock(&PENDING).retain(|p| p.0 != thread || p.1 != what);
+            }
         }
     }
 }
@@ -304,6 +421,54 @@ mod tests {
                 "udp/192.168.1.20:7447",
                 "tcp/robot.lab:7447#iface=eth0"
             ]
+        );
+    }
+
+    #[test]
+    fn refusals_count_messages_sent_not_decisions_prepared() {
+        // zenoh 1.10's trace lines, as the robot's side logs them for one observer.
+        let z = "59d7 on Interface(lo)+CertCommonName(observer)+Transport(Tls)+59d7";
+        let caching = [
+            "ACL (ingress): caching permissions for `so101/joint_commands` ...".to_owned(),
+            format!("{z} is unauthorized to Query (ingress) on so101/joint_commands"),
+            format!("{z} is unauthorized to Reply (ingress) on so101/joint_commands"),
+            format!("{z} is unauthorized to Put (ingress) on so101/joint_commands"),
+            format!("{z} is unauthorized to Delete (ingress) on so101/joint_commands"),
+            format!("{z} is authorized to Declare/Undeclare Subscriber (ingress) on so101/joint_commands"),
+            format!("{z} is unauthorized to Declare/Undeclare Queryable (ingress) on so101/joint_commands"),
+            format!("{z} is authorized to Declare/Undeclare Liveliness Token (ingress) on so101/joint_commands"),
+            format!("{z} is authorized to Liveliness Query (ingress) on so101/joint_commands"),
+            format!("{z} is authorized to Declare Liveliness Subscriber (ingress) on so101/joint_commands"),
+        ];
+        assert!(caching.iter().all(|l| verdict(l) == Verdict::Other));
+        // Then two puts: one on the cached key, one sent with its full name.
+        let what = "Put (ingress) on so101/joint_commands".to_owned();
+        assert_eq!(
+            verdict("Using cached result: 59d7 is unauthorized to Put (ingress) on so101/joint_commands"),
+            Verdict::Refused
+        );
+        assert_eq!(
+            verdict(&format!("{z} is unauthorized to {what}")),
+            Verdict::RefusedBySubject(what.clone())
+        );
+        // A controller's uncached put: refused by its `lab` subject, allowed by
+        // `controllers`.
+        assert_eq!(
+            verdict(&format!("{z} is authorized to {what}")),
+            Verdict::AllowedBySubject(what)
+        );
+        // Allowed puts and refused declarations are not refusals of data.
+        assert_eq!(
+            verdict(
+                "Using cached result: 59d7 is authorized to Put (ingress) on so101/joint_commands"
+            ),
+            Verdict::Other
+        );
+        assert_eq!(
+            verdict(&format!(
+                "{z} is unauthorized to Declare Queryable (ingress) on so101/x"
+            )),
+            Verdict::Other
         );
     }
 

@@ -23,6 +23,7 @@ mod record;
 mod replay;
 mod robot;
 mod run;
+mod security;
 mod sim;
 mod stop;
 mod tokens;
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use sinew_bus::{BusConfig, RosInterop, DEFAULT_HUB_PORT};
+use sinew_bus::{BusConfig, RosInterop, TlsFiles, DEFAULT_HUB_PORT};
 
 /// Sinew: a runtime for vision-language-action robot control.
 #[derive(Debug, Parser)]
@@ -73,6 +74,21 @@ struct BusArgs {
     /// `rmw-zenoh[:DOMAIN]` (ROS 2's own zenoh middleware, domain 0 by default).
     #[arg(long, value_name = "MODE", default_value = "bridge", global = true)]
     ros: RosInterop,
+    /// This process's TLS certificate (PEM); its common name is its identity in access
+    /// control. With --tls-key and --tls-ca, `tls/` endpoints are mutually authenticated.
+    #[arg(long, value_name = "PEM", global = true, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", global = true, requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The certificate authority that signs every peer's certificate (PEM).
+    #[arg(long, value_name = "PEM", global = true, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// Access control this process enforces on what peers send it: `lab` (the built-in lab
+    /// profile: controllers command, operators stop, others read) or a zenoh JSON5 file with
+    /// an `access_control` object. Needs TLS; see docs/security.md.
+    #[arg(long, value_name = "PROFILE", global = true)]
+    acl: Option<PathBuf>,
 }
 
 impl BusArgs {
@@ -84,8 +100,15 @@ impl BusArgs {
             hub_port: self.hub_port,
             shared_memory: !self.no_shm,
             ros: self.ros,
-            tls: None,
-            acl: None,
+            tls: match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                }),
+                _ => None,
+            },
+            acl: self.acl.clone(),
         }
     }
 }
@@ -129,6 +152,9 @@ enum Command {
     /// Cameras: list V4L2 webcams, publish cameras on a robot's camera keys.
     #[command(subcommand)]
     Camera(camera::CameraCommand),
+    /// Transport security: make a lab's certificates, show the built-in access profile.
+    #[command(subcommand)]
+    Security(security::SecurityCommand),
 }
 
 fn init_logging(verbose: u8) {
@@ -140,9 +166,18 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        // Counts what access control refuses (zenoh reports it at trace level only), for the
+        // serving telemetry; the log output above keeps its own level.
+        .with(sinew_bus::security::acl_refusal_layer())
         .init();
 }
 
@@ -167,6 +202,7 @@ fn run() -> Result<()> {
         Command::Train(a) => train::run(a, &stop),
         Command::Eval(a) => eval::run(a, &stop),
         Command::Camera(cmd) => camera::run(cmd, &bus, &stop),
+        Command::Security(cmd) => security::run(cmd),
     }
 }
 
