@@ -31,6 +31,9 @@ const CONTROL_KEY: &str = "sinew_bench/control";
 pub struct PhaseResult {
     /// The phase (`image_30hz`, `joint_1khz`, `image_max`, `joint_max`).
     pub phase: String,
+    /// `tcp` or `tls` (mutual TLS), both over loopback.
+    #[serde(default)]
+    pub transport: String,
     pub shared_memory: bool,
     pub sent: u64,
     pub received: u64,
@@ -48,23 +51,48 @@ fn free_port() -> Result<u16> {
 }
 
 /// Runs every phase against one child process (`exe bench bus-sink`), both with shared memory
-/// `shm`; `image_size` is the side of the rgb8 frames.
+/// `shm`; `image_size` is the side of the rgb8 frames. With `tls`, a folder for fresh
+/// certificates, the two processes talk mutual TLS instead of plain TCP.
 pub fn run_pair(
     exe: &Path,
     image_size: u32,
     shm: bool,
+    tls: Option<&Path>,
     phase_len: Duration,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<PhaseResult>> {
     let port = free_port()?;
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let transport = if tls.is_some() { "tls" } else { "tcp" };
+    let endpoint = format!("{transport}/127.0.0.1:{port}");
+    let certs = match tls {
+        Some(dir) => Some(sinew_bus::security::make_certificates(
+            dir,
+            &["bench-pub".into(), "bench-sink".into()],
+            &["127.0.0.1".into(), "localhost".into()],
+        )?),
+        None => None,
+    };
+    let files = |i: usize| {
+        certs.as_ref().map(|c| sinew_bus::TlsFiles {
+            cert: c.identities[i].1.clone(),
+            key: c.identities[i].2.clone(),
+            ca: c.ca_cert.clone(),
+        })
+    };
     let bus = Bus::open(&BusConfig {
         listen: vec![endpoint.clone()],
         shared_memory: shm,
+        tls: files(0),
         ..BusConfig::default()
     })?;
     let mut cmd = Command::new(exe);
-    cmd.args(["--connect", &endpoint, "bench", "bus-sink"]);
+    cmd.args(["--connect", &endpoint]);
+    if let Some(f) = files(1) {
+        cmd.arg("--tls-cert").arg(&f.cert);
+        cmd.arg("--tls-key").arg(&f.key);
+        cmd.arg("--tls-ca").arg(&f.ca);
+    }
+    cmd.args(["bench", "bus-sink"]);
     if !shm {
         cmd.arg("--no-shm");
     }
@@ -164,6 +192,7 @@ pub fn run_pair(
     for r in &mut results {
         r.sent = sent.get(r.phase.as_str()).copied().unwrap_or(0);
         r.shared_memory = shm;
+        r.transport = transport.to_owned();
     }
     Ok(results)
 }
@@ -239,6 +268,7 @@ pub fn sink(cfg: &BusConfig, stop: &dyn Fn() -> bool) -> Result<Vec<PhaseResult>
         };
         out.push(PhaseResult {
             phase,
+            transport: String::new(),
             shared_memory: cfg.shared_memory,
             sent: 0,
             received: n as u64,

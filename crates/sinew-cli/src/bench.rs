@@ -78,6 +78,10 @@ pub struct BusBenchArgs {
     /// Also run every phase with shared memory off, to compare.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     compare_shm: bool,
+    /// Also run every phase over mutual TLS (shared memory off, fresh certificates), to
+    /// compare with plain TCP.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    compare_tls: bool,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -165,27 +169,40 @@ fn bench_bus(a: BusBenchArgs, bus_args: &BusArgs, stop: &Stop) -> Result<()> {
     let phase_len = Duration::try_from_secs_f64(a.seconds)
         .map_err(|_| anyhow!("--seconds must be a positive number, got {}", a.seconds))?;
     let exe = std::env::current_exe().context("locating the sinew binary")?;
-    let mut modes = vec![!bus_args.no_shm];
+    let mut modes = vec![(!bus_args.no_shm, false)];
     if a.compare_shm && !bus_args.no_shm {
-        modes.push(false);
+        modes.push((false, false));
     }
+    if a.compare_tls {
+        modes.push((false, true));
+    }
+    let certs = std::env::temp_dir().join(format!("sinew-bench-bus-{}", std::process::id()));
     let mut results = Vec::new();
-    for shm in modes {
-        results.extend(run_pair(&exe, a.image_size, shm, phase_len, &|| {
-            stop.requested()
-        })?);
+    for (shm, tls) in modes {
+        let _ = std::fs::remove_dir_all(&certs);
+        let r = run_pair(
+            &exe,
+            a.image_size,
+            shm,
+            tls.then_some(certs.as_path()),
+            phase_len,
+            &|| stop.requested(),
+        );
+        let _ = std::fs::remove_dir_all(&certs);
+        results.extend(r?);
         if stop.requested() {
             break;
         }
     }
     println!(
-        "{:<14} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "phase", "shm", "sent", "recv", "p50 us", "p99 us", "max us", "rate Hz", "MB/s"
+        "{:<14} {:>5} {:>5} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "phase", "link", "shm", "sent", "recv", "p50 us", "p99 us", "max us", "rate Hz", "MB/s"
     );
     for r in &results {
         println!(
-            "{:<14} {:>5} {:>8} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<14} {:>5} {:>5} {:>8} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             r.phase,
+            r.transport,
             r.shared_memory,
             r.sent,
             r.received,
