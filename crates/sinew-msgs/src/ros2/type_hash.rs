@@ -143,7 +143,7 @@ impl std::str::FromStr for TypeHash {
     }
 }
 
-/// The `RIHS01` hash of `def` (see the [module](self) docs).
+/// The `RIHS01` hash of `def`: the SHA-256 of [`TypeDescription::hashed_json`].
 pub fn type_hash(def: &MsgDef) -> Result<TypeHash, TypeDescriptionError> {
     Ok(TypeDescription::of(def)?.hash())
 }
