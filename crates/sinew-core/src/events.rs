@@ -31,6 +31,10 @@ pub enum Event {
         wall_ms: f64,
         /// Handled problems reported by the policy.
         warnings: Vec<String>,
+        /// The simulated delay before the chunk was used (lockstep runs with a latency
+        /// model), ms; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<f64>,
     },
     /// The safety filter changed commands since the last event, by kind (`position`,
     /// `velocity`, `acceleration`, `non_finite`, `workspace`).

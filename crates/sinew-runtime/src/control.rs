@@ -9,6 +9,7 @@ use sinew_robot::RobotDescription;
 
 use crate::chunks::{ChunkScheduler, Execution};
 use crate::safety::{Interventions, SafetyError, SafetyFilter, SafetyStats};
+use crate::telemetry::JerkMeter;
 
 /// How targets between policy steps are turned into commands at the command rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -193,6 +194,7 @@ pub struct Runtime {
     hold: Option<HoldReason>,
     last_target: Option<Vec<f64>>,
     stats: RuntimeStats,
+    jerk: JerkMeter,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -230,6 +232,7 @@ impl Runtime {
         let safety = SafetyFilter::for_robot(robot, q_start)?;
         Ok(Self {
             scheduler: ChunkScheduler::new(cfg.execution),
+            jerk: JerkMeter::new(1.0 / cfg.command_rate_hz.max(1e-9)),
             cfg,
             robot: robot.clone(),
             safety,
@@ -514,6 +517,21 @@ impl Runtime {
             self.stats.hold_commands += 1;
         }
         self.stats.commands += 1;
-        self.safety.filter(target.as_deref())
+        let out = self.safety.filter(target.as_deref());
+        self.jerk.push(&out.0);
+        out
+    }
+
+    /// RMS jerk of the commands sent so far (third difference at the command rate), the mean
+    /// over joints, rad/s³ (m/s³ for prismatic joints).
+    pub fn rms_jerk(&self) -> f64 {
+        self.jerk.rms()
+    }
+
+    /// The targets the timeline holds for steps `from..to`, as far as it covers them: what the
+    /// robot will execute meanwhile (for a request made at `from` whose chunk arrives at `to`,
+    /// the prefix a real-time-chunking policy would be conditioned on).
+    pub fn planned(&self, from: u64, to: u64) -> Vec<Vec<f64>> {
+        (from..to).map_while(|s| self.scheduler.target(s)).collect()
     }
 }

@@ -12,11 +12,13 @@
 //!   workspace box, holding.
 //! - [`worker::Inference`]: the policy on its own named thread or inline, panics reported
 //!   instead of taking the process down.
+//! - [`latency`]: simulated inference latency for driven (lockstep, replay) loops.
 //! - [`policies`]: policies made of other policies (exploration noise).
 //! - [`telemetry::LoopStats`]: loop period percentiles.
 
 pub mod chunks;
 pub mod control;
+pub mod latency;
 pub mod policies;
 pub mod safety;
 pub mod session;
@@ -27,6 +29,7 @@ pub use chunks::{ChunkScheduler, Execution, Merge};
 pub use control::{
     hold_kind, HoldReason, Interpolation, Request, Runtime, RuntimeConfig, RuntimeStats, Sensors,
 };
+pub use latency::{LatencyError, LatencyModel, LatencySampler};
 pub use safety::{Interventions, JointLimits, SafetyError, SafetyFilter, SafetyStats};
 pub use session::{
     End, Record, Session, SessionConfig, SessionError, SessionReport, StepRecord, Tap, Telemetry,

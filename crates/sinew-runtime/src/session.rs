@@ -11,7 +11,7 @@
 //! Taps ([`Tap`]) see everything the loop saw and did: the MCAP recorder, the rerun stream and
 //! dataset writers are taps. On a real-time robot they must not block (hand work to a thread).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use sinew_core::events::{Event, Scene};
@@ -23,6 +23,7 @@ use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoin
 use sinew_robot::RobotDescription;
 
 use crate::control::{hold_kind, HoldReason, Runtime, RuntimeConfig, RuntimeStats, Sensors};
+use crate::latency::LatencySampler;
 use crate::safety::{SafetyError, SafetyStats};
 use crate::telemetry::LoopStats;
 use crate::worker::{Inference, Job, Outcome};
@@ -124,6 +125,10 @@ pub struct SessionConfig {
     pub stop_timeout_s: f64,
     /// Telemetry period of real-time loops, s.
     pub telemetry_period_s: f64,
+    /// Simulated inference latency (driven robots with an inline policy; ignored in real
+    /// time, where latency is real): each answer is held back until its drawn delay has passed
+    /// in simulated time.
+    pub latency: Option<LatencySampler>,
 }
 
 impl SessionConfig {
@@ -138,6 +143,7 @@ impl SessionConfig {
             duration_s: None,
             stop_timeout_s: 3.0,
             telemetry_period_s: 1.0,
+            latency: None,
         }
     }
 }
@@ -249,6 +255,9 @@ pub struct SessionReport {
     pub telemetry: Telemetry,
     /// The instruction at the end.
     pub instruction: String,
+    /// RMS jerk of the commands (third difference at the command rate), rad/s³ (m/s³ for
+    /// prismatic joints), the mean over joints.
+    pub rms_jerk: f64,
 }
 
 /// A hold under way: from the first tick the robot stops following the policy to the first
@@ -293,6 +302,12 @@ pub struct Session {
     woke_early: bool,
     last_now_s: f64,
     success: Option<bool>,
+    /// Simulated latency (driven robots, inline policy).
+    latency: Option<LatencySampler>,
+    /// The in-flight request's simulated delay: when it was made and when its answer is due, s.
+    delay: Option<(f64, f64)>,
+    /// Answers held back: when each is due (s), its simulated delay (ms), the answer.
+    delayed: VecDeque<(f64, Option<f64>, Outcome)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -353,6 +368,11 @@ impl Session {
             Timing::RealTime { epoch_unix_ns, .. } => Some(epoch_unix_ns),
             Timing::Driven { .. } => None,
         };
+        // Real-time loops and threaded policies have latency of their own.
+        let latency = cfg
+            .latency
+            .clone()
+            .filter(|_| epoch_unix_ns.is_none() && !inference.is_threaded());
         let sensors = Sensors {
             joint_state_stamp: None,
             camera_stamps: cfg
@@ -394,6 +414,9 @@ impl Session {
             woke_early: false,
             last_now_s: 0.0,
             success: None,
+            latency,
+            delay: None,
+            delayed: VecDeque::new(),
         })
     }
 
@@ -673,12 +696,18 @@ impl Session {
         if !self.inference.submit(job) {
             return Ok(None);
         }
+        if let Some(l) = &mut self.latency {
+            // Drawn before the answer is known, as a real-time-chunking policy would need it.
+            self.delay = Some((now, now + l.next_s()));
+        }
         self.rt.inference_started(req.step, now);
         self.inferences += 1;
         Ok(keep)
     }
 
     /// Takes what the policy returned; the chunk for `step` (answered within the tick) back.
+    /// With simulated latency an answer is held until the first tick at or after its due time,
+    /// and only then reaches the runtime (and the taps).
     fn collect(
         &mut self,
         timing: &Timing,
@@ -686,55 +715,83 @@ impl Session {
         step: u64,
         taps: &mut [&mut dyn Tap],
     ) -> Option<ActionChunk> {
-        let mut answered = None;
         while let Some(o) = self.inference.poll() {
-            match o {
-                Outcome::Chunk {
-                    step: s,
-                    chunk,
-                    wall_ms,
-                    q_observed,
-                } => {
-                    self.loop_stats.inference_ms.push(wall_ms);
-                    self.inference_ms_sum += wall_ms;
-                    self.inference_ms_n += 1;
-                    for w in &chunk.warnings {
-                        tracing::warn!("policy: {w}");
-                    }
-                    let arrival = match timing {
-                        Timing::RealTime { epoch, .. } => seconds_since(*epoch, Instant::now()),
-                        Timing::Driven { now_s } => *now_s,
-                    };
-                    let at = log_ns(self.epoch_unix_ns, now);
-                    let event = Event::Inference {
-                        step: s,
-                        tokens: chunk.tokens.clone(),
-                        timings: chunk.timings,
-                        wall_ms,
-                        warnings: chunk.warnings.clone(),
-                    };
-                    emit(taps, at, Record::Event(&event));
-                    emit(taps, at, Record::Chunk(&chunk));
-                    self.rt.chunk_ready(arrival, s, &chunk, &q_observed);
-                    if s == step {
-                        answered = Some(chunk);
-                    }
-                }
-                Outcome::Error { step: s, error } => {
-                    // The first failures of a run of them, then one in a hundred.
-                    let n = self.rt.stats().inference_errors + 1;
-                    if n <= 3 || n.is_multiple_of(100) {
-                        tracing::warn!("inference for step {s} failed ({n} so far): {error}");
-                    }
-                    self.rt.inference_failed(error, false);
-                }
-                Outcome::Dead { error } => {
-                    tracing::error!("{error}; holding");
-                    self.rt.inference_failed(error, true);
-                }
+            let (due, latency_ms) = match self.delay.take() {
+                Some((asked, due)) => (due, Some((due - asked) * 1e3)),
+                None => (f64::NEG_INFINITY, None),
+            };
+            self.delayed.push_back((due, latency_ms, o));
+        }
+        let mut answered = None;
+        // 1 ns of slack: due times are sums of float seconds, ticks whole nanoseconds.
+        while self.delayed.front().is_some_and(|d| d.0 <= now + 1e-9) {
+            let Some((_, latency_ms, o)) = self.delayed.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.take_outcome(o, latency_ms, timing, now, step, taps) {
+                answered = Some(c);
             }
         }
         answered
+    }
+
+    /// Hands one answer of the policy to the runtime and the taps; the chunk back when it is
+    /// the one for `step`.
+    fn take_outcome(
+        &mut self,
+        o: Outcome,
+        latency_ms: Option<f64>,
+        timing: &Timing,
+        now: f64,
+        step: u64,
+        taps: &mut [&mut dyn Tap],
+    ) -> Option<ActionChunk> {
+        match o {
+            Outcome::Chunk {
+                step: s,
+                chunk,
+                wall_ms,
+                q_observed,
+            } => {
+                self.loop_stats.inference_ms.push(wall_ms);
+                self.inference_ms_sum += wall_ms;
+                self.inference_ms_n += 1;
+                for w in &chunk.warnings {
+                    tracing::warn!("policy: {w}");
+                }
+                let arrival = match timing {
+                    Timing::RealTime { epoch, .. } => seconds_since(*epoch, Instant::now()),
+                    Timing::Driven { now_s } => *now_s,
+                };
+                let at = log_ns(self.epoch_unix_ns, now);
+                let event = Event::Inference {
+                    step: s,
+                    tokens: chunk.tokens.clone(),
+                    timings: chunk.timings,
+                    wall_ms,
+                    warnings: chunk.warnings.clone(),
+                    latency_ms,
+                };
+                emit(taps, at, Record::Event(&event));
+                emit(taps, at, Record::Chunk(&chunk));
+                self.rt.chunk_ready(arrival, s, &chunk, &q_observed);
+                (s == step).then_some(chunk)
+            }
+            Outcome::Error { step: s, error } => {
+                // The first failures of a run of them, then one in a hundred.
+                let n = self.rt.stats().inference_errors + 1;
+                if n <= 3 || n.is_multiple_of(100) {
+                    tracing::warn!("inference for step {s} failed ({n} so far): {error}");
+                }
+                self.rt.inference_failed(error, false);
+                None
+            }
+            Outcome::Dead { error } => {
+                tracing::error!("{error}; holding");
+                self.rt.inference_failed(error, true);
+                None
+            }
+        }
     }
 
     /// The runtime's command (always within the limits) to the robot and the taps, with the
@@ -932,6 +989,7 @@ impl Session {
             wall_s: self.start.elapsed().as_secs_f64(),
             telemetry,
             instruction: self.instruction.clone(),
+            rms_jerk: self.rt.rms_jerk(),
         }
     }
 

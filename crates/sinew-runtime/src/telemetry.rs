@@ -65,3 +65,70 @@ impl Default for LoopStats {
         }
     }
 }
+
+/// Smoothness of a command stream: the RMS of its third finite difference (jerk) per joint.
+#[derive(Debug, Clone)]
+pub struct JerkMeter {
+    dt_s: f64,
+    /// The last three commands, oldest first.
+    last: VecDeque<Vec<f64>>,
+    sum_sq: Vec<f64>,
+    n: u64,
+}
+
+impl JerkMeter {
+    /// For commands sent every `dt_s` seconds.
+    pub fn new(dt_s: f64) -> Self {
+        Self {
+            dt_s,
+            last: VecDeque::with_capacity(3),
+            sum_sq: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// The next command.
+    pub fn push(&mut self, q: &[f64]) {
+        if self.last.len() == 3 {
+            let (a, b, c) = (&self.last[0], &self.last[1], &self.last[2]);
+            if a.len() == q.len() && b.len() == q.len() && c.len() == q.len() {
+                if self.sum_sq.len() != q.len() {
+                    self.sum_sq = vec![0.0; q.len()];
+                    self.n = 0;
+                }
+                let dt3 = self.dt_s.powi(3);
+                for (i, s) in self.sum_sq.iter_mut().enumerate() {
+                    let j = (q[i] - 3.0 * c[i] + 3.0 * b[i] - a[i]) / dt3;
+                    *s += j * j;
+                }
+                self.n += 1;
+            }
+        }
+        // The oldest buffer is reused: no allocation per command.
+        let mut buf = if self.last.len() == 3 {
+            self.last.pop_front().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        buf.clear();
+        buf.extend_from_slice(q);
+        self.last.push_back(buf);
+    }
+
+    /// RMS jerk per joint (units/s³); empty before four commands.
+    pub fn rms_per_joint(&self) -> Vec<f64> {
+        if self.n == 0 {
+            return Vec::new();
+        }
+        self.sum_sq
+            .iter()
+            .map(|s| (s / self.n as f64).sqrt())
+            .collect()
+    }
+
+    /// The mean over joints of the RMS jerk (0 before four commands).
+    pub fn rms(&self) -> f64 {
+        let per = self.rms_per_joint();
+        per.iter().sum::<f64>() / per.len().max(1) as f64
+    }
+}

@@ -406,3 +406,192 @@ fn inferences_failing_in_a_row_hold_and_the_next_chunk_resumes() {
     assert!(cmds.iter().all(|q| within_limits(&robot, q)));
     assert_eq!(rt.stats().holds.get("inference_failing"), Some(&1));
 }
+
+/// A driven robot that is wherever it was last commanded (no physics, no cameras).
+struct EchoRobot {
+    t_s: f64,
+    state: sinew_core::robot_io::Stamped<sinew_msgs::JointState>,
+}
+
+impl EchoRobot {
+    fn new(robot: &RobotDescription) -> Self {
+        Self {
+            t_s: 0.0,
+            state: sinew_core::robot_io::Stamped {
+                stamp_s: 0.0,
+                value: sinew_msgs::JointState {
+                    header: sinew_msgs::Header::new(sinew_msgs::Time::default(), "base_link"),
+                    name: robot.joint_names(),
+                    position: READY.to_vec(),
+                    velocity: vec![0.0; 6],
+                    effort: vec![],
+                },
+            },
+        }
+    }
+}
+
+impl sinew_core::RobotIo for EchoRobot {
+    fn timing(&self) -> sinew_core::robot_io::Timing {
+        sinew_core::robot_io::Timing::Driven { now_s: self.t_s }
+    }
+    fn refresh(&mut self) -> Result<(), sinew_core::robot_io::RobotIoError> {
+        self.state.stamp_s = self.t_s;
+        Ok(())
+    }
+    fn joint_state(&self) -> Option<&sinew_core::robot_io::Stamped<sinew_msgs::JointState>> {
+        Some(&self.state)
+    }
+    fn frame_stamp(&self, _: &str) -> Option<f64> {
+        None
+    }
+    fn frame(
+        &mut self,
+        _: &str,
+    ) -> Result<
+        Option<sinew_core::robot_io::Stamped<sinew_core::robot_io::CameraFrame>>,
+        sinew_core::robot_io::RobotIoError,
+    > {
+        Ok(None)
+    }
+    fn instruction(&self) -> Option<&str> {
+        None
+    }
+    fn send(
+        &mut self,
+        cmd: &sinew_msgs::JointTrajectory,
+    ) -> Result<(), sinew_core::robot_io::RobotIoError> {
+        self.state
+            .value
+            .position
+            .clone_from(&cmd.points[0].positions);
+        Ok(())
+    }
+    fn advance(&mut self, dt_s: f64) -> Result<bool, sinew_core::robot_io::RobotIoError> {
+        // Whole nanoseconds, as the simulator's clock.
+        self.t_s = ((self.t_s + dt_s) * 1e9).round() / 1e9;
+        Ok(true)
+    }
+}
+
+/// Chunks that say where they come from: entry `i` of the chunk for step `s` moves the
+/// shoulder pan to `READY + 0.001 (100 s + i)`.
+struct Marked(PolicySpec);
+
+impl Policy for Marked {
+    fn spec(&self) -> &PolicySpec {
+        &self.0
+    }
+    fn infer(&mut self, obs: &Observation) -> Result<ActionChunk, PolicyError> {
+        Ok(chunk(
+            (0..10)
+                .map(|i| {
+                    let mut q = READY.to_vec();
+                    q[0] += 0.001 * (100 * obs.step + i) as f64;
+                    q
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Which chunk (its request step) and entry a timeline target is.
+fn mark(q: &[f64]) -> (u64, u64) {
+    let v = ((q[0] - READY[0]) / 0.001).round() as u64;
+    (v / 100, v % 100)
+}
+
+/// Per tick of a lockstep session (4 s): the tick's time, the timeline's target (chunk and
+/// entry) for the tick's step, and the command.
+type Trace = Vec<(f64, Option<(u64, u64)>, Vec<f64>)>;
+
+fn lockstep(
+    execution: Execution,
+    latency: Option<sinew_runtime::LatencyModel>,
+    seed: u64,
+) -> Trace {
+    use sinew_runtime::{Inference, Session, SessionConfig};
+    let robot = so101();
+    let mut io = EchoRobot::new(&robot);
+    let spec = PolicySpec {
+        architecture: "marked".into(),
+        cameras: vec![],
+        image_size: (1, 1),
+        uses_state: true,
+        state_dim: 6,
+        action_kind: ActionKind::JointPosition,
+        action_dim: 6,
+        chunk_length: 10,
+        control_rate_hz: 10.0,
+        action_tokenizer: "none".into(),
+        n_action_steps: None,
+    };
+    let rt = RuntimeConfig::new(&robot, 10.0, vec![], ActionKind::JointPosition, execution);
+    let mut cfg = SessionConfig::new(rt);
+    cfg.latency = latency.map(|m| m.sampler(seed));
+    let policy = Box::new(Marked(spec));
+    let mut s = Session::new(&robot, cfg, Inference::inline(policy), &mut io).expect("session");
+    let mut out = Vec::new();
+    for _ in 0..400 {
+        s.tick(&mut io, &mut []).expect("tick");
+        let step = s.runtime().step_at(io.t_s);
+        let target = s.runtime().planned(step, step + 1).first().map(|q| mark(q));
+        out.push((io.t_s, target, io.state.value.position.clone()));
+        sinew_core::RobotIo::advance(&mut io, 0.01).expect("advance");
+    }
+    out
+}
+
+#[test]
+fn simulated_latency_delays_every_chunk_and_zero_latency_changes_nothing() {
+    use sinew_runtime::LatencyModel;
+    let sync = Execution::Sync { steps: 5 };
+    let ensemble = Execution::Async {
+        threshold: 5,
+        merge: Merge::TemporalEnsemble { m: 0.01 },
+    };
+
+    // 250 ms: the chunk asked for at step s (t = s / 10) is first used at t = s / 10 + 0.25,
+    // from its entry for the step reached then (2: the entries of steps s and s + 1 are late);
+    // until then the robot holds (at the start) or keeps the previous chunk's last target.
+    let fixed = LatencyModel::fixed(250.0, 0.0).expect("model");
+    let trace = lockstep(sync, Some(fixed), 1);
+    let mut first_use = std::collections::BTreeMap::new();
+    for (t, target, _) in &trace {
+        if let Some((s, i)) = target {
+            first_use.entry(*s).or_insert((*t, *i));
+        }
+    }
+    for (s, (t, i)) in &first_use {
+        assert!(
+            (t - (*s as f64 * 0.1 + 0.25)).abs() < 1e-9,
+            "chunk {s} at {t}"
+        );
+        assert_eq!(*i, 2, "chunk {s}");
+    }
+    assert_eq!(
+        first_use.keys().copied().collect::<Vec<_>>(),
+        (0..8).map(|k| 5 * k).collect::<Vec<_>>()
+    );
+    // Before the first chunk the robot is held exactly where it started.
+    assert!(trace[..25]
+        .iter()
+        .all(|(_, g, q)| g.is_none() && q == &READY.to_vec()));
+    assert_ne!(trace[26].2, READY.to_vec());
+
+    // Jitter: never used before it is due; the same seed, the same run; another seed differs.
+    let jitter = LatencyModel::parse("150±100", 0.0).expect("model");
+    for exec in [sync, ensemble] {
+        let a = lockstep(exec, Some(jitter.clone()), 7);
+        for (t, target, _) in &a {
+            if let Some((s, _)) = target {
+                assert!(*t >= *s as f64 * 0.1 + 0.05 - 1e-9, "chunk {s} used at {t}");
+            }
+        }
+        assert_eq!(a, lockstep(exec, Some(jitter.clone()), 7));
+        assert_ne!(a, lockstep(exec, Some(jitter.clone()), 8));
+        // Zero latency is no latency, command for command.
+        let zero = LatencyModel::fixed(0.0, 0.0).expect("model");
+        assert_eq!(lockstep(exec, Some(zero), 3), lockstep(exec, None, 3));
+    }
+}
