@@ -845,6 +845,20 @@ impl Session {
                 };
                 emit(taps, at, Record::Event(&e));
             }
+            // Held for one reason, now for another (stale data, then an e-stop): the operator
+            // and the recording see the new reason; the hold keeps its start.
+            (Some(r), Some(h)) if hold_kind(r) != h.kind => {
+                let kind = hold_kind(r);
+                self.holding = Some(Holding {
+                    kind,
+                    since_s: h.since_s,
+                });
+                let e = Event::Hold {
+                    reason: r.to_string(),
+                    kind: kind.to_owned(),
+                };
+                emit(taps, at, Record::Event(&e));
+            }
             (None, Some(h)) => {
                 let e = Event::HoldEnded {
                     kind: h.kind.to_owned(),
