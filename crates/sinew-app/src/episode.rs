@@ -146,6 +146,13 @@ pub struct EpisodeResult {
     pub sim_time_s: f64,
     /// Wall time, s.
     pub wall_s: f64,
+    /// RMS jerk of the commands sent (third difference at the command rate), mean over
+    /// joints, rad/s³.
+    pub rms_jerk: f64,
+    /// Commands whose velocity the safety filter limited.
+    pub velocity_interventions: u64,
+    /// Commands whose acceleration the safety filter limited.
+    pub acceleration_interventions: u64,
 }
 
 impl EpisodeResult {
@@ -167,6 +174,9 @@ impl EpisodeResult {
                 + s.workspace,
             sim_time_s: r.end_s,
             wall_s: r.wall_s,
+            rms_jerk: r.rms_jerk,
+            velocity_interventions: s.velocity,
+            acceleration_interventions: s.acceleration,
         }
     }
 }
@@ -216,7 +226,8 @@ pub fn run_policy_episode(
     taps: &mut [&mut dyn Tap],
 ) -> Result<(EpisodeResult, SessionReport, Box<dyn Policy>)> {
     policy.reset();
-    let cfg = episode_config(robot, task, policy.as_ref(), opts)?;
+    let mut cfg = episode_config(robot, task, policy.as_ref(), opts)?;
+    cfg.latency = opts.exec.latency.as_ref().map(|m| m.sampler(seed));
     let camera_rate_hz = policy.spec().control_rate_hz;
     let world = SimWorld::new(robot.clone(), Some(episode), None)
         .with_context(|| format!("{} seed {seed}: building the world", task.name))?;

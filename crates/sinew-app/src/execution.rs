@@ -1,10 +1,13 @@
 //! How chunks are executed, as the command line names it; kept in recordings' metadata so that
-//! `replay --compare` runs a recording exactly as it was run.
+//! `replay --compare` runs a recording exactly as it was run. The simulated inference latency
+//! of lockstep runs is part of it.
 
 use serde::{Deserialize, Serialize};
 use sinew_core::PolicySpec;
 use sinew_robot::RobotDescription;
 use sinew_runtime::{Execution, Interpolation, Merge, RuntimeConfig};
+
+pub use sinew_runtime::LatencyModel;
 
 /// Sync or async chunk execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +68,7 @@ impl std::str::FromStr for InterpolationMode {
 }
 
 /// Chunk execution as asked for on the command line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionSpec {
     /// Sync or async.
     pub execution: ExecutionMode,
@@ -78,6 +81,10 @@ pub struct ExecutionSpec {
     pub merge: MergeMode,
     /// Policy-rate targets to command-rate commands.
     pub interpolation: InterpolationMode,
+    /// Simulated inference latency of lockstep runs (`None`: the policy answers at once, in
+    /// simulated time). Absent from the metadata when `None`, as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyModel>,
 }
 
 impl Default for ExecutionSpec {
@@ -88,6 +95,7 @@ impl Default for ExecutionSpec {
             threshold: None,
             merge: MergeMode::Latest,
             interpolation: InterpolationMode::Linear,
+            latency: None,
         }
     }
 }
@@ -140,6 +148,41 @@ impl ExecutionSpec {
         cfg
     }
 
+    /// The execution mode's short name: `sync`, `async-latest`, `async-weighted`,
+    /// `async-ensemble`.
+    pub fn mode_name(&self) -> String {
+        match self.execution {
+            ExecutionMode::Sync => "sync".into(),
+            ExecutionMode::Async => format!(
+                "async-{}",
+                match self.merge {
+                    MergeMode::Latest => "latest",
+                    MergeMode::Weighted => "weighted",
+                    MergeMode::Ensemble => "ensemble",
+                }
+            ),
+        }
+    }
+
+    /// This spec in the mode named `name` (see [`ExecutionSpec::mode_name`]); steps,
+    /// threshold, interpolation and latency are kept.
+    pub fn with_mode(&self, name: &str) -> Result<Self, String> {
+        let mut out = self.clone();
+        match name.split_once('-') {
+            None if name == "sync" => out.execution = ExecutionMode::Sync,
+            Some(("async", merge)) => {
+                out.execution = ExecutionMode::Async;
+                out.merge = merge.parse()?;
+            }
+            _ => {
+                return Err(format!(
+                    "mode `{name}`: expected sync, async-latest, async-weighted or async-ensemble"
+                ))
+            }
+        }
+        Ok(out)
+    }
+
     /// As recorded in a recording's metadata.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
@@ -172,5 +215,14 @@ mod tests {
         assert_eq!("weighted".parse::<MergeMode>(), Ok(MergeMode::Weighted));
         let err = "fast".parse::<ExecutionMode>().expect_err("not a mode");
         assert_eq!(err, "execution `fast`: expected one of sync, async");
+        // A latency model rides along, and reads back.
+        let mut l = ExecutionSpec::default()
+            .with_mode("async-ensemble")
+            .expect("mode");
+        assert_eq!(l.mode_name(), "async-ensemble");
+        l.latency = Some(LatencyModel::parse("100±30", 0.0).expect("latency"));
+        let back: ExecutionSpec = serde_json::from_str(&l.to_json()).expect("reads");
+        assert_eq!(back, l);
+        assert!(ExecutionSpec::default().with_mode("async").is_err());
     }
 }

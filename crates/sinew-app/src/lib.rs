@@ -34,6 +34,7 @@ pub mod remote;
 pub mod replay;
 pub mod resolve;
 pub mod serve;
+pub mod sweep;
 pub mod topics;
 
 pub use execution::ExecutionSpec;

@@ -13,7 +13,7 @@ use sinew_core::Policy;
 use sinew_msgs::keys::{key_of_topic, RobotKeys};
 use sinew_record::{decoded_messages, DecodeNotes, RecordedRobot, Recording};
 use sinew_robot::RobotDescription;
-use sinew_runtime::{Inference, Record, Session, SessionConfig, Tap};
+use sinew_runtime::{Inference, LatencyModel, Record, Session, SessionConfig, Tap};
 use sinew_sim::ExpertPolicy;
 use sinew_viz::{Sink, Viz};
 
@@ -129,8 +129,33 @@ pub fn recording_robot(
     crate::resolve::load_robot(&name)
 }
 
+/// The inference times (`wall_ms` of its `inference` events) of a recording, as a latency
+/// model: a live run's measured latency, to simulate in lockstep (`--latency-from`).
+pub fn latency_from_recording(file: &Path) -> Result<LatencyModel> {
+    let rec = sinew_record::read_recording(file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let mut samples = Vec::new();
+    for m in rec
+        .messages
+        .iter()
+        .filter(|m| m.topic.ends_with("/sinew/events"))
+    {
+        if let Some(Ok(sinew_msgs::AnyMessage::String(s))) = m.decode() {
+            if let Ok(Event::Inference { wall_ms, .. }) = Event::from_json(&s.data) {
+                samples.push(wall_ms);
+            }
+        }
+    }
+    let name = file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    Ok(LatencyModel::recorded(&name, samples)?)
+}
+
 /// Runs the recording `rec` (made on `robot`) through `policy` (`expert` or a folder), as it
-/// was run (its `execution` metadata), and compares every command with the recorded one.
+/// was run (its `execution` metadata, simulated latency included), and compares every command
+/// with the recorded one.
 pub fn compare(
     rec: &Recording,
     file: &Path,
@@ -138,9 +163,22 @@ pub fn compare(
     policy: &str,
     device: &DeviceSpec,
 ) -> Result<(CompareReport, DecodeNotes)> {
+    compare_with(rec, file, robot, policy, device, None)
+}
+
+/// [`compare`], with the simulated latency `latency` instead of the recorded one when given
+/// (what the policy would have commanded had it answered that late).
+pub fn compare_with(
+    rec: &Recording,
+    file: &Path,
+    robot: &RobotDescription,
+    policy: &str,
+    device: &DeviceSpec,
+    latency: Option<LatencyModel>,
+) -> Result<(CompareReport, DecodeNotes)> {
     let keys = RobotKeys::new(&robot.config.namespace)?;
     let joints = robot.joint_names();
-    let exec: ExecutionSpec = match rec.metadata.get("execution") {
+    let mut exec: ExecutionSpec = match rec.metadata.get("execution") {
         Some(j) => serde_json::from_str(j)
             .with_context(|| format!("the recording's `execution` metadata {j:?}"))?,
         None => bail!(
@@ -148,14 +186,21 @@ pub fn compare(
             file.display()
         ),
     };
+    if latency.is_some() {
+        exec.latency = latency;
+    }
+    // The delays are drawn from the episode's seed, as when it was recorded.
+    let seed: Option<u64> = match rec.metadata.get("seed") {
+        Some(s) => Some(s.parse().with_context(|| format!("seed metadata {s:?}"))?),
+        None => None,
+    };
     let policy_box: Box<dyn Policy> = if policy == "expert" {
         let task = match rec.metadata.get("task") {
             Some(t) => load_task(t)?,
             None => bail!("--policy expert needs the recording's `task` metadata"),
         };
-        let seed: u64 = match rec.metadata.get("seed") {
-            Some(s) => s.parse().with_context(|| format!("seed metadata {s:?}"))?,
-            None => bail!("--policy expert needs the recording's `seed` metadata"),
+        let Some(seed) = seed else {
+            bail!("--policy expert needs the recording's `seed` metadata");
         };
         let ep = task.sample(&robot.config.name, seed)?;
         Box::new(ExpertPolicy::new(robot, &task, ep))
@@ -173,7 +218,8 @@ pub fn compare(
     let (mut played, notes) = RecordedRobot::new(rec, &keys, &joints, &cameras, robot.home())
         .with_context(|| format!("playing back {}", file.display()))?;
     let runtime = exec.runtime_config(robot, &spec);
-    let cfg = SessionConfig::new(runtime);
+    let mut cfg = SessionConfig::new(runtime);
+    cfg.latency = exec.latency.as_ref().map(|m| m.sampler(seed.unwrap_or(0)));
     let mut policy_box = policy_box;
     policy_box.reset();
     let mut session = Session::new(robot, cfg, Inference::inline(policy_box), &mut played)?;

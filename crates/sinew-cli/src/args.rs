@@ -1,7 +1,10 @@
 //! Argument groups shared by several commands, and their conversion into the application's
 //! settings.
 
+use std::path::PathBuf;
+
 use clap::Args;
+use sinew_app::execution::LatencyModel;
 use sinew_app::execution::{ExecutionMode, ExecutionSpec, InterpolationMode, MergeMode};
 use sinew_app::recording::RerunSpec;
 use sinew_app::resolve::DeviceSpec;
@@ -39,7 +42,50 @@ impl ExecutionArgs {
             threshold: self.threshold,
             merge: self.merge,
             interpolation: self.interpolation,
+            latency: None,
         }
+    }
+}
+
+/// Simulated inference latency of lockstep runs (`sim run`, `eval`, `replay --compare`): the
+/// chunk computed from the observation at simulated time t is used from t + delay on, while
+/// the robot keeps executing. Real-time runs have latency of their own.
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    /// Simulated inference latency, ms: `100`, or `100±30` (also `100+-30`: uniform jitter of
+    /// ±30 ms, never below 0), drawn per request from the episode's seed. `eval` takes a list
+    /// (`0,100,200`) and then sweeps. Default: none (the policy answers at once).
+    #[arg(long, value_delimiter = ',', value_name = "MS[±JITTER]")]
+    pub latency: Vec<String>,
+    /// Jitter (ms) for the `--latency` values that give none.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub latency_jitter: f64,
+    /// Draw the delays from the inference times (`inference` events, `wall_ms`) of a
+    /// recording, such as one of `sinew run --record`.
+    #[arg(long, value_name = "REC.mcap")]
+    pub latency_from: Option<PathBuf>,
+}
+
+impl LatencyArgs {
+    /// Every latency asked for, in order (`--latency-from` last); empty when none was.
+    pub fn models(&self) -> anyhow::Result<Vec<LatencyModel>> {
+        let mut out = Vec::new();
+        for l in &self.latency {
+            out.push(LatencyModel::parse(l, self.latency_jitter)?);
+        }
+        if let Some(f) = &self.latency_from {
+            out.push(sinew_app::replay::latency_from_recording(f)?);
+        }
+        Ok(out)
+    }
+
+    /// The one latency asked for, if any (commands that take a single one).
+    pub fn model(&self) -> anyhow::Result<Option<LatencyModel>> {
+        let mut m = self.models()?;
+        if m.len() > 1 {
+            anyhow::bail!("one latency here (a list is for `sinew eval`, which sweeps)");
+        }
+        Ok(m.pop())
     }
 }
 

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sinew_app::replay::{compare, play, recording_robot, to_rrd};
+use sinew_app::replay::{compare_with, play, recording_robot, to_rrd};
 use sinew_bus::{Bus, BusConfig};
 use sinew_record::{read_recording, DecodeNotes};
 
-use crate::args::DeviceArgs;
+use crate::args::{DeviceArgs, LatencyArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]
@@ -44,6 +44,10 @@ pub struct ReplayArgs {
     /// With `--compare`: write the per-step report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// With `--compare`: the simulated latency instead of the recording's own (its
+    /// `execution` metadata; none unless it was recorded with one).
+    #[command(flatten)]
+    latency: LatencyArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -94,7 +98,14 @@ pub fn replay(a: ReplayArgs, bus_cfg: &BusConfig, stop: &Stop) -> Result<()> {
     }
     if let Some(p) = &a.policy {
         let robot = recording_robot(&rec, a.robot.as_deref(), &a.file)?;
-        let (r, notes) = compare(&rec, &a.file, &robot, p, &a.device.spec())?;
+        let (r, notes) = compare_with(
+            &rec,
+            &a.file,
+            &robot,
+            p,
+            &a.device.spec(),
+            a.latency.model()?,
+        )?;
         report_notes(&notes);
         println!(
             "replay {} through {p}: {} commands over {} steps, {} inferences; {} differ; max |diff| {:.3e}, mean {:.3e}",

@@ -13,7 +13,7 @@ use sinew_app::serve::{sim_serve, SimServeSpec};
 use sinew_bus::{Bus, BusConfig};
 use sinew_sim::SimWorld;
 
-use crate::args::{DeviceArgs, ExecutionArgs, RecordingArgs, RerunArgs};
+use crate::args::{DeviceArgs, ExecutionArgs, LatencyArgs, RecordingArgs, RerunArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +116,8 @@ pub struct SimRunArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub exec: ExecutionArgs,
+    #[command(flatten)]
+    pub latency: LatencyArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Write per-episode results as JSON.
@@ -235,13 +237,18 @@ fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
     if a.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let mut exec = a.exec.spec();
+    exec.latency = a.latency.model()?;
+    if let Some(l) = &exec.latency {
+        eprintln!("sim run: simulated inference latency {}", l.label());
+    }
     let spec = BatchSpec {
         robot: load_robot(&a.robot)?,
         tasks: vec![load_task(&a.task)?],
         policy: PolicyName::parse(&a.policy),
         episodes: a.episodes,
         seed: a.seed,
-        exec: a.exec.spec(),
+        exec,
         device: a.device.spec(),
         record: a.record.clone(),
         task_folders: false,
