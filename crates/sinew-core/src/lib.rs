@@ -218,4 +218,30 @@ pub trait Policy: Send {
     ) -> Vec<Result<ActionChunk, PolicyError>> {
         observations.iter().map(|o| self.infer(o)).collect()
     }
+
+    /// Real-time chunking: how many committed actions this policy can condition its next chunk
+    /// on (0: it cannot).
+    fn prefix_capacity(&self) -> usize {
+        0
+    }
+
+    /// Real-time chunking: one chunk for `observation` whose first `prefix.len()` actions are
+    /// `prefix` (the actions the robot executes while this chunk is being computed, in the
+    /// policy's action space, un-normalised, as `ActionChunk::actions`) and whose rest is
+    /// predicted knowing them, so the chunk joins what the robot does without a jump. An empty
+    /// prefix is [`Policy::infer`]. Policies that cannot condition on actions refuse a
+    /// non-empty one.
+    fn infer_with_prefix(
+        &mut self,
+        observation: &Observation,
+        prefix: &[Vec<f64>],
+    ) -> Result<ActionChunk, PolicyError> {
+        if prefix.is_empty() {
+            return self.infer(observation);
+        }
+        Err(PolicyError::Config(format!(
+            "{} cannot condition a chunk on committed actions (real-time chunking)",
+            self.spec().architecture
+        )))
+    }
 }

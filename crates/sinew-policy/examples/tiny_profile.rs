@@ -31,6 +31,7 @@ fn main() -> candle_core::Result<()> {
             text_ids: Tensor::zeros((1, 16), DType::U32, &dev)?,
             text_mask: Tensor::ones((1, 16), DType::F32, &dev)?,
             state: Tensor::zeros((1, 6), DType::F32, &dev)?,
+            prefix: None,
         };
         for _ in 0..5 {
             m.forward(&x)?;

@@ -190,6 +190,7 @@ fn a_fixed_batch_is_learned() {
         text_ids: cat(&|x| x.text_ids.clone()),
         text_mask: cat(&|x| x.text_mask.clone()),
         state: cat(&|x| x.state.clone()),
+        prefix: None,
     };
     let n = 4 * cfg.chunk_length * 6;
     let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % cfg.n_bins as u32).collect();
@@ -694,6 +695,7 @@ fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) 
         text_mask: f64_of(&x.text_mask),
         state: f64_of(&x.state),
         text_ids: x.text_ids,
+        prefix: None,
     };
     let n = cfg.chunk_length * 6;
     let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % cfg.n_bins as u32).collect();
@@ -774,4 +776,68 @@ fn the_stem_is_a_4x4_stride_4_convolution() {
     let bad = Tensor::zeros((7, 5, 3, 3), DType::F32, &d).expect("bad");
     let e = stem(&x, &bad).expect_err("a 3x3 kernel");
     assert!(e.to_string().contains("4, 4"), "{e}");
+}
+
+#[test]
+fn real_time_chunking_conditions_the_chunk_on_the_committed_actions() {
+    let tok = build_text_tokenizer(&INSTRUCTIONS).expect("tokenizer");
+    let mut cfg = small_config(tok.get_vocab_size(true));
+    cfg.prefix_max = 2;
+    let vm = VarMap::new();
+    let model = SinewTiny::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+        .expect("model");
+    let mut policy = policy_of(model, tok.clone(), (-2.0, 2.0));
+    assert_eq!(policy.prefix_capacity(), 2);
+    let obs = observation("touch the green cube", 3);
+    let alone = policy.infer(&obs).expect("infer");
+    let prefix = vec![vec![0.5, -0.25, 1.0, 0.0, -1.5, 0.75], vec![0.6; 6]];
+
+    // At initialisation the prefix weights are zero: the committed actions are taken as given
+    // and the rest of the chunk is the policy's own, unchanged.
+    let rtc = policy
+        .infer_with_prefix(&obs, &prefix)
+        .expect("with prefix");
+    assert_eq!(&rtc.actions[..2], &prefix[..]);
+    assert_eq!(&rtc.actions[2..], &alone.actions[2..]);
+    assert_eq!(
+        policy.infer_with_prefix(&obs, &[]).expect("empty").actions,
+        alone.actions
+    );
+
+    // Trained (here: random) prefix weights make the rest depend on what was committed.
+    {
+        let data = vm.data().lock().expect("varmap");
+        let w = data
+            .get("action.prefix.proj.weight")
+            .expect("prefix weight");
+        let (r, c) = w.as_tensor().dims2().expect("2-D");
+        w.set(&Tensor::randn(0f32, 1.0, (r, c), &Device::Cpu).expect("randn"))
+            .expect("set");
+    }
+    let a = policy.infer_with_prefix(&obs, &prefix).expect("a");
+    let other = vec![vec![-0.5; 6], vec![-0.6; 6]];
+    let b = policy.infer_with_prefix(&obs, &other).expect("b");
+    assert_eq!(&a.actions[..2], &prefix[..]);
+    assert_eq!(&b.actions[..2], &other[..]);
+    assert_ne!(
+        &a.actions[2..],
+        &b.actions[2..],
+        "the prefix changed nothing after it"
+    );
+    // The first committed token row is the committed action's bins.
+    let bins = policy
+        .bins()
+        .encode(&[0.25, -0.125, 0.5, 0.0, -0.75, 0.375])
+        .expect("bins");
+    assert_eq!(&a.tokens[..6], &bins[..]);
+
+    // More than the policy conditions on, or a policy trained without it: refused.
+    let three = vec![vec![0.0; 6]; 3];
+    assert!(policy.infer_with_prefix(&obs, &three).is_err());
+    let (_, _, _, mut plain) = build();
+    assert_eq!(plain.prefix_capacity(), 0);
+    let e = plain
+        .infer_with_prefix(&obs, &prefix)
+        .expect_err("no prefix head");
+    assert!(e.to_string().contains("committed"), "{e}");
 }

@@ -162,6 +162,10 @@ pub struct TrainConfig {
     /// Chunk entries the written policy asks the runtime to execute per inference
     /// (`Config::n_action_steps`; unset: half the chunk).
     pub n_action_steps: Option<usize>,
+    /// Real-time chunking (`Config::prefix_max`, 0 for none): each training sample is given
+    /// its first `k` target actions as committed, `k` drawn uniformly from 0 to this
+    /// (0 included, so the policy still acts alone); validation gives none.
+    pub prefix_max: usize,
 }
 
 impl Default for TrainConfig {
@@ -201,6 +205,7 @@ impl Default for TrainConfig {
             early_fraction: 0.0,
             by_episode: false,
             n_action_steps: None,
+            prefix_max: 0,
         }
     }
 }
@@ -508,6 +513,11 @@ impl Trainer {
         let mut targets = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
         let mut values = Vec::with_capacity(b * cfg.chunk_length * cfg.action_dim);
         let mut aux = Vec::with_capacity(b * cfg.aux_dim);
+        let (t_len, a_dim) = (cfg.chunk_length, cfg.action_dim);
+        // Committed actions (training only): the first k targets of each sample.
+        let with_prefix = cfg.prefix_max > 0 && rng.is_some();
+        let mut committed_values = vec![0f32; if with_prefix { b * t_len * a_dim } else { 0 }];
+        let mut committed = vec![0f32; if with_prefix { b * t_len } else { 0 }];
         let mut rng = rng;
         for (bi, &i) in idx.iter().enumerate() {
             let smp = &self.samples[i];
@@ -536,6 +546,19 @@ impl Trainer {
             if cfg.state_dim > 0 {
                 state.extend_from_slice(&smp.state);
             }
+            if with_prefix {
+                if let Some(r) = rng.as_deref_mut() {
+                    let k = r
+                        .below(cfg.prefix_max + 1)
+                        .min(smp.values.len() / a_dim.max(1));
+                    let row = bi * t_len * a_dim;
+                    committed_values[row..row + k * a_dim]
+                        .copy_from_slice(&smp.values[..k * a_dim]);
+                    for c in &mut committed[bi * t_len..bi * t_len + k] {
+                        *c = 1.0;
+                    }
+                }
+            }
             targets.extend_from_slice(&smp.targets);
             values.extend_from_slice(&smp.values);
             aux.extend_from_slice(&smp.aux);
@@ -555,6 +578,14 @@ impl Trainer {
                 text_ids: Tensor::from_vec(ids, (b, cfg.max_text_len), d)?,
                 text_mask: Tensor::from_vec(mask, (b, cfg.max_text_len), d)?,
                 state: Tensor::from_vec(state, (b, cfg.state_dim), d)?,
+                prefix: if with_prefix {
+                    Some((
+                        Tensor::from_vec(committed_values, (b, t_len, a_dim), d)?,
+                        Tensor::from_vec(committed, (b, t_len, 1), d)?,
+                    ))
+                } else {
+                    None
+                },
             },
             Targets {
                 bins: Tensor::from_vec(targets, n, d)?,
@@ -1015,7 +1046,8 @@ fn load_init(varmap: &VarMap, dir: &Path, device: &Device) -> Result<usize, Trai
                     var.as_tensor().dims()
                 )))
             }
-            None if name.starts_with("aux_head.") => {}
+            // Heads a fine-tune adds keep their initialisation (the prefix's is zero).
+            None if name.starts_with("aux_head.") || name.starts_with("action.prefix.") => {}
             None => {
                 return Err(TrainError::Config(format!(
                     "{}: no tensor {name}; the policy was trained with another architecture",
@@ -1111,6 +1143,7 @@ fn model_config(
     model_cfg.patch_tokens = cfg.patch_tokens;
     model_cfg.action_kind = cfg.action_space;
     model_cfg.n_action_steps = cfg.n_action_steps;
+    model_cfg.prefix_max = cfg.prefix_max;
     if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
         return Err(TrainError::Config(format!(
             "aux_weight {} is not a non-negative number",

@@ -297,6 +297,7 @@ impl SinewTinyPolicy {
                 text_ids: t(Tensor::from_vec(ids, (1, cfg.max_text_len), &self.device))?,
                 text_mask: t(Tensor::from_vec(mask, (1, cfg.max_text_len), &self.device))?,
                 state: t(Tensor::from_vec(state, (1, cfg.state_dim), &self.device))?,
+                prefix: None,
             },
             warnings,
         ))
@@ -327,6 +328,82 @@ impl Policy for SinewTinyPolicy {
         let t1 = Instant::now();
         let logits = self.model.forward(&inputs).map_err(model_err)?;
         self.chunk_of(&logits, obs, warnings, t0, t1)
+    }
+
+    fn prefix_capacity(&self) -> usize {
+        self.model.config().prefix_max
+    }
+
+    /// The chunk conditioned on `prefix` (policies trained with `prefix_max`); its first
+    /// `prefix.len()` actions are `prefix` exactly.
+    fn infer_with_prefix(
+        &mut self,
+        obs: &Observation,
+        prefix: &[Vec<f64>],
+    ) -> Result<ActionChunk, PolicyError> {
+        if prefix.is_empty() {
+            return self.infer(obs);
+        }
+        let cfg = self.model.config();
+        let (k, t, d) = (prefix.len(), cfg.chunk_length, cfg.action_dim);
+        if k > cfg.prefix_max {
+            return Err(PolicyError::Shape(format!(
+                "{k} committed actions; this policy conditions on at most {} (prefix_max)",
+                cfg.prefix_max
+            )));
+        }
+        let t0 = Instant::now();
+        let mut values = vec![0f32; t * d];
+        let mut committed = vec![0f32; t];
+        let mut rows = Vec::with_capacity(k);
+        for (i, a) in prefix.iter().enumerate() {
+            if a.len() != d {
+                return Err(PolicyError::Shape(format!(
+                    "committed action {i} has {} values, the policy's actions {d}",
+                    a.len()
+                )));
+            }
+            if a.iter().any(|v| !v.is_finite()) {
+                return Err(PolicyError::NonFinite(format!(
+                    "committed action {i} has NaN or infinity"
+                )));
+            }
+            let n = self.action_norm.normalize(a)?;
+            rows.push(self.bins.encode(&n)?);
+            for (j, v) in n.iter().enumerate() {
+                values[i * d + j] = v.clamp(-1.0, 1.0) as f32;
+            }
+            committed[i] = 1.0;
+        }
+        let (mut inputs, warnings) = self.inputs(obs)?;
+        let t = |r: candle_core::Result<Tensor>| r.map_err(model_err);
+        inputs.prefix = Some((
+            t(Tensor::from_vec(
+                values,
+                (1, cfg.chunk_length, d),
+                &self.device,
+            ))?,
+            t(Tensor::from_vec(
+                committed,
+                (1, cfg.chunk_length, 1),
+                &self.device,
+            ))?,
+        ));
+        let t1 = Instant::now();
+        let logits = self.model.forward(&inputs).map_err(model_err)?;
+        let mut chunk = self.chunk_of(&logits, obs, warnings, t0, t1)?;
+        // The committed actions are what the robot executes: the chunk carries them as given.
+        for (i, (a, r)) in prefix.iter().zip(rows).enumerate() {
+            if let Some(slot) = chunk.actions.get_mut(i) {
+                slot.clone_from(a);
+            }
+            for (j, tok) in r.into_iter().enumerate() {
+                if let Some(slot) = chunk.tokens.get_mut(i * d + j) {
+                    *slot = tok;
+                }
+            }
+        }
+        Ok(chunk)
     }
 
     /// One forward pass for every observation: the inputs are stacked along the batch
@@ -361,6 +438,7 @@ impl Policy for SinewTinyPolicy {
                 text_ids: cat(&|x| &x.text_ids)?,
                 text_mask: cat(&|x| &x.text_mask)?,
                 state: cat(&|x| &x.state)?,
+                prefix: None,
             })
         })();
         let t1 = Instant::now();

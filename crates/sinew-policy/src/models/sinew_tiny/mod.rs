@@ -139,6 +139,18 @@ pub struct Config {
     /// executes half the chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_action_steps: Option<usize>,
+    /// Real-time chunking: the most committed actions a chunk can be conditioned on (0: the
+    /// policy cannot). Action query `i < k` of a chunk asked with `k` committed actions gets
+    /// `action.prefix.proj(a_i) + action.prefix.flag` added (`a_i` normalised like the
+    /// targets), so the whole chunk is predicted knowing what the robot does while it is
+    /// computed. Both are zero at initialisation: fine-tuning starts from the policy without
+    /// them, and with `k = 0` the network is exactly that policy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prefix_max: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn one() -> f64 {
@@ -245,6 +257,7 @@ impl Config {
             keypoint_gain: 1.0,
             aux_dim: 0,
             n_action_steps: None,
+            prefix_max: 0,
         }
     }
 
@@ -318,6 +331,12 @@ impl Config {
                     self.chunk_length
                 ));
             }
+        }
+        if self.prefix_max >= self.chunk_length && self.prefix_max > 0 {
+            return Err(format!(
+                "prefix_max {} must be below chunk_length {}",
+                self.prefix_max, self.chunk_length
+            ));
         }
         if self.n_bins < 2 {
             return Err("n_bins must be at least 2".into());
@@ -801,6 +820,8 @@ pub struct SinewTiny {
     head: Linear,
     head_gauss: Option<Linear>,
     aux_head: Option<Linear>,
+    /// Real-time chunking: the committed actions' projection and the "committed" flag.
+    prefix: Option<(Linear, Tensor)>,
     /// Bin centres per token `(1, 1, 1, n_bins)` (token 0, exactly +1, far outside).
     centres: Tensor,
 }
@@ -816,6 +837,10 @@ pub struct TinyInputs {
     pub text_mask: Tensor,
     /// `(B, state_dim)` f32 normalised joint state.
     pub state: Tensor,
+    /// Real-time chunking: `(B, chunk_length, action_dim)` committed actions, normalised, and
+    /// `(B, chunk_length, 1)` 1 where an action is committed (the first `k` of each row), 0
+    /// after. `None`: nothing committed.
+    pub prefix: Option<(Tensor, Tensor)>,
 }
 
 impl SinewTiny {
@@ -852,6 +877,16 @@ impl SinewTiny {
             },
             aux_head: if cfg.aux_dim > 0 {
                 Some(linear(d, cfg.aux_dim, vb.pp("aux_head"))?)
+            } else {
+                None
+            },
+            prefix: if cfg.prefix_max > 0 {
+                let zero = candle_nn::Init::Const(0.0);
+                let vp = vb.pp("action.prefix");
+                let w = vp.get_with_hints((d, cfg.action_dim), "proj.weight", zero)?;
+                let b = vp.get_with_hints(d, "proj.bias", zero)?;
+                let flag = vp.get_with_hints((1, 1, d), "flag", zero)?;
+                Some((Linear::new(w, Some(b)), flag))
             } else {
                 None
             },
@@ -959,7 +994,21 @@ impl SinewTiny {
         if let Some(sp) = &self.state_proj {
             parts.push(lin(sp, &x.state)?.unsqueeze(1)?);
         }
-        parts.push(self.queries.expand((b, cfg.chunk_length, cfg.d_model))?);
+        let mut queries = self.queries.expand((b, cfg.chunk_length, cfg.d_model))?;
+        match (&self.prefix, &x.prefix) {
+            (Some((proj, flag)), Some((actions, committed))) => {
+                let dt = queries.dtype();
+                let add = lin(proj, &actions.to_dtype(dt)?)?
+                    .broadcast_add(flag)?
+                    .broadcast_mul(&committed.to_dtype(dt)?)?;
+                queries = (queries + add)?;
+            }
+            (None, Some(_)) => {
+                candle_core::bail!("this sinew-tiny was not trained with committed actions")
+            }
+            _ => {}
+        }
+        parts.push(queries);
         let mut h = Tensor::cat(&parts, 1)?;
         let mask = self.mask(&x.text_mask, dev, h.dtype())?;
         for block in &self.blocks {
