@@ -141,7 +141,7 @@ pub fn sweep_markdown(spec: &SweepSpec, report: &SweepReport) -> String {
         b.seed,
         b.seed + b.episodes,
         b.tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
-        report.rows.len(),
+        report.cells.iter().map(|c| c.n_episodes).sum::<u64>(),
         report.wall_s
     );
     for t in &b.tasks {
@@ -340,4 +340,84 @@ pub fn sweep_svg(spec: &SweepSpec, report: &SweepReport) -> String {
     }
     s += "</svg>\n";
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::episode::{EpisodeResult, PolicyName};
+    use crate::execution::ExecutionSpec;
+    use crate::recording::RerunSpec;
+    use crate::resolve::{load_robot, load_task, DeviceSpec};
+
+    #[test]
+    fn a_sweeps_cells_become_a_table_and_a_plot_with_a_line_per_mode() {
+        let spec = SweepSpec {
+            batch: BatchSpec {
+                robot: load_robot("so101").expect("robot"),
+                tasks: vec![load_task("reach").expect("task")],
+                policy: PolicyName::Expert,
+                episodes: 2,
+                seed: 1,
+                exec: ExecutionSpec::default(),
+                device: DeviceSpec::default(),
+                record: None,
+                task_folders: true,
+                rerun: RerunSpec::default(),
+                encodings: sinew_record::Encodings::default(),
+                jobs: 1,
+            },
+            modes: vec!["sync".into(), "async-latest".into()],
+            latencies: vec![None, Some(LatencyModel::parse("200±50", 0.0).expect("l"))],
+        };
+        let row = |seed, success, jerk| EpisodeRow {
+            task: "reach".into(),
+            template: 0,
+            result: EpisodeResult {
+                seed,
+                instruction: String::new(),
+                success,
+                steps: 10,
+                commands: 100,
+                inferences: 2,
+                mean_inference_ms: 1.0,
+                holds: Default::default(),
+                safety_interventions: 3,
+                sim_time_s: 1.0,
+                wall_s: 0.1,
+                rms_jerk: jerk,
+                velocity_interventions: 1,
+                acceleration_interventions: 2,
+            },
+        };
+        let mut cells = Vec::new();
+        for mode in &spec.modes {
+            for l in &spec.latencies {
+                let rows = [row(1, true, 100.0), row(2, l.is_none(), 300.0)];
+                cells.push(cell(&spec.batch, mode, l, &rows, 1.0));
+            }
+        }
+        let report = SweepReport {
+            cells,
+            rows: Vec::new(),
+            wall_s: 4.0,
+        };
+        let md = sweep_markdown(&spec, &report);
+        assert!(
+            md.contains("| sync | 200±50 ms | 50% | **50.0%** | 200.0 | 1.0 / 2.0 | 10.0 |"),
+            "{md}"
+        );
+        assert_eq!(
+            md.lines()
+                .filter(|l| l.starts_with("| async-latest"))
+                .count(),
+            2
+        );
+        let svg = sweep_svg(&spec, &report);
+        // Two panels, a line per mode in each; success 100% at 0 ms is the panel's top.
+        assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
+        assert!(svg.contains("points=\"70.0,50.0 "), "{svg}");
+        assert_eq!(nice_max(230.0), 500.0);
+        assert_eq!(nice_max(0.0), 1.0);
+    }
 }
