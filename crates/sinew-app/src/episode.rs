@@ -201,6 +201,7 @@ pub fn episode_config(
     check_cameras(robot, &spec.cameras)?;
     let runtime = opts.exec.runtime_config(robot, spec);
     let mut cfg = SessionConfig::new(runtime);
+    cfg.rtc = opts.exec.rtc_capacity(policy).map_err(anyhow::Error::msg)?;
     cfg.step_limit = Some(task.step_limit as u64);
     cfg.stop_on_success = true;
     if opts.record_cameras {

@@ -17,6 +17,10 @@ pub enum ExecutionMode {
     Sync,
     /// Infer when `threshold` steps remain; merge overlaps.
     Async,
+    /// Real-time chunking: async, each chunk conditioned on the actions the robot executes
+    /// while it is computed (they begin it), so chunks join without a jump; the newest chunk
+    /// wins. Needs a policy trained for it (`prefix_max`).
+    Rtc,
 }
 
 /// How overlapping chunks are merged in async execution.
@@ -49,7 +53,7 @@ fn parse<T: for<'de> Deserialize<'de>>(s: &str, what: &str, allowed: &str) -> Re
 impl std::str::FromStr for ExecutionMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        parse(s, "execution", "sync, async")
+        parse(s, "execution", "sync, async, rtc")
     }
 }
 
@@ -116,6 +120,10 @@ impl ExecutionSpec {
             ExecutionMode::Sync => Execution::Sync {
                 steps: sync_steps(chunk_length, self.steps.or(n_action_steps)),
             },
+            ExecutionMode::Rtc => Execution::Async {
+                threshold: self.threshold.unwrap_or(half),
+                merge: Merge::LatestOnly,
+            },
             ExecutionMode::Async => Execution::Async {
                 threshold: self.threshold.unwrap_or(half),
                 merge: match self.merge {
@@ -153,6 +161,7 @@ impl ExecutionSpec {
     pub fn mode_name(&self) -> String {
         match self.execution {
             ExecutionMode::Sync => "sync".into(),
+            ExecutionMode::Rtc => "rtc".into(),
             ExecutionMode::Async => format!(
                 "async-{}",
                 match self.merge {
@@ -170,17 +179,40 @@ impl ExecutionSpec {
         let mut out = self.clone();
         match name.split_once('-') {
             None if name == "sync" => out.execution = ExecutionMode::Sync,
+            None if name == "rtc" => {
+                out.execution = ExecutionMode::Rtc;
+                out.merge = MergeMode::Latest;
+            }
             Some(("async", merge)) => {
                 out.execution = ExecutionMode::Async;
                 out.merge = merge.parse()?;
             }
             _ => {
                 return Err(format!(
-                    "mode `{name}`: expected sync, async-latest, async-weighted or async-ensemble"
-                ))
+                "mode `{name}`: expected sync, async-latest, async-weighted, async-ensemble or rtc"
+            ))
             }
         }
         Ok(out)
+    }
+
+    /// How many committed actions a session gives `policy` with each request: `None` unless
+    /// the mode is real-time chunking, which needs a policy trained for it.
+    pub fn rtc_capacity(&self, policy: &dyn sinew_core::Policy) -> Result<Option<usize>, String> {
+        if self.execution != ExecutionMode::Rtc {
+            return Ok(None);
+        }
+        let spec = policy.spec();
+        match (policy.prefix_capacity(), spec.action_kind) {
+            (0, _) => Err(format!(
+                "--execution rtc: this {} policy was not trained with committed actions (sinew-tiny's prefix_max)",
+                spec.architecture
+            )),
+            (_, sinew_core::ActionKind::EeDelta) => Err(
+                "--execution rtc needs joint-space actions (joint_position or joint_delta)".into(),
+            ),
+            (n, _) => Ok(Some(n)),
+        }
     }
 
     /// As recorded in a recording's metadata.
@@ -214,7 +246,7 @@ mod tests {
         assert_eq!(e.to_json(), old);
         assert_eq!("weighted".parse::<MergeMode>(), Ok(MergeMode::Weighted));
         let err = "fast".parse::<ExecutionMode>().expect_err("not a mode");
-        assert_eq!(err, "execution `fast`: expected one of sync, async");
+        assert_eq!(err, "execution `fast`: expected one of sync, async, rtc");
         // A latency model rides along, and reads back.
         let mut l = ExecutionSpec::default()
             .with_mode("async-ensemble")

@@ -131,6 +131,10 @@ pub fn run_live(
     }
     let runtime = spec.exec.runtime_config(robot, &p);
     let mut cfg = SessionConfig::new(runtime);
+    cfg.rtc = spec
+        .exec
+        .rtc_capacity(policy.as_ref())
+        .map_err(anyhow::Error::msg)?;
     cfg.instruction = spec.instruction.clone();
     cfg.duration_s = spec.duration_s;
     let mut outputs = Outputs::start(robot, spec.record.as_deref(), &spec.rerun, spec.encodings)?;

@@ -219,6 +219,9 @@ pub fn compare_with(
         .with_context(|| format!("playing back {}", file.display()))?;
     let runtime = exec.runtime_config(robot, &spec);
     let mut cfg = SessionConfig::new(runtime);
+    cfg.rtc = exec
+        .rtc_capacity(policy_box.as_ref())
+        .map_err(anyhow::Error::msg)?;
     cfg.latency = exec.latency.as_ref().map(|m| m.sampler(seed.unwrap_or(0)));
     let mut policy_box = policy_box;
     policy_box.reset();

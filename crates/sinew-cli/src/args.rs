@@ -13,8 +13,10 @@ use sinew_app::resolve::DeviceSpec;
 /// way).
 #[derive(Debug, Clone, Args)]
 pub struct ExecutionArgs {
-    /// Chunk execution: `sync` (execute `--steps` entries of each chunk, then infer) or `async`
-    /// (infer when `--threshold` steps remain; merge overlaps with `--merge`).
+    /// Chunk execution: `sync` (execute `--steps` entries of each chunk, then infer), `async`
+    /// (infer when `--threshold` steps remain; merge overlaps with `--merge`) or `rtc`
+    /// (real-time chunking: async, each chunk conditioned on the actions executed while it is
+    /// computed; needs a policy trained for it).
     #[arg(long, default_value = "sync")]
     pub execution: ExecutionMode,
     /// Sync: chunk entries executed before the next inference (default: the policy's

@@ -18,7 +18,7 @@ use sinew_core::events::{Event, Scene};
 use sinew_core::robot_io::{
     joints_in_order, seconds_since, CameraFrame, OperatorCommand, RobotIo, RobotIoError, Timing,
 };
-use sinew_core::{ActionChunk, Observation, Privileged};
+use sinew_core::{ActionChunk, ActionKind, Observation, Privileged};
 use sinew_msgs::{Header, Image, JointState, JointTrajectory, JointTrajectoryPoint, Time};
 use sinew_robot::RobotDescription;
 
@@ -129,6 +129,10 @@ pub struct SessionConfig {
     /// time, where latency is real): each answer is held back until its drawn delay has passed
     /// in simulated time.
     pub latency: Option<LatencySampler>,
+    /// Real-time chunking: each chunk is asked for conditioned on the actions the robot will
+    /// execute while it is computed (at most this many; the policy's `prefix_capacity`).
+    /// `None`: chunks are asked for alone.
+    pub rtc: Option<usize>,
 }
 
 impl SessionConfig {
@@ -144,6 +148,7 @@ impl SessionConfig {
             stop_timeout_s: 3.0,
             telemetry_period_s: 1.0,
             latency: None,
+            rtc: None,
         }
     }
 }
@@ -160,6 +165,9 @@ pub enum SessionError {
     /// A tap failed.
     #[error("{0}")]
     Tap(String),
+    /// The settings cannot work together.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How a session ended.
@@ -689,20 +697,72 @@ impl Session {
         };
         // Inline, the policy runs now; its observation is kept for the taps.
         let keep = (keep && !self.inference.is_threaded()).then(|| obs.clone());
+        // Drawn before the policy runs: real-time chunking needs to know when the answer
+        // will be in.
+        let delay_s = self.latency.as_mut().map(|l| l.next_s());
+        let committed = match self.cfg.rtc {
+            Some(cap) if cap > 0 => self.committed(req.step, now, delay_s, cap, &obs)?,
+            _ => Vec::new(),
+        };
         let job = Job {
             step: req.step,
             observation: obs,
+            committed,
         };
         if !self.inference.submit(job) {
             return Ok(None);
         }
-        if let Some(l) = &mut self.latency {
-            // Drawn before the answer is known, as a real-time-chunking policy would need it.
-            self.delay = Some((now, now + l.next_s()));
+        if let Some(d) = delay_s {
+            self.delay = Some((now, now + d));
         }
         self.rt.inference_started(req.step, now);
         self.inferences += 1;
         Ok(keep)
+    }
+
+    /// Real-time chunking: the actions the robot executes from `step` until the chunk asked
+    /// for now arrives (at most `cap`), in the policy's action space. The arrival is `now` plus
+    /// the simulated delay, or in real time plus the median recent inference wall time.
+    fn committed(
+        &self,
+        step: u64,
+        now: f64,
+        delay_s: Option<f64>,
+        cap: usize,
+        obs: &Observation,
+    ) -> Result<Vec<Vec<f64>>, SessionError> {
+        let expected_s = delay_s.unwrap_or_else(|| {
+            // Real time: the median of the recent inferences' wall times.
+            let p50 = self.loop_stats.inference_ms.quantile(0.5);
+            if self.inference.is_threaded() && p50.is_finite() {
+                p50 / 1e3
+            } else {
+                0.0
+            }
+        });
+        let arrives = self.rt.step_at(now + expected_s);
+        let k = (arrives.saturating_sub(step) as usize).min(cap);
+        let targets = self.rt.planned(step, step + k as u64);
+        match self.rt.config().action_kind {
+            ActionKind::JointPosition => Ok(targets),
+            ActionKind::JointDelta => {
+                // Each action is the target minus the one before; the first, minus the
+                // observed positions (as the chunk is decoded).
+                let mut prev = obs.joint_positions.clone();
+                Ok(targets
+                    .into_iter()
+                    .map(|t| {
+                        let d = t.iter().zip(&prev).map(|(a, b)| a - b).collect();
+                        prev = t;
+                        d
+                    })
+                    .collect())
+            }
+            ActionKind::EeDelta => Err(SessionError::Config(
+                "real-time chunking needs joint-space actions (joint_position or joint_delta)"
+                    .into(),
+            )),
+        }
     }
 
     /// Takes what the policy returned; the chunk for `step` (answered within the tick) back.

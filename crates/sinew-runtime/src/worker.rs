@@ -19,6 +19,9 @@ pub struct Job {
     pub step: u64,
     /// The observation.
     pub observation: Observation,
+    /// Real-time chunking: the actions the robot executes while this chunk is computed (the
+    /// policy's action space), which the chunk must begin with; empty otherwise.
+    pub committed: Vec<Vec<f64>>,
 }
 
 /// What came back.
@@ -58,8 +61,25 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `policy` once on the calling thread, turning a panic into a fatal outcome.
 pub fn infer_inline(policy: &mut dyn Policy, step: u64, observation: &Observation) -> Outcome {
+    infer_committed(policy, step, observation, &[])
+}
+
+/// [`infer_inline`] with the chunk conditioned on `committed` actions (real-time chunking;
+/// empty: a plain inference).
+pub fn infer_committed(
+    policy: &mut dyn Policy,
+    step: u64,
+    observation: &Observation,
+    committed: &[Vec<f64>],
+) -> Outcome {
     let t0 = Instant::now();
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| policy.infer(observation)));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if committed.is_empty() {
+            policy.infer(observation)
+        } else {
+            policy.infer_with_prefix(observation, committed)
+        }
+    }));
     let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
     match r {
         Ok(Ok(chunk)) => Outcome::Chunk {
@@ -89,7 +109,12 @@ impl Consumer for PolicyConsumer {
     type Report = ();
 
     fn consume(&mut self, job: Job) -> Result<(), String> {
-        let out = infer_inline(self.policy.as_mut(), job.step, &job.observation);
+        let out = infer_committed(
+            self.policy.as_mut(),
+            job.step,
+            &job.observation,
+            &job.committed,
+        );
         let dead = match &out {
             Outcome::Dead { error } => Some(error.clone()),
             _ => None,
@@ -253,7 +278,12 @@ impl Inference {
                 if p.dead || p.done.is_some() {
                     return false;
                 }
-                let out = infer_inline(p.policy.as_mut(), job.step, &job.observation);
+                let out = infer_committed(
+                    p.policy.as_mut(),
+                    job.step,
+                    &job.observation,
+                    &job.committed,
+                );
                 p.dead = matches!(out, Outcome::Dead { .. });
                 p.done = Some(out);
                 true

@@ -291,6 +291,7 @@ fn drive_worker(rt: &mut Runtime, w: &mut InferenceWorker, t0: f64, n: usize, wa
             if w.submit(Job {
                 step: req.step,
                 observation: obs,
+                committed: Vec::new(),
             }) {
                 rt.inference_started(req.step, now);
             }
@@ -593,5 +594,101 @@ fn simulated_latency_delays_every_chunk_and_zero_latency_changes_nothing() {
         // Zero latency is no latency, command for command.
         let zero = LatencyModel::fixed(0.0, 0.0).expect("model");
         assert_eq!(lockstep(exec, Some(zero), 3), lockstep(exec, None, 3));
+    }
+}
+
+/// Each request's step and the actions committed with it.
+type Asked = Arc<Mutex<Vec<(u64, Vec<Vec<f64>>)>>>;
+
+/// Marked chunks that begin with the committed actions they are given, and remember them.
+struct Committing {
+    spec: PolicySpec,
+    asked: Asked,
+}
+
+impl Policy for Committing {
+    fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+    fn prefix_capacity(&self) -> usize {
+        4
+    }
+    fn infer(&mut self, obs: &Observation) -> Result<ActionChunk, PolicyError> {
+        self.infer_with_prefix(obs, &[])
+    }
+    fn infer_with_prefix(
+        &mut self,
+        obs: &Observation,
+        prefix: &[Vec<f64>],
+    ) -> Result<ActionChunk, PolicyError> {
+        self.asked
+            .lock()
+            .expect("log")
+            .push((obs.step, prefix.to_vec()));
+        let mut c = Marked(self.spec.clone()).infer(obs)?;
+        for (slot, a) in c.actions.iter_mut().zip(prefix) {
+            slot.clone_from(a);
+        }
+        Ok(c)
+    }
+}
+
+#[test]
+fn real_time_chunking_commits_what_the_robot_executes_during_the_delay() {
+    use sinew_runtime::{Inference, LatencyModel, Session, SessionConfig};
+    let robot = so101();
+    let mut io = EchoRobot::new(&robot);
+    let spec = PolicySpec {
+        architecture: "committing".into(),
+        cameras: vec![],
+        image_size: (1, 1),
+        uses_state: true,
+        state_dim: 6,
+        action_kind: ActionKind::JointPosition,
+        action_dim: 6,
+        chunk_length: 10,
+        control_rate_hz: 10.0,
+        action_tokenizer: "none".into(),
+        n_action_steps: None,
+    };
+    let execution = Execution::Async {
+        threshold: 5,
+        merge: Merge::LatestOnly,
+    };
+    let rt = RuntimeConfig::new(&robot, 10.0, vec![], ActionKind::JointPosition, execution);
+    let mut cfg = SessionConfig::new(rt);
+    // 250 ms at 10 Hz: the chunk asked at step s arrives during step s + 2, so steps s and
+    // s + 1 run from the previous chunk: those two targets are committed.
+    cfg.latency = Some(LatencyModel::fixed(250.0, 0.0).expect("model").sampler(0));
+    cfg.rtc = Some(4);
+    let asked: Asked = Arc::new(Mutex::new(Vec::new()));
+    let policy = Box::new(Committing {
+        spec,
+        asked: asked.clone(),
+    });
+    let mut s = Session::new(&robot, cfg, Inference::inline(policy), &mut io).expect("session");
+    // The timeline's target at each step, as the robot executed it.
+    let mut executed: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    for _ in 0..400 {
+        s.tick(&mut io, &mut []).expect("tick");
+        let step = s.runtime().step_at(io.t_s);
+        if let Some(q) = s.runtime().planned(step, step + 1).first() {
+            executed.entry(step).or_insert_with(|| q.clone());
+        }
+        sinew_core::RobotIo::advance(&mut io, 0.01).expect("advance");
+    }
+    let asked = asked.lock().expect("log").clone();
+    assert!(asked.len() >= 6, "{} requests", asked.len());
+    // The first request has nothing planned to commit.
+    assert!(asked[0].1.is_empty());
+    for (step, prefix) in &asked[1..] {
+        assert_eq!(prefix.len(), 2, "request at step {step}");
+        for (i, a) in prefix.iter().enumerate() {
+            assert_eq!(
+                Some(a),
+                executed.get(&(step + i as u64)),
+                "committed action {i} of the request at step {step} is not what the robot ran"
+            );
+        }
     }
 }
