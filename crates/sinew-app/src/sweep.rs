@@ -91,7 +91,8 @@ fn cell(
     }
 }
 
-/// Runs every cell; `on_cell` sees each as it finishes.
+/// Runs every cell; `on_cell` sees each as it finishes. A stop ends the sweep after the
+/// finished cells (the one under way is left out).
 pub fn run_sweep(
     spec: &SweepSpec,
     mut on_cell: impl FnMut(&SweepCell),
@@ -114,6 +115,10 @@ pub fn run_sweep(
             b.exec = exec.clone();
             b.exec.latency = latency.clone();
             let r = run_batch(&b, |_| {}, stop)?;
+            if stop() {
+                // A cell cut short would read as a result; the finished cells stand.
+                break;
+            }
             let c = cell(&b, mode, latency, &r.rows, r.wall_s);
             on_cell(&c);
             all.extend(

@@ -159,6 +159,12 @@ fn run_latency_sweep(
         },
         &|| stop.requested(),
     )?;
+    if report.cells.len() < cells {
+        eprintln!(
+            "eval: stopped after {} of {cells} cells; the report has those",
+            report.cells.len()
+        );
+    }
     let md = sweep_markdown(&spec, &report);
     let json_path = a.out.join("eval.json");
     std::fs::write(
