@@ -906,8 +906,11 @@ impl Session {
                 emit(taps, at, Record::Event(&e));
             }
             // Held for one reason, now for another (stale data, then an e-stop): the operator
-            // and the recording see the new reason; the hold keeps its start.
-            (Some(r), Some(h)) if hold_kind(r) != h.kind => {
+            // and the recording see the new reason; the hold keeps its start. Waiting for the
+            // policy after a fault clears is the tail of the same hold, not a new reason.
+            (Some(r), Some(h))
+                if hold_kind(r) != h.kind && !matches!(r, HoldReason::WaitingForPolicy) =>
+            {
                 let kind = hold_kind(r);
                 self.holding = Some(Holding {
                     kind,
