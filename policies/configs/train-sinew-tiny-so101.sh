@@ -11,7 +11,8 @@
 # 4. takeover data from the stage-3 policy (other seeds), and the same fine-tuning on it, written
 #    to run 9 chunk entries per inference (stage 3 keeps 7, which its takeover data used);
 # 5. takeover data from the stage-4 policy (other seeds), and the same fine-tuning with
-#    committed actions as an input (real-time chunking, sinew-tiny-so101-rtc.toml).
+#    committed actions as an input (real-time chunking, sinew-tiny-so101-rtc.toml): the
+#    second shipped policy, policies/sinew-tiny-so101-rtc.
 # Then the evaluation on 100 held-out seeds per task. Every step's wall time goes to
 # WORKDIR/times.txt. Run again after an interruption: finished datasets are kept and training
 # resumes from its last checkpoint.
@@ -51,7 +52,7 @@ timed "stage 2" "$sinew" train --dataset "$work/dart" --config "$configs/sinew-t
 record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
 timed "stage 3" "$sinew" train --dataset "$work/takeover-1" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage2" --out "$work/stage3"
 record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
-timed "stage 4" "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage3" --out "$work/stage4" --n-action-steps 9
-record "$work/takeover-3" --policy "$work/stage4" --seed 600000 "${takeover[@]}"
-timed "stage 5" "$sinew" train --dataset "$work/takeover-3" --config "$configs/sinew-tiny-so101-rtc.toml" --init "$work/stage4" --out "$work/sinew-tiny-so101"
+timed "stage 4" "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage3" --out "$work/sinew-tiny-so101" --n-action-steps 9
+record "$work/takeover-3" --policy "$work/sinew-tiny-so101" --seed 600000 "${takeover[@]}"
+timed "stage 5" "$sinew" train --dataset "$work/takeover-3" --config "$configs/sinew-tiny-so101-rtc.toml" --init "$work/sinew-tiny-so101" --out "$work/sinew-tiny-so101-rtc"
 "$sinew" eval --policy "$work/sinew-tiny-so101" --tasks reach,push,pick-place --episodes 100 --jobs 2 --out "$work/eval"

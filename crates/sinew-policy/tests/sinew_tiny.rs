@@ -841,3 +841,39 @@ fn real_time_chunking_conditions_the_chunk_on_the_committed_actions() {
         .expect_err("no prefix head");
     assert!(e.to_string().contains("committed"), "{e}");
 }
+
+/// The shipped real-time-chunking policy: it takes up to 4 committed actions, returns them as
+/// given, and what it predicts after them follows them.
+#[test]
+fn the_shipped_rtc_policy_continues_from_the_committed_actions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../policies/sinew-tiny-so101-rtc");
+    let mut p = SinewTinyPolicy::load(&dir, &Device::Cpu, DType::F32).expect("shipped rtc policy");
+    assert_eq!(p.prefix_capacity(), 4);
+    let mut images = BTreeMap::new();
+    images.insert("front".to_owned(), image(96, 96, 11));
+    images.insert("wrist".to_owned(), image(96, 96, 23));
+    let obs = Observation {
+        images,
+        joint_positions: vec![0.0, 0.25, 0.06, 1.26, 0.0, 1.2],
+        instruction: "touch the red cube".into(),
+        ..Default::default()
+    };
+    // Two different committed starts: the arm heading left, or right.
+    let heading = |pan: f64| -> Vec<Vec<f64>> {
+        (1..=3)
+            .map(|i| vec![pan * i as f64, 0.25, 0.06, 1.26, 0.0, 1.2])
+            .collect()
+    };
+    let (left, right) = (heading(0.08), heading(-0.08));
+    let a = p.infer_with_prefix(&obs, &left).expect("left");
+    let b = p.infer_with_prefix(&obs, &right).expect("right");
+    assert_eq!(&a.actions[..3], &left[..]);
+    assert_eq!(&b.actions[..3], &right[..]);
+    // The entry after the committed ones continues from where each left the pan.
+    let (pa, pb) = (a.actions[3][0], b.actions[3][0]);
+    assert!(
+        pa > pb,
+        "after committing the pan to +0.24 and -0.24 rad the next pan targets are {pa:.3} and {pb:.3}"
+    );
+}
