@@ -475,6 +475,23 @@ impl sinew_core::RobotIo for EchoRobot {
     }
 }
 
+/// The spec of a 10 Hz policy of 10-step joint-position chunks (the test policies below).
+fn joint_chunks_of_ten(architecture: &str) -> PolicySpec {
+    PolicySpec {
+        architecture: architecture.into(),
+        cameras: vec![],
+        image_size: (1, 1),
+        uses_state: true,
+        state_dim: 6,
+        action_kind: ActionKind::JointPosition,
+        action_dim: 6,
+        chunk_length: 10,
+        control_rate_hz: 10.0,
+        action_tokenizer: "none".into(),
+        n_action_steps: None,
+    }
+}
+
 /// Chunks that say where they come from: entry `i` of the chunk for step `s` moves the
 /// shoulder pan to `READY + 0.001 (100 s + i)`.
 struct Marked(PolicySpec);
@@ -514,19 +531,7 @@ fn lockstep(
     use sinew_runtime::{Inference, Session, SessionConfig};
     let robot = so101();
     let mut io = EchoRobot::new(&robot);
-    let spec = PolicySpec {
-        architecture: "marked".into(),
-        cameras: vec![],
-        image_size: (1, 1),
-        uses_state: true,
-        state_dim: 6,
-        action_kind: ActionKind::JointPosition,
-        action_dim: 6,
-        chunk_length: 10,
-        control_rate_hz: 10.0,
-        action_tokenizer: "none".into(),
-        n_action_steps: None,
-    };
+    let spec = joint_chunks_of_ten("marked");
     let rt = RuntimeConfig::new(&robot, 10.0, vec![], ActionKind::JointPosition, execution);
     let mut cfg = SessionConfig::new(rt);
     cfg.latency = latency.map(|m| m.sampler(seed));
@@ -638,19 +643,7 @@ fn real_time_chunking_commits_what_the_robot_executes_during_the_delay() {
     use sinew_runtime::{Inference, LatencyModel, Session, SessionConfig};
     let robot = so101();
     let mut io = EchoRobot::new(&robot);
-    let spec = PolicySpec {
-        architecture: "committing".into(),
-        cameras: vec![],
-        image_size: (1, 1),
-        uses_state: true,
-        state_dim: 6,
-        action_kind: ActionKind::JointPosition,
-        action_dim: 6,
-        chunk_length: 10,
-        control_rate_hz: 10.0,
-        action_tokenizer: "none".into(),
-        n_action_steps: None,
-    };
+    let spec = joint_chunks_of_ten("committing");
     let execution = Execution::Async {
         threshold: 5,
         merge: Merge::LatestOnly,
