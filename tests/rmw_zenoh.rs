@@ -41,6 +41,21 @@ fn sinew(args: &[&str]) -> Child {
         .expect("sinew starts")
 }
 
+/// `sinew --ros rmw-zenoh --connect EP topics echo KEY --count N`.
+fn rmw_echo(ep: &str, key: &str, count: &str) -> std::process::Child {
+    sinew(&[
+        "--ros",
+        "rmw-zenoh",
+        "--connect",
+        ep,
+        "topics",
+        "echo",
+        key,
+        "--count",
+        count,
+    ])
+}
+
 /// Waits for `child` to exit, killing it after `WAIT`; returns (success, stdout, stderr).
 fn finish(mut child: Child) -> (bool, String, String) {
     let deadline = Instant::now() + WAIT;
@@ -163,17 +178,7 @@ fn echo_prints_what_a_python_rmw_zenoh_peer_published() {
 
     // Every topic at once: each line names its topic; types come from the keys.
     let count = samples.len().to_string();
-    let child = sinew(&[
-        "--ros",
-        "rmw-zenoh",
-        "--connect",
-        &ep,
-        "topics",
-        "echo",
-        "**",
-        "--count",
-        &count,
-    ]);
+    let child = rmw_echo(&ep, "**", &count);
     replay(&bus, &f, &keys);
     let (ok, out, err) = finish(child);
     assert!(ok, "echo failed: {err}");
@@ -198,17 +203,7 @@ fn echo_prints_what_a_python_rmw_zenoh_peer_published() {
         .filter(|s| s["type"] == "sensor_msgs/msg/JointState")
         .collect();
     let count = joint_states.len().to_string();
-    let child = sinew(&[
-        "--ros",
-        "rmw-zenoh",
-        "--connect",
-        &ep,
-        "topics",
-        "echo",
-        "/so101/joint_states",
-        "--count",
-        &count,
-    ]);
+    let child = rmw_echo(&ep, "/so101/joint_states", &count);
     assert!(
         graph.wait_until(WAIT, |es| es.iter().any(|e| e.kind
             == EntityKind::Subscription
