@@ -293,7 +293,7 @@ fn the_shipped_policy_reaches_places_and_pushes_the_named_cube() {
         "--policy",
         "policies/sinew-tiny-so101",
         "--tasks",
-        "sim/tasks/v1/reach.toml,sim/tasks/v1/pick-place.toml,sim/tasks/v1/push.toml",
+        "v1/reach,v1/pick-place,v1/push",
         "--episodes",
         "10",
         "--jobs",
