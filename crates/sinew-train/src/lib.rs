@@ -166,6 +166,22 @@ pub struct TrainConfig {
     /// its first `k` target actions as committed, `k` drawn uniformly from 0 to this
     /// (0 included, so the policy still acts alone); validation gives none.
     pub prefix_max: usize,
+    /// Longest instruction in words the model reads (`Config::max_text_len`); longer ones
+    /// are cut, with a warning at inference.
+    pub max_text_len: usize,
+    /// Text robustness: the probability that each word of a training sample's instruction
+    /// is replaced by `[UNK]`, the id every word outside the vocabulary gets at inference
+    /// (words in `keep_words` excepted). A policy trained so has seen unknown words in
+    /// every position and learns to act on the words it knows ("word dropout"); validation
+    /// reads the instructions as written.
+    pub word_dropout: f64,
+    /// Text robustness: the probability that a training sample's instruction gets one
+    /// `[UNK]` inserted at a random position (a second one with the same probability
+    /// again), as a filler word the policy never saw would be ("could you", "please").
+    pub unk_insert: f64,
+    /// Words `word_dropout` never replaces: the ones that decide the task (colours, zone
+    /// names). Each must be in the dataset's instructions.
+    pub keep_words: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -206,6 +222,10 @@ impl Default for TrainConfig {
             by_episode: false,
             n_action_steps: None,
             prefix_max: 0,
+            max_text_len: 16,
+            word_dropout: 0.0,
+            unk_insert: 0.0,
+            keep_words: Vec::new(),
         }
     }
 }
@@ -353,6 +373,8 @@ pub struct Trainer {
     train_episodes: Vec<std::ops::Range<usize>>,
     val: Vec<usize>,
     texts: Vec<TaskText>,
+    /// Word ids `word_dropout` leaves alone (`keep_words`).
+    kept_ids: Vec<u32>,
     tokenizer: tokenizers::Tokenizer,
     stats: serde_json::Value,
     state: TrainState,
@@ -427,6 +449,7 @@ impl Trainer {
             bins: BinTokenizer::new(cfg.n_bins as u32, cfg.n_bins as u32)?,
         };
         let texts = task_texts(&tokenizer, &ds.tasks, model_cfg.max_text_len)?;
+        let kept_ids = kept_word_ids(&tokenizer, &cfg.keep_words)?;
         let samples = build_samples(&ds, &frames, &raw, &goals, &norms, &model_cfg)?;
         let split = split_episodes(&ds, &cfg)?;
         let varmap = seeded_varmap(&model_cfg, cfg.seed ^ 0x1A17_1A17, device)?;
@@ -464,6 +487,7 @@ impl Trainer {
             train_episodes: split.train_episodes,
             val: split.val,
             texts,
+            kept_ids,
             tokenizer,
             stats,
         })
@@ -541,8 +565,17 @@ impl Trainer {
                 }
             }
             let (ti, tm) = &self.texts[smp.text];
-            ids.extend_from_slice(ti);
-            mask.extend_from_slice(tm);
+            match rng.as_deref_mut() {
+                Some(r) if self.cfg.word_dropout > 0.0 || self.cfg.unk_insert > 0.0 => {
+                    let (ai, am) = augment_text(ti, tm, &self.kept_ids, &self.cfg, r);
+                    ids.extend_from_slice(&ai);
+                    mask.extend_from_slice(&am);
+                }
+                _ => {
+                    ids.extend_from_slice(ti);
+                    mask.extend_from_slice(tm);
+                }
+            }
             if cfg.state_dim > 0 {
                 state.extend_from_slice(&smp.state);
             }
@@ -1144,6 +1177,20 @@ fn model_config(
     model_cfg.action_kind = cfg.action_space;
     model_cfg.n_action_steps = cfg.n_action_steps;
     model_cfg.prefix_max = cfg.prefix_max;
+    if cfg.max_text_len == 0 {
+        return Err(TrainError::Config("max_text_len must be at least 1".into()));
+    }
+    model_cfg.max_text_len = cfg.max_text_len;
+    for (name, p) in [
+        ("word_dropout", cfg.word_dropout),
+        ("unk_insert", cfg.unk_insert),
+    ] {
+        if !(0.0..1.0).contains(&p) {
+            return Err(TrainError::Config(format!(
+                "{name} {p} is not a probability in [0, 1)"
+            )));
+        }
+    }
     if !(cfg.aux_weight.is_finite() && cfg.aux_weight >= 0.0) {
         return Err(TrainError::Config(format!(
             "aux_weight {} is not a non-negative number",
@@ -1321,6 +1368,57 @@ fn action_normalizer(
 /// A task's text: token ids and their mask, padded to the model's text length.
 type TaskText = (Vec<u32>, Vec<f32>);
 
+/// The word tokenizer's id of unknown words (`build_text_tokenizer`).
+const UNK_ID: u32 = 1;
+
+/// The ids of `words`, each of which must be in the vocabulary.
+fn kept_word_ids(tok: &tokenizers::Tokenizer, words: &[String]) -> Result<Vec<u32>, TrainError> {
+    words
+        .iter()
+        .map(|w| {
+            tok.token_to_id(&w.to_lowercase()).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "keep_words: {w:?} is in none of the dataset's instructions"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// One training sample's instruction with words replaced by, and fillers inserted as,
+/// `[UNK]` (`TrainConfig::word_dropout`, `unk_insert`), padded back to the same length.
+fn augment_text(
+    ids: &[u32],
+    mask: &[f32],
+    kept: &[u32],
+    cfg: &TrainConfig,
+    rng: &mut Rng,
+) -> (Vec<u32>, Vec<f32>) {
+    let max_len = ids.len();
+    let n_words = mask.iter().filter(|&&m| m > 0.0).count();
+    let mut words: Vec<u32> = ids[..n_words]
+        .iter()
+        .map(|&id| {
+            if !kept.contains(&id) && rng.unit() < cfg.word_dropout {
+                UNK_ID
+            } else {
+                id
+            }
+        })
+        .collect();
+    for _ in 0..2 {
+        if rng.unit() < cfg.unk_insert {
+            let at = rng.below(words.len() + 1);
+            words.insert(at, UNK_ID);
+        }
+    }
+    words.truncate(max_len);
+    let mut m = vec![1f32; words.len()];
+    words.resize(max_len, 0);
+    m.resize(max_len, 0.0);
+    (words, m)
+}
+
 /// Each task's text as token ids and mask, `max_len` long.
 fn task_texts(
     policy_tok: &tokenizers::Tokenizer,
@@ -1453,6 +1551,43 @@ fn split_episodes(ds: &Dataset, cfg: &TrainConfig) -> Result<Split, TrainError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_dropout_spares_the_kept_words_and_inserts_fillers() {
+        // "put the red cube in the bowl", ids 10..16, "red" = 12 kept; max length 9.
+        let ids = vec![10, 11, 12, 13, 14, 11, 15, 0, 0];
+        let mask = vec![1., 1., 1., 1., 1., 1., 1., 0., 0.];
+        let cfg = TrainConfig {
+            word_dropout: 0.5,
+            unk_insert: 0.5,
+            ..TrainConfig::default()
+        };
+        let mut rng = Rng(7);
+        let (mut dropped, mut inserted, mut long) = (0, 0, 0);
+        for _ in 0..400 {
+            let (a, m) = augment_text(&ids, &mask, &[12], &cfg, &mut rng);
+            assert_eq!((a.len(), m.len()), (9, 9));
+            let n = m.iter().filter(|&&x| x > 0.0).count();
+            assert!((7..=9).contains(&n), "{a:?}");
+            assert!(a[..n].contains(&12), "the colour word was dropped: {a:?}");
+            assert!(a[n..].iter().all(|&x| x == 0));
+            let known = a[..n].iter().filter(|&&x| x != UNK_ID).count();
+            dropped += 6 - (known - 1);
+            inserted += n - 7;
+            long += usize::from(n > 7);
+        }
+        // Word dropout replaces about half of the six other words (1,200 of 2,400); the
+        // fillers add one word per sample on average (two tries at 0.5), so three samples in
+        // four are longer.
+        assert!((1100..1300).contains(&dropped), "{dropped}");
+        assert!((340..460).contains(&inserted), "{inserted}");
+        assert!((260..340).contains(&long), "{long}");
+        // Off, the text is unchanged and nothing is drawn.
+        let mut r0 = Rng(7);
+        let none = TrainConfig::default();
+        let (a, m) = augment_text(&ids, &mask, &[], &none, &mut r0);
+        assert_eq!((a, m), (ids.clone(), mask.clone()));
+    }
 
     #[test]
     fn batches_weigh_episodes_or_frames_and_early_frames_as_configured() {
