@@ -17,7 +17,7 @@ pub mod world;
 pub use policies::ExpertPolicy;
 pub use render::{Frame, Intrinsics, Mesh};
 pub use robot_io::SimRobot;
-pub use task::{Episode, ObjectSpec, SuccessKind, TaskSpec};
+pub use task::{Episode, ObjectSpec, Phrasing, SuccessKind, TaskSpec};
 pub use world::{SimObject, SimWorld, PHYSICS_HZ};
 
 /// Errors of the simulator.

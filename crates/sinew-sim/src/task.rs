@@ -53,8 +53,12 @@ pub struct Region {
 pub struct TaskSpec {
     /// Task name (the file stem).
     pub name: String,
-    /// Instruction templates; `{color}` and `{zone}` are filled in.
+    /// Training instruction templates; `{color}` and `{zone}` are filled in.
     pub instructions: Vec<String>,
+    /// Held-out instruction templates: never used for training data, for measuring whether a
+    /// policy follows phrasings it has not seen (none by default).
+    #[serde(default)]
+    pub held_out_instructions: Vec<String>,
     /// Episode length limit in control steps.
     pub step_limit: u32,
     /// Control (policy) rate, Hz: one control step is `1 / control_rate_hz` of simulated time.
@@ -85,6 +89,41 @@ pub struct TaskSpec {
     /// The bowl, per robot name (`in_bowl` tasks).
     #[serde(default)]
     pub bowl: BTreeMap<String, BowlSpec>,
+    /// The file it was read from (for error messages; empty when built otherwise).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// Which instruction templates an episode's instruction comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Phrasing {
+    /// `instructions`: the templates training data uses.
+    #[default]
+    Training,
+    /// `held_out_instructions`: templates never used for training.
+    HeldOut,
+}
+
+impl std::fmt::Display for Phrasing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phrasing::Training => "training",
+            Phrasing::HeldOut => "held-out",
+        })
+    }
+}
+
+impl std::str::FromStr for Phrasing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "training" => Ok(Phrasing::Training),
+            "held-out" => Ok(Phrasing::HeldOut),
+            other => Err(format!(
+                "unknown phrasing {other:?} (expected \"training\" or \"held-out\")"
+            )),
+        }
+    }
 }
 
 /// A rectangle marked on the table.
@@ -138,7 +177,8 @@ impl TaskSpec {
 
     /// Parses `text` as if read from `path`.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Self, SimError> {
-        let spec: TaskSpec = parse_toml(text, path)?;
+        let mut spec: TaskSpec = parse_toml(text, path)?;
+        spec.path = path.to_owned();
         let bad =
             |field: &str, reason: String| SimError::from(FileError::field(path, field, reason));
         if spec.instructions.is_empty() {
@@ -147,6 +187,7 @@ impl TaskSpec {
                 "at least one template is needed".into(),
             ));
         }
+        spec.check_templates().map_err(|(f, r)| bad(f, r))?;
         for c in &spec.colors {
             if color_rgb(c).is_none() {
                 let known: Vec<&str> = COLORS.iter().map(|c| c.0).collect();
@@ -191,6 +232,45 @@ impl TaskSpec {
             }
         }
         Ok(spec)
+    }
+
+    /// Checks the instruction templates: each names the target's `{color}`, and the goal
+    /// `{zone}` exactly in `in_zone` tasks; none repeats; no held-out template is also a
+    /// training one.
+    fn check_templates(&self) -> Result<(), (&'static str, String)> {
+        let zone = self.success == SuccessKind::InZone;
+        for (field, list) in [
+            ("instructions", &self.instructions),
+            ("held_out_instructions", &self.held_out_instructions),
+        ] {
+            for (i, t) in list.iter().enumerate() {
+                if !t.contains("{color}") {
+                    return Err((field, format!("template {t:?} has no {{color}}")));
+                }
+                if zone != t.contains("{zone}") {
+                    let why = if zone {
+                        "has no {zone} (an in_zone task names the goal zone)"
+                    } else {
+                        "has {zone} but the task has no zones"
+                    };
+                    return Err((field, format!("template {t:?} {why}")));
+                }
+                if list[..i].contains(t) {
+                    return Err((field, format!("template {t:?} is listed twice")));
+                }
+            }
+        }
+        if let Some(t) = self
+            .held_out_instructions
+            .iter()
+            .find(|t| self.instructions.contains(t))
+        {
+            return Err((
+                "held_out_instructions",
+                format!("template {t:?} is also a training template"),
+            ));
+        }
+        Ok(())
     }
 
     /// Loads `sim/tasks/<name>.toml` under `root`.
@@ -256,8 +336,13 @@ pub struct Episode {
     pub seed: u64,
     /// The instruction.
     pub instruction: String,
-    /// Index of the instruction template used.
+    /// Index of the instruction template used, in the list it came from (`instructions`, or
+    /// `held_out_instructions` when `held_out`).
     pub template: usize,
+    /// The template, unfilled.
+    pub template_text: String,
+    /// Whether the template is a held-out one.
+    pub held_out: bool,
     /// Objects; index 0 is the target.
     pub objects: Vec<ObjectSpec>,
     /// Zones on the table (`in_zone` tasks).
@@ -270,16 +355,39 @@ pub struct Episode {
 
 impl TaskSpec {
     fn missing(&self, field: String, reason: &str) -> SimError {
-        FileError::field(
-            &PathBuf::from(format!("sim/tasks/{}.toml", self.name)),
-            field,
-            reason,
-        )
-        .into()
+        let path = if self.path.as_os_str().is_empty() {
+            PathBuf::from(format!("sim/tasks/{}.toml", self.name))
+        } else {
+            self.path.clone()
+        };
+        FileError::field(&path, field, reason).into()
     }
 
-    /// Samples the episode for `seed` on robot `robot` (which must have a region).
+    /// Samples the episode for `seed` on robot `robot` (which must have a region), its
+    /// instruction from the training templates.
     pub fn sample(&self, robot: &str, seed: u64) -> Result<Episode, SimError> {
+        self.sample_phrased(robot, seed, Phrasing::Training)
+    }
+
+    /// Samples the episode for `seed` on robot `robot`, its instruction from the templates
+    /// `phrasing` names. The scene is the same whatever the phrasing: the template index is the
+    /// last draw, taken below the length of the chosen list.
+    pub fn sample_phrased(
+        &self,
+        robot: &str,
+        seed: u64,
+        phrasing: Phrasing,
+    ) -> Result<Episode, SimError> {
+        let templates = match phrasing {
+            Phrasing::Training => &self.instructions,
+            Phrasing::HeldOut => &self.held_out_instructions,
+        };
+        if templates.is_empty() {
+            return Err(self.missing(
+                field_of(phrasing).to_owned(),
+                "the task has no templates of this phrasing",
+            ));
+        }
         let region = self.region.get(robot).ok_or_else(|| {
             self.missing(
                 format!("region.{robot}"),
@@ -362,8 +470,9 @@ impl TaskSpec {
                 size: self.cube_size_m,
             });
         }
-        let template = rng.below(self.instructions.len());
-        let mut instruction = self.instructions[template].replace("{color}", &objects[0].color);
+        let template = rng.below(templates.len());
+        let template_text = templates[template].clone();
+        let mut instruction = template_text.replace("{color}", &objects[0].color);
         if let Some(z) = goal_zone {
             instruction = instruction.replace("{zone}", &zones[z].name);
         }
@@ -372,10 +481,20 @@ impl TaskSpec {
             seed,
             instruction,
             template,
+            template_text,
+            held_out: phrasing == Phrasing::HeldOut,
             objects,
             zones,
             goal_zone,
             bowl,
         })
+    }
+}
+
+/// The task-file field holding a phrasing's templates.
+fn field_of(phrasing: Phrasing) -> &'static str {
+    match phrasing {
+        Phrasing::Training => "instructions",
+        Phrasing::HeldOut => "held_out_instructions",
     }
 }
