@@ -248,7 +248,8 @@ fn record_train_run_and_evaluate() {
         assert!(!ok && err.contains(named), "{err}");
     }
 
-    // Evaluating the expert gives its known success rate (reach: every episode).
+    // Evaluating the expert gives its known success rate (reach: every episode), each seed's
+    // scene once with a training phrasing and once with a held-out one.
     let ev = base.join("eval");
     let (ok, out, err) = sinew(&[
         "eval",
@@ -264,17 +265,39 @@ fn record_train_run_and_evaluate() {
         s(&ev),
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("| reach | 4 | 100.0% |"), "{out}");
+    assert!(out.contains("| reach | 8 | 100.0% |"), "{out}");
+    assert!(out.contains("| reach | held-out | 4 | 100.0% |"), "{out}");
     let e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ev.join("eval.json")).expect("eval.json"))
             .expect("json");
     assert_eq!(e["aggregated"]["pc_success"], 100.0);
     assert!(e["aggregated"]["eval_s"].as_f64().expect("eval_s") > 0.0);
     assert_eq!(e["per_task"][0]["task"], "reach");
-    assert_eq!(e["per_task"][0]["n_episodes"], 4);
-    assert_eq!(e["per_episode"].as_array().expect("rows").len(), 4);
-    // Seeds are disjoint from the dataset's by default.
-    assert!(e["per_episode"][0]["seed"].as_u64().expect("seed") >= 1_000_000);
+    assert_eq!(e["per_task"][0]["n_episodes"], 8);
+    let phrasings = e["per_task"][0]["by_phrasing"]
+        .as_array()
+        .expect("phrasings");
+    assert_eq!(phrasings.len(), 2, "{phrasings:?}");
+    let rows = e["per_episode"].as_array().expect("rows");
+    assert_eq!(rows.len(), 8);
+    let task = sinew_sim::TaskSpec::from_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sim/tasks/reach.toml"
+    )))
+    .expect("reach.toml");
+    for (i, r) in rows.iter().enumerate() {
+        // Seeds are disjoint from the dataset's by default; the held-out half reruns them.
+        assert_eq!(r["seed"].as_u64(), Some(1_000_000 + (i as u64 % 4)), "{r}");
+        let held_out = r["phrasing"] == "held-out";
+        assert_eq!(held_out, i >= 4, "{r}");
+        let list = if held_out {
+            &task.held_out_instructions
+        } else {
+            &task.instructions
+        };
+        let t = r["template_text"].as_str().expect("template");
+        assert!(list.iter().any(|x| x == t), "{t}");
+    }
     assert!(ev.join("eval.md").is_file());
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 use sinew_robot::RobotDescription;
-use sinew_sim::TaskSpec;
+use sinew_sim::{Phrasing, TaskSpec};
 
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
@@ -48,6 +48,21 @@ pub struct BatchSpec {
     pub encodings: sinew_record::Encodings,
     /// Episodes simulated at once (each worker loads its own copy of the policy).
     pub jobs: usize,
+    /// The instruction phrasings each seed is run with (the same scene once per phrasing);
+    /// `None`: every phrasing the task file has (training, and held-out when it lists
+    /// held-out templates).
+    pub phrasings: Option<Vec<Phrasing>>,
+}
+
+impl BatchSpec {
+    /// The phrasings `task`'s seeds are run with.
+    pub fn phrasings_of(&self, task: &TaskSpec) -> Vec<Phrasing> {
+        match &self.phrasings {
+            Some(p) => p.clone(),
+            None if task.held_out_instructions.is_empty() => vec![Phrasing::Training],
+            None => vec![Phrasing::Training, Phrasing::HeldOut],
+        }
+    }
 }
 
 /// One episode of a batch.
@@ -55,8 +70,12 @@ pub struct BatchSpec {
 pub struct EpisodeRow {
     /// Its task.
     pub task: String,
-    /// The instruction template the seed drew.
+    /// Whether the instruction came from the training or the held-out templates.
+    pub phrasing: Phrasing,
+    /// The instruction template the seed drew (its index in that list).
     pub template: usize,
+    /// The template.
+    pub template_text: String,
     /// The result.
     #[serde(flatten)]
     pub result: EpisodeResult,
@@ -89,8 +108,16 @@ pub fn run_batch(
     Driver::new(&spec.policy, &spec.device)?.check_fits(&spec.robot)?;
     let several = spec.task_folders;
     let reports = Mutex::new(Vec::new());
-    let jobs = (0..spec.tasks.len())
-        .flat_map(|t| (spec.seed..spec.seed + spec.episodes).map(move |s| (t, s)));
+    let jobs: Vec<(usize, Phrasing, u64)> = spec
+        .tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(t, task)| {
+            spec.phrasings_of(task)
+                .into_iter()
+                .flat_map(move |p| (spec.seed..spec.seed + spec.episodes).map(move |s| (t, p, s)))
+        })
+        .collect();
     let joints = spec.robot.joint_names();
     let opts = EpisodeOptions {
         exec: spec.exec.clone(),
@@ -107,17 +134,13 @@ pub fn run_batch(
             )?,
         })
     };
-    let work = |w: &mut Worker, job: &(usize, u64)| -> Result<EpisodeRow> {
-        let (ti, seed) = *job;
+    let work = |w: &mut Worker, job: &(usize, Phrasing, u64)| -> Result<EpisodeRow> {
+        let (ti, phrasing, seed) = *job;
         let task = &spec.tasks[ti];
-        let episode = task.sample(&spec.robot.config.name, seed)?;
+        let episode = task.sample_phrased(&spec.robot.config.name, seed, phrasing)?;
         let result = match &mut w.outputs {
             Some(out) => {
-                let stem = if several {
-                    format!("{}/{}", task.name, episode_stem(seed))
-                } else {
-                    episode_stem(seed)
-                };
+                let stem = stem_of(several, &task.name, phrasing, seed);
                 let title = format!("{} {} seed {seed}", spec.robot.config.name, task.name);
                 let meta = episode_metadata(
                     &spec.robot,
@@ -134,6 +157,7 @@ pub fn run_batch(
                         &spec.robot,
                         task,
                         seed,
+                        &episode,
                         &mut w.driver,
                         &opts,
                         &mut [&mut tap],
@@ -142,11 +166,21 @@ pub fn run_batch(
                 out.close_one()?;
                 r
             }
-            None => run_episode(&spec.robot, task, seed, &mut w.driver, &opts, &mut [])?,
+            None => run_episode(
+                &spec.robot,
+                task,
+                seed,
+                &episode,
+                &mut w.driver,
+                &opts,
+                &mut [],
+            )?,
         };
         Ok(EpisodeRow {
             task: task.name.clone(),
+            phrasing,
             template: episode.template,
+            template_text: episode.template_text,
             result,
         })
     };
@@ -166,18 +200,14 @@ pub fn run_batch(
     };
     let mut rows = Vec::new();
     ordered_pool(
-        jobs,
+        jobs.into_iter(),
         &workers,
-        |(ti, seed), row: EpisodeRow| {
+        |(ti, phrasing, seed), row: EpisodeRow| {
             if let Some(dir) = &spec.record {
                 let task = &spec.tasks[ti];
-                let file = if several {
-                    format!("{}/{}.mcap", task.name, episode_stem(seed))
-                } else {
-                    format!("{}.mcap", episode_stem(seed))
-                };
+                let file = format!("{}.mcap", stem_of(several, &task.name, phrasing, seed));
                 let line = serde_json::json!({
-                    "file": file, "seed": seed, "task": task.name,
+                    "file": file, "seed": seed, "task": task.name, "phrasing": phrasing,
                     "robot": spec.robot.config.name, "policy": spec.policy.as_str(),
                     "instruction": row.result.instruction, "success": row.result.success,
                     "steps": row.result.steps,
@@ -202,10 +232,26 @@ pub fn run_batch(
     })
 }
 
+/// A recording's name within the batch folder: `[<task>/]episode_<seed>`, with `-held-out`
+/// for the held-out phrasing of the same scene.
+fn stem_of(task_folders: bool, task: &str, phrasing: Phrasing, seed: u64) -> String {
+    let stem = match phrasing {
+        Phrasing::Training => episode_stem(seed),
+        Phrasing::HeldOut => format!("{}-held-out", episode_stem(seed)),
+    };
+    if task_folders {
+        format!("{task}/{stem}")
+    } else {
+        stem
+    }
+}
+
 /// Success of one instruction template.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateRow {
-    /// The template's index in the task file.
+    /// Training or held-out.
+    pub phrasing: Phrasing,
+    /// The template's index in its list of the task file.
     pub template: usize,
     /// The template.
     pub example: String,
@@ -232,8 +278,21 @@ pub struct TaskRow {
     pub policy_rate_hz: f64,
     /// Mean inference wall time, ms.
     pub mean_inference_ms: f64,
+    /// By phrasing: the training templates and the held-out ones, each on the same seeds.
+    pub by_phrasing: Vec<PhrasingRow>,
     /// By instruction template.
     pub by_instruction: Vec<TemplateRow>,
+}
+
+/// Success of one phrasing of a task.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhrasingRow {
+    /// Training or held-out.
+    pub phrasing: Phrasing,
+    /// Episodes.
+    pub n_episodes: u64,
+    /// Success, %.
+    pub pc_success: f64,
 }
 
 /// Per-task tables of a batch.
@@ -245,20 +304,17 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
         let ok: Vec<&&EpisodeRow> = mine.iter().filter(|r| r.result.success).collect();
         let sim_s: f64 = mine.iter().map(|r| r.result.sim_time_s).sum();
         let infer: u64 = mine.iter().map(|r| r.result.inferences).sum();
-        let mut by: BTreeMap<usize, (String, u64, u64)> = BTreeMap::new();
+        let mut by: BTreeMap<(Phrasing, usize), (String, u64, u64)> = BTreeMap::new();
+        let mut by_phrasing: BTreeMap<Phrasing, (u64, u64)> = BTreeMap::new();
         for r in &mine {
-            let e = by.entry(r.template).or_insert_with(|| {
-                (
-                    task.instructions
-                        .get(r.template)
-                        .cloned()
-                        .unwrap_or_default(),
-                    0,
-                    0,
-                )
-            });
+            let e = by
+                .entry((r.phrasing, r.template))
+                .or_insert_with(|| (r.template_text.clone(), 0, 0));
             e.1 += 1;
             e.2 += r.result.success as u64;
+            let p = by_phrasing.entry(r.phrasing).or_default();
+            p.0 += 1;
+            p.1 += r.result.success as u64;
         }
         per_task.push(TaskRow {
             task: task.name.clone(),
@@ -269,9 +325,18 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
                 / ok.len().max(1) as f64,
             policy_rate_hz: infer as f64 / sim_s.max(1e-9),
             mean_inference_ms: mine.iter().map(|r| r.result.mean_inference_ms).sum::<f64>() / n,
+            by_phrasing: by_phrasing
+                .into_iter()
+                .map(|(phrasing, (n, k))| PhrasingRow {
+                    phrasing,
+                    n_episodes: n,
+                    pc_success: 100.0 * k as f64 / n.max(1) as f64,
+                })
+                .collect(),
             by_instruction: by
                 .into_iter()
-                .map(|(t, (ex, n, k))| TemplateRow {
+                .map(|((phrasing, t), (ex, n, k))| TemplateRow {
+                    phrasing,
                     template: t,
                     example: ex,
                     n_episodes: n,
@@ -331,12 +396,28 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
             t.mean_inference_ms
         );
     }
-    md += &format!("| **all** | {} | **{:.1}%** | | | |\n\n## By instruction template\n\n| task | template | episodes | success |\n|---|---|---|---|\n", rows.len(), 100.0 * ok_all / n_all);
+    md += &format!(
+        "| **all** | {} | **{:.1}%** | | | |\n",
+        rows.len(),
+        100.0 * ok_all / n_all
+    );
+    if per_task.iter().any(|t| t.by_phrasing.len() > 1) {
+        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones.\n\n| task | phrasing | episodes | success |\n|---|---|---|---|\n";
+        for t in &per_task {
+            for p in &t.by_phrasing {
+                md += &format!(
+                    "| {} | {} | {} | {:.1}% |\n",
+                    t.task, p.phrasing, p.n_episodes, p.pc_success
+                );
+            }
+        }
+    }
+    md += "\n## By instruction template\n\n| task | phrasing | template | episodes | success |\n|---|---|---|---|---|\n";
     for t in &per_task {
         for b in &t.by_instruction {
             md += &format!(
-                "| {} | `{}` | {} | {:.1}% |\n",
-                t.task, b.example, b.n_episodes, b.pc_success
+                "| {} | {} | `{}` | {} | {:.1}% |\n",
+                t.task, b.phrasing, b.example, b.n_episodes, b.pc_success
             );
         }
     }

@@ -244,18 +244,18 @@ pub fn run_policy_episode(
     Ok((EpisodeResult::new(seed, &report), report, policy))
 }
 
-/// Runs the episode of `task` at `seed` with the driver's policy.
+/// Runs `episode` (sampled from `task` at `seed`) with the driver's policy.
 pub fn run_episode(
     robot: &RobotDescription,
     task: &TaskSpec,
     seed: u64,
+    episode: &Episode,
     driver: &mut Driver,
     opts: &EpisodeOptions,
     taps: &mut [&mut dyn Tap],
 ) -> Result<EpisodeResult> {
-    let episode = task.sample(&robot.config.name, seed)?;
-    let policy = driver.take(robot, task, &episode)?;
-    let (result, _, policy) = run_policy_episode(robot, task, seed, &episode, policy, opts, taps)?;
+    let policy = driver.take(robot, task, episode)?;
+    let (result, _, policy) = run_policy_episode(robot, task, seed, episode, policy, opts, taps)?;
     driver.give_back(policy);
     Ok(result)
 }

@@ -371,13 +371,16 @@ mod tests {
                 rerun: RerunSpec::default(),
                 encodings: sinew_record::Encodings::default(),
                 jobs: 1,
+                phrasings: Some(vec![sinew_sim::Phrasing::Training]),
             },
             modes: vec!["sync".into(), "async-latest".into()],
             latencies: vec![None, Some(LatencyModel::parse("200±50", 0.0).expect("l"))],
         };
         let row = |seed, success, jerk| EpisodeRow {
             task: "reach".into(),
+            phrasing: sinew_sim::Phrasing::Training,
             template: 0,
+            template_text: String::new(),
             result: EpisodeResult {
                 seed,
                 instruction: String::new(),

@@ -40,6 +40,11 @@ pub struct EvalArgs {
     /// Episodes run at once (each worker loads its own copy of the policy).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Instruction phrasings, comma-separated (`training`, `held-out`): each seed's scene is
+    /// run once per phrasing and the report gives each its own rows. Default: both, for tasks
+    /// whose file lists held-out templates (a latency sweep: training only).
+    #[arg(long, value_delimiter = ',')]
+    phrasings: Vec<sinew_sim::Phrasing>,
     /// Output folder: eval.json, eval.md (and episodes/ with --record).
     #[arg(long)]
     out: PathBuf,
@@ -89,6 +94,13 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
         rerun: RerunSpec::default(),
         encodings: a.recording.encodings(crate::args::ImageEncodingArg::Png),
         jobs: a.jobs,
+        phrasings: if !a.phrasings.is_empty() {
+            Some(a.phrasings.clone())
+        } else if sweep {
+            Some(vec![sinew_sim::Phrasing::Training])
+        } else {
+            None
+        },
     };
     if sweep {
         return run_latency_sweep(&a, spec, latencies, stop);

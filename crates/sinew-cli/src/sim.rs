@@ -110,6 +110,10 @@ pub struct SimRunArgs {
     /// Seed of the first episode (episode i uses seed + i).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Instruct with the task's training templates or its held-out ones (never in training
+    /// data); the scene of a seed is the same either way.
+    #[arg(long, default_value = "training")]
+    pub phrasing: sinew_sim::Phrasing,
     /// Episodes simulated at once (each worker loads its own copy of the policy); the results
     /// do not depend on it.
     #[arg(long, default_value_t = 1)]
@@ -255,6 +259,7 @@ fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         rerun: a.rerun.spec(),
         encodings: a.recording.encodings(crate::args::ImageEncodingArg::Png),
         jobs: a.jobs,
+        phrasings: Some(vec![a.phrasing]),
     };
     let quiet = a.quiet;
     let report = run_batch(

@@ -95,7 +95,10 @@ pub struct TaskSpec {
 }
 
 /// Which instruction templates an episode's instruction comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Phrasing {
     /// `instructions`: the templates training data uses.
     #[default]
