@@ -5,11 +5,12 @@
 //! gripper's approach axis pointing down; each control step solves IK for the current waypoint
 //! and moves the joint targets towards the solution at most half the joints' speed limits.
 
-use nalgebra::{Isometry3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
+use nalgebra::{Isometry3, Rotation3, Translation3, UnitQuaternion, Vector3};
 use sinew_robot::{IkOptions, IkTarget};
 
 use sinew_robot::RobotDescription;
 
+use crate::success::{SuccessRule, SuccessTracker};
 use crate::task::{Episode, SuccessKind};
 use crate::{SimError, SimWorld};
 
@@ -492,46 +493,14 @@ impl Expert {
     }
 }
 
-/// Whether the episode's success predicate holds now.
+/// Whether a task's instantaneous success predicate holds now, with the version-1 defaults
+/// (no release, no settling); see [`crate::success`] for the full rule.
 pub fn success(
     world: &SimWorld,
     kind: SuccessKind,
     touch_distance_m: f64,
 ) -> Result<bool, SimError> {
-    let target = world
-        .object_pose(0)
-        .ok_or_else(|| err("no target object"))?;
-    let c = target.translation.vector;
-    let h = world.objects[0].size / 2.0;
-    match kind {
-        SuccessKind::Touch => {
-            let ee = world.ee_pose()?.translation.vector;
-            // Distance from the TCP to the cube (a box), in the cube's frame.
-            let p = target.inverse() * Point3::from(ee);
-            let d = Vector3::new(
-                (p.x.abs() - h).max(0.0),
-                (p.y.abs() - h).max(0.0),
-                (p.z.abs() - h).max(0.0),
-            )
-            .norm();
-            Ok(d <= touch_distance_m)
-        }
-        SuccessKind::InZone => {
-            let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
-            let zone = ep
-                .goal_zone
-                .and_then(|z| ep.zones.get(z))
-                .ok_or_else(|| err("no goal zone"))?;
-            Ok(zone.contains(c.x, c.y) && c.z < h + 0.01)
-        }
-        SuccessKind::InBowl => {
-            let ep = world.episode.as_ref().ok_or_else(|| err("no episode"))?;
-            let (xy, b) = ep.bowl.ok_or_else(|| err("no bowl"))?;
-            let inside = (c.x - xy[0]).abs() < b.inner_half && (c.y - xy[1]).abs() < b.inner_half;
-            // Resting on the bowl's floor, not held above it.
-            Ok(inside && c.z < 0.004 + h + 0.01)
-        }
-    }
+    SuccessRule::instant(kind, touch_distance_m).holds(world)
 }
 
 /// Outcome of one episode.
@@ -557,9 +526,10 @@ pub fn run_expert_episode(
     let ep = task.sample(&robot.config.name, seed)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
     let mut expert = Expert::new(task.success);
+    let mut tracker = SuccessTracker::new(task);
     let dt = 1.0 / task.control_rate_hz;
     for step in 0..task.step_limit {
-        if success(&world, task.success, task.touch_distance_m)? {
+        if tracker.update(&world)? {
             return Ok(EpisodeOutcome {
                 seed,
                 instruction: ep.instruction,
@@ -571,7 +541,7 @@ pub fn run_expert_episode(
         world.command(&cmd)?;
         world.advance(dt);
     }
-    let ok = success(&world, task.success, task.touch_distance_m)?;
+    let ok = tracker.update(&world)?;
     Ok(EpisodeOutcome {
         seed,
         instruction: ep.instruction,

@@ -11,12 +11,14 @@ pub mod expert;
 pub mod policies;
 pub mod render;
 pub mod robot_io;
+pub mod success;
 pub mod task;
 pub mod world;
 
 pub use policies::ExpertPolicy;
 pub use render::{Frame, Intrinsics, Mesh};
 pub use robot_io::SimRobot;
+pub use success::{SuccessRule, SuccessTracker};
 pub use task::{Episode, ObjectSpec, Phrasing, SuccessKind, TaskSpec};
 pub use world::{SimObject, SimWorld, PHYSICS_HZ};
 

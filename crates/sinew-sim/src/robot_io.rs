@@ -15,7 +15,7 @@ use sinew_core::robot_io::{
 };
 use sinew_msgs::{Header, Image, JointState, JointTrajectory, Time};
 
-use crate::expert::success;
+use crate::success::SuccessTracker;
 use crate::task::TaskSpec;
 use crate::{SimError, SimWorld};
 
@@ -26,7 +26,8 @@ fn sim_err(e: SimError) -> RobotIoError {
 /// A [`SimWorld`] as a robot.
 pub struct SimRobot {
     world: SimWorld,
-    task: Option<TaskSpec>,
+    /// The task's success over time, checked at each [`RobotIo::task_success`].
+    tracker: Option<SuccessTracker>,
     joints: Vec<String>,
     timing: Timing,
     /// Control ticks taken (driven).
@@ -61,7 +62,7 @@ impl SimRobot {
         let instruction = world.episode.as_ref().map(|e| e.instruction.clone());
         Self {
             world,
-            task,
+            tracker: task.as_ref().map(SuccessTracker::new),
             joints,
             timing,
             tick: 0,
@@ -240,10 +241,8 @@ impl RobotIo for SimRobot {
     }
 
     fn task_success(&mut self) -> Result<Option<bool>, RobotIoError> {
-        match &self.task {
-            Some(t) => success(&self.world, t.success, t.touch_distance_m)
-                .map(Some)
-                .map_err(sim_err),
+        match &mut self.tracker {
+            Some(t) => t.update(&self.world).map(Some).map_err(sim_err),
             None => Ok(None),
         }
     }

@@ -74,6 +74,19 @@ pub struct TaskSpec {
     /// Touch threshold, metres from the cube surface (for `touch`).
     #[serde(default = "default_touch")]
     pub touch_distance_m: f64,
+    /// `touch`: contact between the target and a robot link also counts as touching.
+    #[serde(default)]
+    pub touch_contact: bool,
+    /// The target must be released: no contact with any robot link (default false).
+    #[serde(default)]
+    pub release: bool,
+    /// Success needs the predicate to hold, with the target at rest, for this long, seconds
+    /// (default 0: the first instant it holds).
+    #[serde(default)]
+    pub settle_s: f64,
+    /// At rest (with `settle_s > 0`): the target's fastest point is slower than this, m/s.
+    #[serde(default = "default_rest_speed")]
+    pub rest_speed_m_s: f64,
     /// Minimum distance between object centres, metres.
     #[serde(default = "default_spacing")]
     pub min_spacing_m: f64,
@@ -168,6 +181,9 @@ pub struct BowlSpec {
 fn default_touch() -> f64 {
     0.01
 }
+fn default_rest_speed() -> f64 {
+    0.01
+}
 fn default_spacing() -> f64 {
     0.07
 }
@@ -214,6 +230,30 @@ impl TaskSpec {
         }
         if !(spec.cube_size_m.is_finite() && spec.cube_size_m > 0.0) {
             return Err(bad("cube_size_m", "must be positive".into()));
+        }
+        if !(spec.settle_s.is_finite() && spec.settle_s >= 0.0) {
+            return Err(bad("settle_s", "must be zero or more seconds".into()));
+        }
+        if !(spec.rest_speed_m_s.is_finite() && spec.rest_speed_m_s > 0.0) {
+            return Err(bad("rest_speed_m_s", "must be positive".into()));
+        }
+        if !(spec.touch_distance_m.is_finite() && spec.touch_distance_m >= 0.0) {
+            return Err(bad(
+                "touch_distance_m",
+                "must be zero or more metres".into(),
+            ));
+        }
+        if spec.touch_contact && spec.success != SuccessKind::Touch {
+            return Err(bad(
+                "touch_contact",
+                "only a touch task counts contact as success".into(),
+            ));
+        }
+        if spec.release && spec.success == SuccessKind::Touch {
+            return Err(bad(
+                "release",
+                "a touch task cannot ask for the cube to be released".into(),
+            ));
         }
         for zs in spec.zones.values() {
             for z in zs {

@@ -393,6 +393,54 @@ impl SimWorld {
         Some(from_pose(self.physics.bodies.get(o.body)?.position()))
     }
 
+    /// Whether object `i`'s collider has a contact point within `max_gap_m` of a robot link's
+    /// collider, in rapier's narrow phase as of the last physics step.
+    pub fn object_touches_robot(&self, i: usize, max_gap_m: f64) -> bool {
+        let Some(body) = self
+            .objects
+            .get(i)
+            .and_then(|o| self.physics.bodies.get(o.body))
+        else {
+            return false;
+        };
+        let robot_body = |h: ColliderHandle| {
+            self.physics
+                .colliders
+                .get(h)
+                .and_then(|c| c.parent())
+                .is_some_and(|p| self.link_bodies.values().any(|b| *b == p))
+        };
+        body.colliders().iter().any(|&ch| {
+            self.physics
+                .narrow_phase
+                .contact_pairs_with(ch)
+                .any(|pair| {
+                    let other = if pair.collider1 == ch {
+                        pair.collider2
+                    } else {
+                        pair.collider1
+                    };
+                    robot_body(other)
+                        && pair
+                            .manifolds()
+                            .iter()
+                            .any(|m| m.points.iter().any(|p| (p.dist as f64) <= max_gap_m))
+                })
+        })
+    }
+
+    /// Speed of object `i`'s fastest point, m/s (linear speed plus angular speed times the
+    /// half diagonal).
+    pub fn object_point_speed(&self, i: usize) -> Option<f64> {
+        let o = self.objects.get(i)?;
+        let b = self.physics.bodies.get(o.body)?;
+        let v = b.linvel();
+        let w = b.angvel();
+        let lin = ((v.x * v.x + v.y * v.y + v.z * v.z) as f64).sqrt();
+        let ang = ((w.x * w.x + w.y * w.y + w.z * w.z) as f64).sqrt();
+        Some(lin + ang * o.size * 3f64.sqrt() / 2.0)
+    }
+
     /// `world_from_ee` from the measured joints (FK; the base is at the world origin).
     pub fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
         let (q, _) = self.joint_state();
