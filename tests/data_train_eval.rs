@@ -261,11 +261,17 @@ fn record_train_run_and_evaluate() {
         "4",
         "--jobs",
         "2",
+        "--swap",
         "--out",
         s(&ev),
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("| reach | 8 | 100.0% |"), "{out}");
+    // The instruction swap: the expert goes to whichever cube is named.
+    assert!(
+        out.contains("| reach | 4 | **100.0%** | 0.0% | 100.0% |"),
+        "{out}"
+    );
     assert!(out.contains("| reach | held-out | 4 | 100.0% |"), "{out}");
     let e: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ev.join("eval.json")).expect("eval.json"))
@@ -274,12 +280,23 @@ fn record_train_run_and_evaluate() {
     assert!(e["aggregated"]["eval_s"].as_f64().expect("eval_s") > 0.0);
     assert_eq!(e["per_task"][0]["task"], "reach");
     assert_eq!(e["per_task"][0]["n_episodes"], 8);
+    assert_eq!(e["aggregated"]["n_episodes"], 8);
     let phrasings = e["per_task"][0]["by_phrasing"]
         .as_array()
         .expect("phrasings");
     assert_eq!(phrasings.len(), 2, "{phrasings:?}");
-    let rows = e["per_episode"].as_array().expect("rows");
+    let all_rows = e["per_episode"].as_array().expect("rows");
+    assert_eq!(all_rows.len(), 12);
+    let (rows, swaps): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        all_rows.iter().partition(|r| r["swapped"] == false);
     assert_eq!(rows.len(), 8);
+    for (r, w) in rows.iter().zip(&swaps) {
+        // Same scene, another cube named, and the arm went to it.
+        assert_eq!(r["seed"], w["seed"]);
+        assert_ne!(r["named"], w["named"], "{w}");
+        assert_eq!(w["first_approached"], w["named"], "{w}");
+        assert_eq!(r["first_approached"], r["named"], "{r}");
+    }
     let task = sinew_sim::TaskSpec::from_file(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../sim/tasks/reach.toml"

@@ -12,6 +12,7 @@ use serde::Serialize;
 use sinew_robot::RobotDescription;
 use sinew_sim::{Phrasing, TaskSpec};
 
+use crate::approach::ApproachTap;
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
@@ -52,6 +53,10 @@ pub struct BatchSpec {
     /// `None`: every phrasing the task file has (training, and held-out when it lists
     /// held-out templates).
     pub phrasings: Option<Vec<Phrasing>>,
+    /// Also run every seed with the instruction naming a distractor instead of the target
+    /// (the instruction swap: the same scene, the same training template), once more; seeds
+    /// whose scene has no distractor are left out of it.
+    pub swap: bool,
 }
 
 impl BatchSpec {
@@ -72,6 +77,13 @@ pub struct EpisodeRow {
     pub task: String,
     /// Whether the instruction came from the training or the held-out templates.
     pub phrasing: Phrasing,
+    /// Whether the instruction names the scene's first distractor instead of its target (the
+    /// instruction swap).
+    pub swapped: bool,
+    /// The colour of the cube the instruction names.
+    pub named: String,
+    /// The colour of the first cube the arm went to (within 2 cm of its surface), if any.
+    pub first_approached: Option<String>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -108,14 +120,34 @@ pub fn run_batch(
     Driver::new(&spec.policy, &spec.device)?.check_fits(&spec.robot)?;
     let several = spec.task_folders;
     let reports = Mutex::new(Vec::new());
-    let jobs: Vec<(usize, Phrasing, u64)> = spec
+    let jobs: Vec<(usize, Variant, u64)> = spec
         .tasks
         .iter()
         .enumerate()
         .flat_map(|(t, task)| {
-            spec.phrasings_of(task)
+            let mut variants: Vec<Variant> = spec
+                .phrasings_of(task)
                 .into_iter()
-                .flat_map(move |p| (spec.seed..spec.seed + spec.episodes).map(move |s| (t, p, s)))
+                .map(|phrasing| Variant {
+                    phrasing,
+                    swapped: false,
+                })
+                .collect();
+            if spec.swap {
+                variants.push(Variant {
+                    phrasing: Phrasing::Training,
+                    swapped: true,
+                });
+            }
+            let robot = &spec.robot.config.name;
+            variants.into_iter().flat_map(move |v| {
+                // A swap needs a distractor to name (a version-1 scene may have none).
+                (spec.seed..spec.seed + spec.episodes)
+                    .filter(move |&s| {
+                        !v.swapped || task.sample(robot, s).is_ok_and(|e| e.objects.len() > 1)
+                    })
+                    .map(move |s| (t, v, s))
+            })
         })
         .collect();
     let joints = spec.robot.joint_names();
@@ -134,13 +166,17 @@ pub fn run_batch(
             )?,
         })
     };
-    let work = |w: &mut Worker, job: &(usize, Phrasing, u64)| -> Result<EpisodeRow> {
-        let (ti, phrasing, seed) = *job;
+    let work = |w: &mut Worker, job: &(usize, Variant, u64)| -> Result<EpisodeRow> {
+        let (ti, variant, seed) = *job;
         let task = &spec.tasks[ti];
-        let episode = task.sample_phrased(&spec.robot.config.name, seed, phrasing)?;
+        let mut episode = task.sample_phrased(&spec.robot.config.name, seed, variant.phrasing)?;
+        if variant.swapped {
+            episode = episode.retarget(1)?;
+        }
+        let mut approach = ApproachTap::new(&spec.robot);
         let result = match &mut w.outputs {
             Some(out) => {
-                let stem = stem_of(several, &task.name, phrasing, seed);
+                let stem = stem_of(several, &task.name, variant, seed);
                 let title = format!("{} {} seed {seed}", spec.robot.config.name, task.name);
                 let meta = episode_metadata(
                     &spec.robot,
@@ -160,7 +196,7 @@ pub fn run_batch(
                         &episode,
                         &mut w.driver,
                         &opts,
-                        &mut [&mut tap],
+                        &mut [&mut tap, &mut approach],
                     )?
                 };
                 out.close_one()?;
@@ -173,12 +209,15 @@ pub fn run_batch(
                 &episode,
                 &mut w.driver,
                 &opts,
-                &mut [],
+                &mut [&mut approach],
             )?,
         };
         Ok(EpisodeRow {
             task: task.name.clone(),
-            phrasing,
+            phrasing: variant.phrasing,
+            swapped: variant.swapped,
+            named: episode.objects[0].color.clone(),
+            first_approached: approach.first().map(str::to_owned),
             template: episode.template,
             template_text: episode.template_text,
             result,
@@ -202,12 +241,13 @@ pub fn run_batch(
     ordered_pool(
         jobs.into_iter(),
         &workers,
-        |(ti, phrasing, seed), row: EpisodeRow| {
+        |(ti, variant, seed), row: EpisodeRow| {
             if let Some(dir) = &spec.record {
                 let task = &spec.tasks[ti];
-                let file = format!("{}.mcap", stem_of(several, &task.name, phrasing, seed));
+                let file = format!("{}.mcap", stem_of(several, &task.name, variant, seed));
                 let line = serde_json::json!({
-                    "file": file, "seed": seed, "task": task.name, "phrasing": phrasing,
+                    "file": file, "seed": seed, "task": task.name,
+                    "phrasing": variant.phrasing, "swapped": variant.swapped,
                     "robot": spec.robot.config.name, "policy": spec.policy.as_str(),
                     "instruction": row.result.instruction, "success": row.result.success,
                     "steps": row.result.steps,
@@ -232,13 +272,23 @@ pub fn run_batch(
     })
 }
 
+/// How a seed's scene is instructed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Variant {
+    phrasing: Phrasing,
+    swapped: bool,
+}
+
 /// A recording's name within the batch folder: `[<task>/]episode_<seed>`, with `-held-out`
-/// for the held-out phrasing of the same scene.
-fn stem_of(task_folders: bool, task: &str, phrasing: Phrasing, seed: u64) -> String {
-    let stem = match phrasing {
-        Phrasing::Training => episode_stem(seed),
-        Phrasing::HeldOut => format!("{}-held-out", episode_stem(seed)),
-    };
+/// for the held-out phrasing of the same scene and `-swap` for the instruction swap.
+fn stem_of(task_folders: bool, task: &str, v: Variant, seed: u64) -> String {
+    let mut stem = episode_stem(seed);
+    if v.phrasing == Phrasing::HeldOut {
+        stem += "-held-out";
+    }
+    if v.swapped {
+        stem += "-swap";
+    }
     if task_folders {
         format!("{task}/{stem}")
     } else {
@@ -280,6 +330,8 @@ pub struct TaskRow {
     pub mean_inference_ms: f64,
     /// By phrasing: the training templates and the held-out ones, each on the same seeds.
     pub by_phrasing: Vec<PhrasingRow>,
+    /// The instruction swap (`BatchSpec::swap`); its episodes count in no other row.
+    pub swap: Option<SwapRow>,
     /// By instruction template.
     pub by_instruction: Vec<TemplateRow>,
 }
@@ -293,19 +345,50 @@ pub struct PhrasingRow {
     pub n_episodes: u64,
     /// Success, %.
     pub pc_success: f64,
+    /// Episodes whose arm went to the named cube before any other, %.
+    pub pc_went_to_named: f64,
+}
+
+/// The instruction swap of one task: each seed's scene once more, the instruction naming a
+/// distractor instead of the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapRow {
+    /// Episodes (one per seed).
+    pub n_episodes: u64,
+    /// Episodes whose arm went first to the newly named cube, %.
+    pub pc_went_to_named: f64,
+    /// Episodes whose arm went first to another cube (mostly the one the original instruction
+    /// named), %.
+    pub pc_went_to_original: f64,
+    /// Episodes that did the task with the newly named cube, %.
+    pub pc_success: f64,
+}
+
+impl EpisodeRow {
+    /// Whether the first cube the arm went to is the one the instruction names.
+    pub fn went_to_named(&self) -> bool {
+        self.first_approached.as_deref() == Some(self.named.as_str())
+    }
 }
 
 /// Per-task tables of a batch.
 pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
     let mut per_task = Vec::new();
     for task in tasks {
-        let mine: Vec<&EpisodeRow> = rows.iter().filter(|r| r.task == task.name).collect();
+        let mine: Vec<&EpisodeRow> = rows
+            .iter()
+            .filter(|r| r.task == task.name && !r.swapped)
+            .collect();
+        let swaps: Vec<&EpisodeRow> = rows
+            .iter()
+            .filter(|r| r.task == task.name && r.swapped)
+            .collect();
         let n = mine.len().max(1) as f64;
         let ok: Vec<&&EpisodeRow> = mine.iter().filter(|r| r.result.success).collect();
         let sim_s: f64 = mine.iter().map(|r| r.result.sim_time_s).sum();
         let infer: u64 = mine.iter().map(|r| r.result.inferences).sum();
         let mut by: BTreeMap<(Phrasing, usize), (String, u64, u64)> = BTreeMap::new();
-        let mut by_phrasing: BTreeMap<Phrasing, (u64, u64)> = BTreeMap::new();
+        let mut by_phrasing: BTreeMap<Phrasing, (u64, u64, u64)> = BTreeMap::new();
         for r in &mine {
             let e = by
                 .entry((r.phrasing, r.template))
@@ -315,6 +398,7 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
             let p = by_phrasing.entry(r.phrasing).or_default();
             p.0 += 1;
             p.1 += r.result.success as u64;
+            p.2 += r.went_to_named() as u64;
         }
         per_task.push(TaskRow {
             task: task.name.clone(),
@@ -327,12 +411,26 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
             mean_inference_ms: mine.iter().map(|r| r.result.mean_inference_ms).sum::<f64>() / n,
             by_phrasing: by_phrasing
                 .into_iter()
-                .map(|(phrasing, (n, k))| PhrasingRow {
+                .map(|(phrasing, (n, k, named))| PhrasingRow {
                     phrasing,
                     n_episodes: n,
                     pc_success: 100.0 * k as f64 / n.max(1) as f64,
+                    pc_went_to_named: 100.0 * named as f64 / n.max(1) as f64,
                 })
                 .collect(),
+            swap: (!swaps.is_empty()).then(|| {
+                let n = swaps.len() as u64;
+                let pc = |k: usize| 100.0 * k as f64 / n as f64;
+                SwapRow {
+                    n_episodes: n,
+                    pc_went_to_named: pc(swaps.iter().filter(|r| r.went_to_named()).count()),
+                    pc_went_to_original: pc(swaps
+                        .iter()
+                        .filter(|r| r.first_approached.is_some() && !r.went_to_named())
+                        .count()),
+                    pc_success: pc(swaps.iter().filter(|r| r.result.success).count()),
+                }
+            }),
             by_instruction: by
                 .into_iter()
                 .map(|((phrasing, t), (ex, n, k))| TemplateRow {
@@ -361,17 +459,18 @@ pub struct EvalReport {
 pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
     let rows = &report.rows;
     let per_task = task_rows(&spec.tasks, rows);
-    let n_all = rows.len().max(1) as f64;
-    let ok_all = rows.iter().filter(|r| r.result.success).count() as f64;
+    let scored: Vec<&EpisodeRow> = rows.iter().filter(|r| !r.swapped).collect();
+    let n_all = scored.len().max(1) as f64;
+    let ok_all = scored.iter().filter(|r| r.result.success).count() as f64;
     let json = serde_json::json!({
         "policy": spec.policy.as_str(),
         "robot": spec.robot.config.name,
         "seeds": format!("{}..{}", spec.seed, spec.seed + spec.episodes),
         "aggregated": {
             "pc_success": 100.0 * ok_all / n_all,
-            "n_episodes": rows.len(),
+            "n_episodes": scored.len(),
             "eval_s": report.wall_s,
-            "eval_ep_s": report.wall_s / n_all,
+            "eval_ep_s": report.wall_s / rows.len().max(1) as f64,
         },
         "per_task": per_task,
         "per_episode": rows,
@@ -398,16 +497,27 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
     }
     md += &format!(
         "| **all** | {} | **{:.1}%** | | | |\n",
-        rows.len(),
+        scored.len(),
         100.0 * ok_all / n_all
     );
     if per_task.iter().any(|t| t.by_phrasing.len() > 1) {
-        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones.\n\n| task | phrasing | episodes | success |\n|---|---|---|---|\n";
+        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones. \"Went to the named cube\": the first cube the tool came within 2 cm of is the one named.\n\n| task | phrasing | episodes | success | went to the named cube |\n|---|---|---|---|---|\n";
         for t in &per_task {
             for p in &t.by_phrasing {
                 md += &format!(
-                    "| {} | {} | {} | {:.1}% |\n",
-                    t.task, p.phrasing, p.n_episodes, p.pc_success
+                    "| {} | {} | {} | {:.1}% | {:.1}% |\n",
+                    t.task, p.phrasing, p.n_episodes, p.pc_success, p.pc_went_to_named
+                );
+            }
+        }
+    }
+    if per_task.iter().any(|t| t.swap.is_some()) {
+        md += "\n## Instruction swap\n\nEach seed's scene once more, the instruction (a training template) naming a distractor instead of the target.\n\n| task | episodes | went to the newly named cube | went to another cube first | did the task with it |\n|---|---|---|---|---|\n";
+        for t in &per_task {
+            if let Some(w) = &t.swap {
+                md += &format!(
+                    "| {} | {} | **{:.1}%** | {:.1}% | {:.1}% |\n",
+                    t.task, w.n_episodes, w.pc_went_to_named, w.pc_went_to_original, w.pc_success
                 );
             }
         }

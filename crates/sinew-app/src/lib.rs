@@ -19,6 +19,7 @@
 //! Errors are `anyhow` with context: this is the application, and every error ends up in
 //! front of a user.
 
+pub mod approach;
 pub mod batch;
 pub mod benches;
 pub mod camera;

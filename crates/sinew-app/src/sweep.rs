@@ -372,6 +372,7 @@ mod tests {
                 encodings: sinew_record::Encodings::default(),
                 jobs: 1,
                 phrasings: Some(vec![sinew_sim::Phrasing::Training]),
+                swap: false,
             },
             modes: vec!["sync".into(), "async-latest".into()],
             latencies: vec![None, Some(LatencyModel::parse("200±50", 0.0).expect("l"))],
@@ -379,6 +380,9 @@ mod tests {
         let row = |seed, success, jerk| EpisodeRow {
             task: "reach".into(),
             phrasing: sinew_sim::Phrasing::Training,
+            swapped: false,
+            named: "red".into(),
+            first_approached: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {

@@ -96,6 +96,7 @@ fn lockstep_episodes_are_recorded_and_replay_through_the_same_loop_exactly() {
         encodings: sinew_record::Encodings::default(),
         jobs: 2,
         phrasings: Some(vec![sinew_sim::Phrasing::Training]),
+        swap: false,
     };
     let report = run_batch(&spec, |_| {}, &|| false).expect("batch");
     assert_eq!(report.rows.len(), 2);
@@ -332,6 +333,7 @@ fn simulated_latency_is_recorded_and_replayed_exactly_and_zero_latency_changes_n
         encodings: sinew_record::Encodings::default(),
         jobs: 2,
         phrasings: Some(vec![sinew_sim::Phrasing::Training]),
+        swap: false,
     };
     // What an episode did, without its wall times.
     let outcome = |spec: &BatchSpec| -> Vec<_> {

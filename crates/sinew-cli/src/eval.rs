@@ -45,6 +45,11 @@ pub struct EvalArgs {
     /// whose file lists held-out templates (a latency sweep: training only).
     #[arg(long, value_delimiter = ',')]
     phrasings: Vec<sinew_sim::Phrasing>,
+    /// The instruction swap: also run each seed's scene with the instruction naming a
+    /// distractor instead of the target, and report how often the arm goes to the newly
+    /// named cube first (and does the task with it).
+    #[arg(long)]
+    swap: bool,
     /// Output folder: eval.json, eval.md (and episodes/ with --record).
     #[arg(long)]
     out: PathBuf,
@@ -101,6 +106,7 @@ pub fn run(a: EvalArgs, stop: &Stop) -> Result<()> {
         } else {
             None
         },
+        swap: a.swap,
     };
     if sweep {
         return run_latency_sweep(&a, spec, latencies, stop);

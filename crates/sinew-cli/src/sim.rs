@@ -260,6 +260,7 @@ fn sim_run(a: SimRunArgs, stop: &Stop) -> Result<()> {
         encodings: a.recording.encodings(crate::args::ImageEncodingArg::Png),
         jobs: a.jobs,
         phrasings: Some(vec![a.phrasing]),
+        swap: false,
     };
     let quiet = a.quiet;
     let report = run_batch(

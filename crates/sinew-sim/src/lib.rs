@@ -12,6 +12,7 @@ pub mod policies;
 pub mod render;
 pub mod robot_io;
 pub mod success;
+mod swap;
 pub mod task;
 pub mod world;
 

@@ -1,0 +1,98 @@
+//! Which object the arm went to first: a tap that, at every policy step of a simulated episode,
+//! measures the distance from the tool centre point (forward kinematics of the measured joints)
+//! to the surface of every cube of the privileged scene, and keeps the first cube it came
+//! within [`APPROACH_M`] of. The instruction-swap figure (`sinew eval --swap`) is the share of
+//! episodes whose first cube is the one the instruction names.
+
+use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion, Vector3};
+use sinew_core::events::{Scene, Shape};
+use sinew_robot::RobotDescription;
+use sinew_runtime::{Record, Tap};
+
+/// How close the tool centre point must come to a cube's surface to count as going to it, m.
+pub const APPROACH_M: f64 = 0.02;
+
+/// The tap (see the module documentation).
+#[derive(Debug)]
+pub struct ApproachTap<'a> {
+    robot: &'a RobotDescription,
+    joints: Vec<String>,
+    q: Option<Vec<f64>>,
+    first: Option<String>,
+}
+
+impl<'a> ApproachTap<'a> {
+    /// A tap for episodes of `robot`.
+    pub fn new(robot: &'a RobotDescription) -> Self {
+        Self {
+            robot,
+            joints: robot.joint_names(),
+            q: None,
+            first: None,
+        }
+    }
+
+    /// The colour of the first cube the arm went to (`cube_<colour>` without the prefix).
+    pub fn first(&self) -> Option<&str> {
+        self.first.as_deref()
+    }
+
+    fn check(&mut self, scene: &Scene) {
+        if self.first.is_some() {
+            return;
+        }
+        let Some(q) = &self.q else { return };
+        let Ok(base_from_ee) = self.robot.ee_pose(q) else {
+            return;
+        };
+        // The simulated robot's base is the world origin.
+        let p = Point3::from(base_from_ee.translation.vector);
+        let mut best: Option<(f64, &str)> = None;
+        for item in &scene.items {
+            let Some(colour) = item.name.strip_prefix("cube_") else {
+                continue;
+            };
+            let Shape::Box { half_extents_m: h } = item.shape;
+            let [x, y, z, qx, qy, qz, qw] = item.world_from_item;
+            let world_from_item = Isometry3::from_parts(
+                Translation3::new(x, y, z),
+                UnitQuaternion::from_quaternion(Quaternion::new(qw, qx, qy, qz)),
+            );
+            let p_in_item = world_from_item.inverse() * p;
+            let d = Vector3::new(
+                (p_in_item.x.abs() - h[0]).max(0.0),
+                (p_in_item.y.abs() - h[1]).max(0.0),
+                (p_in_item.z.abs() - h[2]).max(0.0),
+            )
+            .norm();
+            if d <= APPROACH_M && best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, colour));
+            }
+        }
+        self.first = best.map(|(_, c)| c.to_owned());
+    }
+}
+
+impl Tap for ApproachTap<'_> {
+    fn record(&mut self, _log_time_ns: u64, record: Record<'_>) {
+        match record {
+            Record::JointState(js) => {
+                let q: Option<Vec<f64>> = self
+                    .joints
+                    .iter()
+                    .map(|j| {
+                        js.name
+                            .iter()
+                            .position(|n| n == j)
+                            .and_then(|i| js.position.get(i).copied())
+                    })
+                    .collect();
+                if q.is_some() {
+                    self.q = q;
+                }
+            }
+            Record::Scene(scene) => self.check(scene),
+            _ => {}
+        }
+    }
+}
