@@ -11,23 +11,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ep = task.sample(&r.config.name, seed)?;
     println!("{}", ep.instruction);
     let mut w = SimWorld::new(r.clone(), Some(&ep), None)?;
-    let mut e = Expert::new(task.success);
+    let mut e = Expert::for_task(&task);
+    let mut tracker = sinew_sim::SuccessTracker::new(&task);
+    for o in &ep.objects {
+        println!("{} at {:.3} {:.3}", o.name, o.xy[0], o.xy[1]);
+    }
     for s in 0..task.step_limit {
         let cmd = e.act(&w, 0.1)?;
         w.command(&cmd)?;
         w.advance(0.1);
         let ee = w.ee_pose()?.translation.vector;
         let t = w.object_pose(0).ok_or("no object")?.translation.vector;
-        let ok = sinew_sim::expert::success(&w, task.success, task.touch_distance_m)?;
+        let ok = tracker.update(&w)?;
+        let speed = w.object_point_speed(0).unwrap_or(f64::NAN);
         println!(
-            "{s} {ok} ee {:.3} {:.3} {:.3} cube {:.3} {:.3} {:.3} {:?}",
+            "{s} {ok} ee {:.3} {:.3} {:.3} cube {:.3} {:.3} {:.3} {:?} speed {speed:.3} touch {}",
             ee.x,
             ee.y,
             ee.z,
             t.x,
             t.y,
             t.z,
-            e.phase_name()
+            e.phase_name(),
+            w.object_touches_robot(0, sinew_sim::success::CONTACT_GAP_M)
         );
         if ok {
             break;

@@ -64,6 +64,11 @@ const APPROACH_M: f64 = 0.03;
 const PUSH_GAP_M: f64 = 0.02;
 /// Distance the pusher advances per control step, metres.
 const PUSH_STEP_M: f64 = 0.008;
+/// Distance a careful pusher advances per control step, metres.
+const CAREFUL_PUSH_STEP_M: f64 = 0.005;
+/// Longest TCP move a careful pusher commands per control step, metres (so that it moves on
+/// nearly straight lines instead of sweeping low through the joint-space path).
+const CAREFUL_MOVE_M: f64 = 0.03;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
 
@@ -92,10 +97,29 @@ pub struct Expert {
     /// Where the TCP holds while the gripper closes.
     hold: Option<Vector3<f64>>,
     q_seed: Option<Vec<f64>>,
+    /// For tasks whose success needs the cube at rest and released (`settle_s`, `release`):
+    /// the pusher advances at most a step ahead of itself and moves on straight lines, so the
+    /// cube is not flicked past the zone or a neighbour swept.
+    careful: bool,
 }
 
 fn err(msg: impl Into<String>) -> SimError {
     SimError::Robot(msg.into())
+}
+
+/// Whether a task's expert should be careful: its success needs the cube settled or released.
+fn careful(task: &crate::TaskSpec) -> bool {
+    task.settle_s > 0.0 || task.release
+}
+
+/// `p`, or the point `max_m` from `from` towards it.
+fn toward(from: Vector3<f64>, p: Vector3<f64>, max_m: f64) -> Vector3<f64> {
+    let d = p - from;
+    if d.norm() > max_m {
+        from + d * (max_m / d.norm())
+    } else {
+        p
+    }
 }
 
 /// The TCP orientation pointing down (z along -Z) with its y axis at `yaw` about Z.
@@ -117,7 +141,26 @@ impl Expert {
             push_dir: None,
             hold: None,
             q_seed: None,
+            careful: false,
         }
+    }
+
+    /// The expert of a task: careful when the task's success
+    /// needs the cube settled or released.
+    pub fn for_task(task: &crate::TaskSpec) -> Self {
+        let mut e = Self::new(task.success);
+        e.careful = careful(task);
+        e
+    }
+
+    /// [`Expert::taking_over`] for a task (careful as [`Expert::for_task`]).
+    pub fn taking_over_task(
+        task: &crate::TaskSpec,
+        world: &ExpertView<'_>,
+    ) -> Result<Self, SimError> {
+        let mut e = Self::taking_over(task.success, world)?;
+        e.careful = careful(task);
+        Ok(e)
     }
 
     /// An expert taking over mid-episode from whatever drove before (a policy): its phase is
@@ -308,19 +351,44 @@ impl Expert {
         let to_goal = Vector3::new(goal.x - c.x, goal.y - c.y, 0.0);
         let closed = world.robot.config.gripper.as_ref().map(|g| g.closed);
         let ee = world.ee_pose()?.translation.vector;
-        let hover_z = c.z + half + APPROACH_M;
+        let hover_z = c.z + half + APPROACH_M + if self.careful { 0.02 } else { 0.0 };
         // Push with the TCP level with the cube's centre (the fingertips reach lower).
         let push_z = half;
         // Done when the cube is well inside the zone: lift away.
         let inner = zone.half_extents[0].min(zone.half_extents[1]) * 0.4;
-        if to_goal.norm() < inner.max(0.004) {
+        // Careful: done once the cube is in the zone's inner 60 % (pushing on to the centre
+        // only adds drift).
+        let well_inside = (c.x - zone.center[0]).abs() < zone.half_extents[0] * 0.6
+            && (c.y - zone.center[1]).abs() < zone.half_extents[1] * 0.6;
+        if self.phase != Phase::Done
+            && (to_goal.norm() < inner.max(0.004) || (self.careful && well_inside))
+        {
             self.phase = Phase::Done;
+            self.timer = 0;
         }
         if self.phase == Phase::Done {
-            let p = Vector3::new(ee.x, ee.y, hover_z);
-            return self.move_to(world, Self::down_target(world, p), closed, dt_s, 0.5);
+            if !self.careful {
+                let p = Vector3::new(ee.x, ee.y, hover_z);
+                return self.move_to(world, Self::down_target(world, p), closed, dt_s, 0.5);
+            }
+            // Careful: back off the cube along the push line, then straight up, from a point
+            // fixed when the push ended (the cube is left alone to settle).
+            let dir = self.push_dir.unwrap_or_else(|| to_goal.normalize());
+            let back = *self
+                .hold
+                .get_or_insert_with(|| Vector3::new(ee.x, ee.y, ee.z) - dir * 0.02);
+            self.timer += 1;
+            let p = if self.timer <= 4 {
+                back
+            } else {
+                Vector3::new(back.x, back.y, hover_z)
+            };
+            let p = toward(ee, p, CAREFUL_MOVE_M);
+            return self.move_to(world, Self::down_target(world, p), closed, dt_s, 0.3);
         }
-        let dir = if self.phase == Phase::Carry {
+        // Careful pushes steer: the line is the one from the cube to the goal now, so a cube
+        // drifting sideways is pushed back by a pusher moving behind it.
+        let dir = if self.phase == Phase::Carry && !self.careful {
             self.push_dir.unwrap_or_else(|| to_goal.normalize())
         } else {
             let d = to_goal.normalize();
@@ -343,7 +411,12 @@ impl Expert {
                 if (ee - p).norm() < 0.012 || timer >= 25 {
                     next(self, Phase::Down);
                 }
-                p
+                // Careful: up to the hover height first, then across.
+                if self.careful && ee.z < hover_z - 0.015 && (ee - p).xy().norm() > 0.02 {
+                    Vector3::new(ee.x, ee.y, hover_z)
+                } else {
+                    p
+                }
             }
             Phase::Down => {
                 let p = Vector3::new(behind.x, behind.y, push_z);
@@ -364,14 +437,30 @@ impl Expert {
                 // Pushing. Beside the line, past the cube's centre, or the goal direction
                 // turned: retreat and approach again.
                 let turned = to_goal.normalize().dot(&dir) < 0.94;
-                if lateral > half * 0.8 || along > 0.0 || turned {
+                let max_lateral = half * if self.careful { 1.2 } else { 0.8 };
+                if lateral > max_lateral || along > 0.0 || turned {
                     next(self, Phase::Lift);
                 }
-                // Advance along the line through the cube, never past the goal.
-                let step = PUSH_STEP_M.min(to_goal.norm());
-                let p = c - dir * (half + 0.006) + dir * step;
+                // Advance along the line through the cube, never past the goal (careful: never
+                // more than a step ahead of the pusher, which the cube would outrun).
+                let step_m = if self.careful {
+                    CAREFUL_PUSH_STEP_M
+                } else {
+                    PUSH_STEP_M
+                };
+                let step = step_m.min(to_goal.norm());
+                let mut ahead = -(half + 0.006) + step;
+                if self.careful {
+                    ahead = ahead.min(along + step);
+                }
+                let p = c + dir * ahead;
                 Vector3::new(p.x, p.y, push_z)
             }
+        };
+        let goal_pt = if self.careful {
+            toward(ee, goal_pt, CAREFUL_MOVE_M)
+        } else {
+            goal_pt
         };
         self.move_to(world, Self::down_target(world, goal_pt), closed, dt_s, 0.5)
     }
@@ -525,7 +614,7 @@ pub fn run_expert_episode(
 ) -> Result<EpisodeOutcome, SimError> {
     let ep = task.sample(&robot.config.name, seed)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
-    let mut expert = Expert::new(task.success);
+    let mut expert = Expert::for_task(task);
     let mut tracker = SuccessTracker::new(task);
     let dt = 1.0 / task.control_rate_hz;
     for step in 0..task.step_limit {

@@ -56,7 +56,7 @@ impl ExpertPolicy {
     /// The expert of `task` for `episode`, from the start.
     pub fn new(robot: &RobotDescription, task: &TaskSpec, episode: Episode) -> Self {
         Self {
-            expert: Expert::new(task.success),
+            expert: Expert::for_task(task),
             robot: robot.clone(),
             episode,
             spec: expert_spec(robot, task),
@@ -72,7 +72,7 @@ impl ExpertPolicy {
         observation: &Observation,
     ) -> Result<Self, PolicyError> {
         let mut p = Self::new(robot, task, episode);
-        p.expert = Expert::taking_over(task.success, &view_of(robot, &p.episode, observation)?)
+        p.expert = Expert::taking_over_task(task, &view_of(robot, &p.episode, observation)?)
             .map_err(|e| PolicyError::Observation(e.to_string()))?;
         Ok(p)
     }

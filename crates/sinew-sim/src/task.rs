@@ -11,13 +11,18 @@ use sinew_core::files::{parse_toml, read_text, FileError};
 use crate::SimError;
 
 /// Named colours objects may take, linear RGB 0-1.
-pub const COLORS: [(&str, [f32; 3]); 6] = [
+/// Purple and orange are the push zones' colours; cyan and pink were added so that six cube
+/// colours stand apart from each other, the zones, the wooden table, the white bowl and the
+/// arms (dark grey SO-101, white and grey Panda) in a 96-pixel render.
+pub const COLORS: [(&str, [f32; 3]); 8] = [
     ("red", [0.85, 0.12, 0.10]),
     ("green", [0.12, 0.70, 0.18]),
     ("blue", [0.12, 0.25, 0.85]),
     ("yellow", [0.92, 0.82, 0.10]),
     ("purple", [0.55, 0.20, 0.70]),
     ("orange", [0.95, 0.50, 0.08]),
+    ("cyan", [0.10, 0.78, 0.85]),
+    ("pink", [1.00, 0.45, 0.75]),
 ];
 
 /// The RGB of a named colour.
@@ -90,6 +95,11 @@ pub struct TaskSpec {
     /// Minimum distance between object centres, metres.
     #[serde(default = "default_spacing")]
     pub min_spacing_m: f64,
+    /// `in_zone`: a scene is drawn again while a distractor's centre lies closer than this to
+    /// the push corridor (the segment from just behind the target, where the pusher comes
+    /// down, to the goal zone's centre). 0 (the default): no check.
+    #[serde(default)]
+    pub path_clearance_m: f64,
     /// Where the target (and, without `distractor_region`, the distractors) is placed, per
     /// robot name.
     pub region: BTreeMap<String, Region>,
@@ -236,6 +246,12 @@ impl TaskSpec {
         }
         if !(spec.rest_speed_m_s.is_finite() && spec.rest_speed_m_s > 0.0) {
             return Err(bad("rest_speed_m_s", "must be positive".into()));
+        }
+        if !(spec.path_clearance_m.is_finite() && spec.path_clearance_m >= 0.0) {
+            return Err(bad(
+                "path_clearance_m",
+                "must be zero or more metres".into(),
+            ));
         }
         if !(spec.touch_distance_m.is_finite() && spec.touch_distance_m >= 0.0) {
             return Err(bad(
@@ -476,42 +492,58 @@ impl TaskSpec {
         let distractor_region = self.distractor_region.get(robot).unwrap_or(region);
         let margin = self.cube_size_m;
         let mut objects: Vec<ObjectSpec> = Vec::new();
-        for (k, color) in colors.iter().take(1 + n_distractors as usize).enumerate() {
-            let reg = if k == 0 { region } else { distractor_region };
-            let mut placed = None;
-            for _ in 0..1000 {
-                let xy = [rng.range(reg.x[0], reg.x[1]), rng.range(reg.y[0], reg.y[1])];
-                let bowl_clear = bowl.is_none_or(|(c, b)| {
-                    (c[0] - xy[0]).abs() > b.inner_half + b.wall + margin
-                        || (c[1] - xy[1]).abs() > b.inner_half + b.wall + margin
-                });
-                let zone_clear = k == 0
-                    || zones.iter().all(|z| {
-                        (z.center[0] - xy[0]).abs() > z.half_extents[0] + margin
-                            || (z.center[1] - xy[1]).abs() > z.half_extents[1] + margin
-                    });
-                let spaced = objects.iter().all(|o| {
-                    ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt()
-                        >= self.min_spacing_m
-                });
-                if bowl_clear && zone_clear && spaced {
-                    placed = Some(xy);
-                    break;
-                }
-            }
-            let Some(xy) = placed else {
+        // Whole scenes are drawn again (the generator runs on) while an object finds no free
+        // place or the push corridor is blocked.
+        'scene: for attempt in 0.. {
+            if attempt == SCENE_ATTEMPTS {
                 return Err(SimError::Placement {
                     task: self.name.clone(),
                     seed,
                 });
+            }
+            objects.clear();
+            for (k, color) in colors.iter().take(1 + n_distractors as usize).enumerate() {
+                let reg = if k == 0 { region } else { distractor_region };
+                let mut placed = None;
+                for _ in 0..1000 {
+                    let xy = [rng.range(reg.x[0], reg.x[1]), rng.range(reg.y[0], reg.y[1])];
+                    let bowl_clear = bowl.is_none_or(|(c, b)| {
+                        (c[0] - xy[0]).abs() > b.inner_half + b.wall + margin
+                            || (c[1] - xy[1]).abs() > b.inner_half + b.wall + margin
+                    });
+                    let zone_clear = zones.iter().all(|z| {
+                        (z.center[0] - xy[0]).abs() > z.half_extents[0] + margin
+                            || (z.center[1] - xy[1]).abs() > z.half_extents[1] + margin
+                    });
+                    let spaced = objects.iter().all(|o| {
+                        ((o.xy[0] - xy[0]).powi(2) + (o.xy[1] - xy[1]).powi(2)).sqrt()
+                            >= self.min_spacing_m
+                    });
+                    if bowl_clear && zone_clear && spaced {
+                        placed = Some(xy);
+                        break;
+                    }
+                }
+                let Some(xy) = placed else {
+                    continue 'scene;
+                };
+                objects.push(ObjectSpec {
+                    name: format!("cube_{color}"),
+                    color: color.clone(),
+                    xy,
+                    yaw: rng.range(-std::f64::consts::FRAC_PI_4, std::f64::consts::FRAC_PI_4),
+                    size: self.cube_size_m,
+                });
+            }
+            let blocked = match goal_zone {
+                Some(z) if self.path_clearance_m > 0.0 => {
+                    push_corridor_blocked(&objects, &zones[z], self.path_clearance_m)
+                }
+                _ => false,
             };
-            objects.push(ObjectSpec {
-                name: format!("cube_{color}"),
-                color: color.clone(),
-                xy,
-                yaw: rng.range(-std::f64::consts::FRAC_PI_4, std::f64::consts::FRAC_PI_4),
-                size: self.cube_size_m,
-            });
+            if !blocked {
+                break;
+            }
         }
         let template = rng.below(templates.len());
         let template_text = templates[template].clone();
@@ -532,6 +564,32 @@ impl TaskSpec {
             bowl,
         })
     }
+}
+
+/// Scenes drawn for one seed before giving up.
+const SCENE_ATTEMPTS: usize = 200;
+
+/// Whether a distractor (objects after the first) lies within `clearance` of the segment from
+/// just behind the target (2.5 cube sizes back from its centre, where a pusher comes down) to
+/// the goal zone's centre.
+fn push_corridor_blocked(objects: &[ObjectSpec], zone: &ZoneSpec, clearance: f64) -> bool {
+    let Some(target) = objects.first() else {
+        return false;
+    };
+    let (c, g) = (target.xy, zone.center);
+    let (dx, dy) = (g[0] - c[0], g[1] - c[1]);
+    let len = dx.hypot(dy);
+    if len < 1e-9 {
+        return false;
+    }
+    let dir = [dx / len, dy / len];
+    let back = 2.5 * target.size;
+    objects[1..].iter().any(|o| {
+        let rel = [o.xy[0] - c[0], o.xy[1] - c[1]];
+        let along = (rel[0] * dir[0] + rel[1] * dir[1]).clamp(-back, len);
+        let near = [c[0] + dir[0] * along, c[1] + dir[1] * along];
+        (o.xy[0] - near[0]).hypot(o.xy[1] - near[1]) < clearance
+    })
 }
 
 /// The task-file field holding a phrasing's templates.
