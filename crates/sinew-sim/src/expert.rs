@@ -101,6 +101,9 @@ pub struct Expert {
     /// the pusher advances at most a step ahead of itself and moves on straight lines, so the
     /// cube is not flicked past the zone or a neighbour swept.
     careful: bool,
+    /// Careful push: the least distance to the goal so far and the control steps since it
+    /// last shrank by a millimetre (a stalled push is started again).
+    progress: (f64, u32),
 }
 
 fn err(msg: impl Into<String>) -> SimError {
@@ -142,6 +145,7 @@ impl Expert {
             hold: None,
             q_seed: None,
             careful: false,
+            progress: (f64::INFINITY, 0),
         }
     }
 
@@ -438,7 +442,17 @@ impl Expert {
                 // turned: retreat and approach again.
                 let turned = to_goal.normalize().dot(&dir) < 0.94;
                 let max_lateral = half * if self.careful { 1.2 } else { 0.8 };
-                if lateral > max_lateral || along > 0.0 || turned {
+                let stalled = self.careful && {
+                    let d = to_goal.norm();
+                    if d < self.progress.0 - 0.001 {
+                        self.progress = (d, 0);
+                    } else {
+                        self.progress.1 += 1;
+                    }
+                    self.progress.1 > 8
+                };
+                if lateral > max_lateral || along > 0.0 || turned || stalled {
+                    self.progress = (f64::INFINITY, 0);
                     next(self, Phase::Lift);
                 }
                 // Advance along the line through the cube, never past the goal (careful: never
