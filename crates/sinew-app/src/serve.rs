@@ -443,7 +443,8 @@ pub fn sim_serve(
     log: &mut dyn FnMut(String),
     stop: &dyn Fn() -> bool,
 ) -> Result<ServeReport> {
-    use sinew_sim::expert::{success, Expert};
+    use sinew_sim::expert::Expert;
+    use sinew_sim::SuccessTracker;
     use sinew_sim::{SimRobot, SimWorld};
     let robot = &spec.robot;
     let task = &spec.task;
@@ -470,7 +471,8 @@ pub fn sim_serve(
         keys.namespace()
     ));
     let dt_control = 1.0 / task.control_rate_hz;
-    let mut expert = Expert::new(task.success);
+    let mut expert = Expert::for_task(task);
+    let mut tracker = SuccessTracker::new(task);
     let mut next_expert = 0.0f64;
     let mut succeeded = false;
     let joints = robot.joint_names();
@@ -506,7 +508,7 @@ pub fn sim_serve(
                     }],
                 })?;
             }
-            if !succeeded && success(sim.world(), task.success, task.touch_distance_m)? {
+            if !succeeded && tracker.update(sim.world())? {
                 succeeded = true;
                 log(format!(
                     "sim serve: task succeeded at t = {:.2} s",

@@ -855,3 +855,53 @@ fn bad_templates_name_the_file_and_field() {
         .to_string();
     assert!(err.contains("held_out_instructions"), "{err}");
 }
+
+#[test]
+fn in_the_current_tasks_only_the_instruction_names_the_target() {
+    for task in TASKS {
+        let spec = TaskSpec::load_named(&root(), task).expect("task");
+        assert!(
+            spec.distractor_region.is_empty(),
+            "{task}: one shared region"
+        );
+        assert!(spec.colors.len() >= 6, "{task}: six colours or more");
+        let min = if task == "reach" { 2 } else { 1 };
+        assert!(spec.distractors[0] >= min, "{task}: too few distractors");
+        for robot in ROBOTS {
+            let region = spec.region[robot];
+            let mut colours = BTreeSet::new();
+            let mut targets_at_distractor_spots = 0;
+            for seed in 0..200 {
+                let ep = spec.sample(robot, seed).expect("sample");
+                assert!(ep.objects.len() > min as usize, "{task} {robot} {seed}");
+                for o in &ep.objects {
+                    assert!(
+                        (region.x[0]..=region.x[1]).contains(&o.xy[0])
+                            && (region.y[0]..=region.y[1]).contains(&o.xy[1]),
+                        "{task} {robot} {seed}: {} outside the shared region",
+                        o.name
+                    );
+                }
+                colours.insert(ep.objects[0].color.clone());
+                // The target is not always the cube nearest the goal (or any fixed rank).
+                let goal = ep
+                    .bowl
+                    .map(|b| b.0)
+                    .or(ep.goal_zone.map(|z| ep.zones[z].center))
+                    .unwrap_or([0.0, 0.0]);
+                let d = |xy: [f64; 2]| (xy[0] - goal[0]).hypot(xy[1] - goal[1]);
+                if ep.objects[1..]
+                    .iter()
+                    .any(|o| d(o.xy) < d(ep.objects[0].xy))
+                {
+                    targets_at_distractor_spots += 1;
+                }
+            }
+            assert!(colours.len() >= 6, "{task} {robot}: targets of {colours:?}");
+            assert!(
+                targets_at_distractor_spots > 40,
+                "{task} {robot}: the target is nearly always nearest the goal"
+            );
+        }
+    }
+}
