@@ -172,7 +172,12 @@ fn the_session_commands_what_the_former_lockstep_loop_commanded() {
             ..ExecutionSpec::default()
         },
     ];
-    for (task_name, seeds) in [("reach", 0..2u64), ("push", 0..1), ("pick-place", 0..2)] {
+    // The v1 tasks: the ones the old loops ran (their sampling and success are frozen).
+    for (task_name, seeds) in [
+        ("v1/reach", 0..2u64),
+        ("v1/push", 0..1),
+        ("v1/pick-place", 0..2),
+    ] {
         let task = load_task(task_name).expect("task");
         for seed in seeds {
             for (use_model, exec) in [(false, &execs[0]), (true, &execs[0]), (true, &execs[1])] {
@@ -246,7 +251,14 @@ fn sim_run_gives_the_successes_and_steps_of_the_binary_before() {
         let json = dir.join(format!("{task}-{}.json", policy.replace('/', "_")));
         let out = Command::new(env!("CARGO_BIN_EXE_sinew"))
             .args([
-                "sim", "run", "--task", task, "--policy", policy, "--seed", &seed,
+                "sim",
+                "run",
+                "--task",
+                &format!("v1/{task}"),
+                "--policy",
+                policy,
+                "--seed",
+                &seed,
             ])
             .args(["--episodes", &episodes, "--quiet", "--json"])
             .arg(&json)
