@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The whole recipe of a language-task policy (policies/sinew-tiny-so101, policies/sinew-tiny-panda)
+# from nothing but the simulator, timed step by step (docs/training.md, "Language tasks"):
+#
+#   bash policies/configs/train-sinew-tiny.sh so101|panda [WORKDIR]   (default runs/<robot>-lang)
+#
+# 0. DART demonstrations (800 per task, training phrasings only, seeds from 0);
+# 1. behaviour cloning from scratch (sinew-tiny-lang-base.toml);
+# 2. fine-tuning with the goal loss (sinew-tiny-lang-goal.toml);
+# 3. takeover data from the stage-2 policy (500 episodes per task, seeds from 800,000), and
+#    fine-tuning on it
+#    (sinew-tiny-lang.toml);
+# 4. the same again from stage 3 (seeds from 900,000);
+# 5. the chunk execution length (n_action_steps 7 or 9) chosen on the validation seeds
+#    (6,000,000+, training phrasings; never the test seeds), written into config.json;
+# 6. the test table, once, on the declared test seeds (5,000,000+, both phrasings) and the
+#    instruction-swap figure.
+# Every step's wall time goes to WORKDIR/times.txt. Run again after an interruption: finished
+# datasets are kept and training resumes from its last checkpoint. SINEW_PROFILE=dev uses the
+# dev build (dependencies optimised) instead of a release build; SINEW_BIN=PATH a binary
+# already built (the build is then skipped).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+robot=${1:?usage: train-sinew-tiny.sh so101|panda [WORKDIR]}
+case $robot in
+so101) noise=0.03 ;;
+panda) noise=0.015 ;; # seven joints: the same noise per joint moves the tool twice as far
+*)
+    echo "unknown robot $robot (so101 or panda)" >&2
+    exit 2
+    ;;
+esac
+profile=${SINEW_PROFILE:-release}
+if [ -n "${SINEW_BIN:-}" ]; then
+    sinew=$SINEW_BIN
+elif [ "$profile" = release ]; then
+    cargo build --release -p sinew-cli
+    sinew=target/release/sinew
+else
+    cargo build -p sinew-cli
+    sinew=target/debug/sinew
+fi
+work=${2:-runs/$robot-lang}
+configs=policies/configs
+tasks=reach,push,pick-place
+mkdir -p "$work"
+
+timed() {
+    local name=$1
+    shift
+    local t0
+    t0=$(date +%s)
+    "$@"
+    echo "$name: $(($(date +%s) - t0)) s" | tee -a "$work/times.txt"
+}
+
+# Records a dataset unless a finished one is there (a half-written one is removed first).
+record() {
+    local out=$1
+    shift
+    if [ -f "$out/meta/info.json" ]; then
+        return
+    fi
+    rm -rf "$out"
+    timed "record $(basename "$out")" "$sinew" dataset record --robot "$robot" --task "$tasks" --jobs "${SINEW_JOBS:-2}" --out "$out" "$@"
+}
+
+# Trains unless the policy folder is finished (training resumes from its checkpoint otherwise).
+train() {
+    local name=$1 out=$2
+    shift 2
+    if [ -f "$out.done" ]; then
+        return
+    fi
+    timed "$name" "$sinew" train --out "$out" "$@"
+    touch "$out.done"
+}
+
+takeover=(--takeover 0.4 --takeover-tasks reach,push --expert-fraction 0.25 --noise "$noise" --episodes 500)
+
+record "$work/dart" --episodes 800 --seed 0 --noise "$noise"
+train "stage 1" "$work/stage1" --dataset "$work/dart" --config "$configs/sinew-tiny-lang-base.toml"
+train "stage 2" "$work/stage2" --dataset "$work/dart" --config "$configs/sinew-tiny-lang-goal.toml" --init "$work/stage1"
+record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
+train "stage 3" "$work/stage3" --dataset "$work/takeover-1" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage2"
+record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
+final=$work/sinew-tiny-$robot
+train "stage 4" "$final" --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3"
+
+# 5. Execution length on the validation seeds (training phrasings and held-out ones alike).
+best=7
+best_pc=-1
+for n in 7 9; do
+    if [ ! -f "$work/val-n$n/eval.json" ]; then
+        "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3" --out "$final" --n-action-steps "$n" >/dev/null
+        timed "validation n_action_steps $n" "$sinew" eval --robot "$robot" --policy "$final" --tasks "$tasks" --episodes 100 --seed 6000000 --phrasings training --jobs "${SINEW_JOBS:-2}" --out "$work/val-n$n" >/dev/null
+    fi
+    pc=$(grep -o '"pc_success": [0-9.]*' "$work/val-n$n/eval.json" | head -1 | grep -o '[0-9.]*$')
+    echo "validation n_action_steps $n: $pc%" | tee -a "$work/times.txt"
+    if awk "BEGIN { exit !($pc > $best_pc) }"; then
+        best=$n
+        best_pc=$pc
+    fi
+done
+"$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3" --out "$final" --n-action-steps "$best" >/dev/null
+echo "chosen n_action_steps $best" | tee -a "$work/times.txt"
+
+# 6. The test table, on the final weights only.
+timed "test" "$sinew" eval --robot "$robot" --policy "$final" --tasks "$tasks" --episodes 100 --seed 5000000 --jobs "${SINEW_JOBS:-2}" --swap --out "$work/test"
+echo "policy in $final; copy it to policies/sinew-tiny-$robot to ship it"
