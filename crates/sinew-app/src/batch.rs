@@ -109,19 +109,9 @@ struct Worker {
     outputs: Option<Outputs>,
 }
 
-/// Runs the batch; `on_episode` sees each episode as it finishes, in order.
-pub fn run_batch(
-    spec: &BatchSpec,
-    mut on_episode: impl FnMut(&EpisodeRow),
-    stop: &(dyn Fn() -> bool + Sync),
-) -> Result<BatchReport> {
-    let t0 = Instant::now();
-    // Fail early, once, on a policy that does not load or fit the robot.
-    Driver::new(&spec.policy, &spec.device)?.check_fits(&spec.robot)?;
-    let several = spec.task_folders;
-    let reports = Mutex::new(Vec::new());
-    let jobs: Vec<(usize, Variant, u64)> = spec
-        .tasks
+/// The batch's episodes: (task index, how the scene is instructed, seed), in report order.
+fn batch_jobs(spec: &BatchSpec) -> Vec<(usize, Variant, u64)> {
+    spec.tasks
         .iter()
         .enumerate()
         .flat_map(|(t, task)| {
@@ -149,7 +139,21 @@ pub fn run_batch(
                     .map(move |s| (t, v, s))
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Runs the batch; `on_episode` sees each episode as it finishes, in order.
+pub fn run_batch(
+    spec: &BatchSpec,
+    mut on_episode: impl FnMut(&EpisodeRow),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<BatchReport> {
+    let t0 = Instant::now();
+    // Fail early, once, on a policy that does not load or fit the robot.
+    Driver::new(&spec.policy, &spec.device)?.check_fits(&spec.robot)?;
+    let several = spec.task_folders;
+    let reports = Mutex::new(Vec::new());
+    let jobs = batch_jobs(spec);
     let joints = spec.robot.joint_names();
     let opts = EpisodeOptions {
         exec: spec.exec.clone(),
