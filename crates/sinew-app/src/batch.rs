@@ -20,6 +20,7 @@ use crate::recording::{
     append_index, episode_metadata, episode_stem, Outputs, OutputsReport, RerunSpec,
 };
 use crate::resolve::DeviceSpec;
+use sinew_runtime::Tap;
 
 /// A batch of episodes.
 #[derive(Debug, Clone)]
@@ -178,7 +179,8 @@ pub fn run_batch(
             episode = episode.retarget(1)?;
         }
         let mut approach = ApproachTap::new(&spec.robot);
-        let result = match &mut w.outputs {
+        let rate_hz = w.driver.rate_hz(task);
+        let mut recorder = match &mut w.outputs {
             Some(out) => {
                 let stem = stem_of(several, &task.name, variant, seed);
                 let title = format!("{} {} seed {seed}", spec.robot.config.name, task.name);
@@ -190,32 +192,28 @@ pub fn run_batch(
                     &spec.exec,
                 );
                 out.open(&stem, &title, meta)?;
-                let rate_hz = w.driver.rate_hz(task);
-                let r = {
-                    let mut tap = out.tap(&joints, rate_hz, false);
-                    run_episode(
-                        &spec.robot,
-                        task,
-                        seed,
-                        &episode,
-                        &mut w.driver,
-                        &opts,
-                        &mut [&mut tap, &mut approach],
-                    )?
-                };
-                out.close_one()?;
-                r
+                Some(out.tap(&joints, rate_hz, false))
             }
-            None => run_episode(
-                &spec.robot,
-                task,
-                seed,
-                &episode,
-                &mut w.driver,
-                &opts,
-                &mut [&mut approach],
-            )?,
+            None => None,
         };
+        let mut taps: Vec<&mut dyn Tap> = vec![&mut approach];
+        if let Some(t) = recorder.as_mut() {
+            taps.push(t);
+        }
+        let result = run_episode(
+            &spec.robot,
+            task,
+            seed,
+            &episode,
+            &mut w.driver,
+            &opts,
+            &mut taps,
+        )?;
+        drop(taps);
+        drop(recorder);
+        if let Some(out) = &mut w.outputs {
+            out.close_one()?;
+        }
         Ok(EpisodeRow {
             task: task.name.clone(),
             phrasing: variant.phrasing,
