@@ -41,7 +41,7 @@ record() {
         return
     fi
     rm -rf "$out"
-    timed "record $(basename "$out")" "$sinew" dataset record --task reach,push,pick-place --jobs 2 --out "$out" "$@"
+    timed "record $(basename "$out")" "$sinew" dataset record --task v1/reach,v1/push,v1/pick-place --jobs 2 --out "$out" "$@"
 }
 
 takeover=(--takeover 0.4 --takeover-tasks reach,push --expert-fraction 0.25 --noise 0.03 --episodes 600)
@@ -55,4 +55,4 @@ record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
 timed "stage 4" "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-so101.toml" --init "$work/stage3" --out "$work/sinew-tiny-so101" --n-action-steps 9
 record "$work/takeover-3" --policy "$work/sinew-tiny-so101" --seed 600000 "${takeover[@]}"
 timed "stage 5" "$sinew" train --dataset "$work/takeover-3" --config "$configs/sinew-tiny-so101-rtc.toml" --init "$work/sinew-tiny-so101" --out "$work/sinew-tiny-so101-rtc"
-"$sinew" eval --policy "$work/sinew-tiny-so101" --tasks reach,push,pick-place --episodes 100 --jobs 2 --out "$work/eval"
+"$sinew" eval --policy "$work/sinew-tiny-so101" --tasks v1/reach,v1/push,v1/pick-place --episodes 100 --jobs 2 --out "$work/eval"
