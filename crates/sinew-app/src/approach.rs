@@ -1,7 +1,9 @@
-//! Which object the arm went to first: a tap that, at every policy step of a simulated episode,
+//! Which object the arm acted on first: a tap that, at every policy step of a simulated episode,
 //! measures the distance from the tool centre point (forward kinematics of the measured joints)
-//! to the surface of every cube of the privileged scene, and keeps the first cube it came
-//! within [`APPROACH_M`] of. The instruction-swap figure (`sinew eval --swap`) is the share of
+//! to the surface of every cube of the privileged scene and how far each cube has moved from
+//! where it started, and keeps the first cube the tool came within [`APPROACH_M`] of or that
+//! moved by more than [`MOVED_M`] (pushed or picked up). Passing near a cube on the way to
+//! another does not count. The instruction-swap figure (`sinew eval --swap`) is the share of
 //! episodes whose first cube is the one the instruction names.
 
 use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion, Vector3};
@@ -9,8 +11,11 @@ use sinew_core::events::{Scene, Shape};
 use sinew_robot::RobotDescription;
 use sinew_runtime::{Record, Tap};
 
-/// How close the tool centre point must come to a cube's surface to count as going to it, m.
-pub const APPROACH_M: f64 = 0.02;
+/// How close the tool centre point must come to a cube's surface to count as acting on it, m.
+pub const APPROACH_M: f64 = 0.01;
+
+/// How far a cube must move from where it started to count as acted on, m.
+pub const MOVED_M: f64 = 0.01;
 
 /// The tap (see the module documentation).
 #[derive(Debug)]
@@ -18,6 +23,8 @@ pub struct ApproachTap<'a> {
     robot: &'a RobotDescription,
     joints: Vec<String>,
     q: Option<Vec<f64>>,
+    /// Where each cube started (its first scene), by name.
+    start: Vec<(String, Vector3<f64>)>,
     first: Option<String>,
 }
 
@@ -28,11 +35,12 @@ impl<'a> ApproachTap<'a> {
             robot,
             joints: robot.joint_names(),
             q: None,
+            start: Vec::new(),
             first: None,
         }
     }
 
-    /// The colour of the first cube the arm went to (`cube_<colour>` without the prefix).
+    /// The colour of the first cube the arm acted on (`cube_<colour>` without the prefix).
     pub fn first(&self) -> Option<&str> {
         self.first.as_deref()
     }
@@ -41,12 +49,12 @@ impl<'a> ApproachTap<'a> {
         if self.first.is_some() {
             return;
         }
-        let Some(q) = &self.q else { return };
-        let Ok(base_from_ee) = self.robot.ee_pose(q) else {
-            return;
-        };
-        // The simulated robot's base is the world origin.
-        let p = Point3::from(base_from_ee.translation.vector);
+        let p_in_world = self
+            .q
+            .as_ref()
+            .and_then(|q| self.robot.ee_pose(q).ok())
+            // The simulated robot's base is the world origin.
+            .map(|base_from_ee| Point3::from(base_from_ee.translation.vector));
         let mut best: Option<(f64, &str)> = None;
         for item in &scene.items {
             let Some(colour) = item.name.strip_prefix("cube_") else {
@@ -54,18 +62,29 @@ impl<'a> ApproachTap<'a> {
             };
             let Shape::Box { half_extents_m: h } = item.shape;
             let [x, y, z, qx, qy, qz, qw] = item.world_from_item;
+            let centre = Vector3::new(x, y, z);
+            let moved = match self.start.iter().find(|(n, _)| n == &item.name) {
+                Some((_, c0)) => (centre - c0).norm() > MOVED_M,
+                None => {
+                    self.start.push((item.name.clone(), centre));
+                    false
+                }
+            };
             let world_from_item = Isometry3::from_parts(
                 Translation3::new(x, y, z),
                 UnitQuaternion::from_quaternion(Quaternion::new(qw, qx, qy, qz)),
             );
-            let p_in_item = world_from_item.inverse() * p;
-            let d = Vector3::new(
-                (p_in_item.x.abs() - h[0]).max(0.0),
-                (p_in_item.y.abs() - h[1]).max(0.0),
-                (p_in_item.z.abs() - h[2]).max(0.0),
-            )
-            .norm();
-            if d <= APPROACH_M && best.is_none_or(|(b, _)| d < b) {
+            let d = p_in_world.map_or(f64::INFINITY, |p| {
+                let p_in_item = world_from_item.inverse() * p;
+                Vector3::new(
+                    (p_in_item.x.abs() - h[0]).max(0.0),
+                    (p_in_item.y.abs() - h[1]).max(0.0),
+                    (p_in_item.z.abs() - h[2]).max(0.0),
+                )
+                .norm()
+            });
+            // A moved cube counts as touched; of several at once, the nearest to the tool.
+            if (moved || d <= APPROACH_M) && best.is_none_or(|(b, _)| d < b) {
                 best = Some((d, colour));
             }
         }

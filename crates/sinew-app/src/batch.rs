@@ -83,7 +83,8 @@ pub struct EpisodeRow {
     pub swapped: bool,
     /// The colour of the cube the instruction names.
     pub named: String,
-    /// The colour of the first cube the arm went to (within 2 cm of its surface), if any.
+    /// The colour of the first cube the arm acted on (the tool within 1 cm of its surface, or
+    /// the cube moved by over 1 cm), if any.
     pub first_approached: Option<String>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
@@ -503,7 +504,7 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
         100.0 * ok_all / n_all
     );
     if per_task.iter().any(|t| t.by_phrasing.len() > 1) {
-        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones. \"Went to the named cube\": the first cube the tool came within 2 cm of is the one named.\n\n| task | phrasing | episodes | success | went to the named cube |\n|---|---|---|---|---|\n";
+        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones. \"Went to the named cube\": the first cube the arm acted on (the tool within 1 cm of it, or the cube moved by over 1 cm) is the one named.\n\n| task | phrasing | episodes | success | went to the named cube |\n|---|---|---|---|---|\n";
         for t in &per_task {
             for p in &t.by_phrasing {
                 md += &format!(
