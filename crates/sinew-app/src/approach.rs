@@ -115,3 +115,70 @@ impl Tap for ApproachTap<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sinew_core::events::SceneItem;
+    use sinew_msgs::JointState;
+
+    use super::*;
+    use crate::resolve::load_robot;
+
+    fn cube(colour: &str, centre: [f64; 3]) -> SceneItem {
+        SceneItem {
+            name: format!("cube_{colour}"),
+            shape: Shape::Box {
+                half_extents_m: [0.015; 3],
+            },
+            rgb: [0.5; 3],
+            world_from_item: [centre[0], centre[1], centre[2], 0.0, 0.0, 0.0, 1.0],
+            movable: true,
+        }
+    }
+
+    #[test]
+    fn the_first_cube_acted_on_is_the_one_touched_or_moved_not_one_passed() {
+        let robot = load_robot("so101").expect("robot");
+        let q = robot.home();
+        let tcp = robot.ee_pose(&q).expect("fk").translation.vector;
+        let mut tap = ApproachTap::new(&robot);
+        tap.record(
+            0,
+            Record::JointState(&JointState {
+                name: robot.joint_names(),
+                position: q.clone(),
+                ..JointState::default()
+            }),
+        );
+        // The tool 1.5 cm from red's face and far from blue: nothing yet.
+        let red = [tcp.x + 0.03, tcp.y, tcp.z];
+        let blue = [tcp.x, tcp.y + 0.2, tcp.z];
+        let scene = |red: [f64; 3], blue: [f64; 3]| Scene {
+            items: vec![cube("red", red), cube("blue", blue)],
+        };
+        tap.record(0, Record::Scene(&scene(red, blue)));
+        assert_eq!(tap.first(), None);
+        // Blue is pushed 2 cm (by something the tool is far from): blue was acted on first.
+        tap.record(
+            0,
+            Record::Scene(&scene(red, [blue[0] + 0.02, blue[1], blue[2]])),
+        );
+        assert_eq!(tap.first(), Some("blue"));
+        // The first stays the first.
+        tap.record(0, Record::Scene(&scene([tcp.x + 0.02, tcp.y, tcp.z], blue)));
+        assert_eq!(tap.first(), Some("blue"));
+
+        // Another episode: the tool within 5 mm of red's face.
+        let mut tap = ApproachTap::new(&robot);
+        tap.record(
+            0,
+            Record::JointState(&JointState {
+                name: robot.joint_names(),
+                position: q,
+                ..JointState::default()
+            }),
+        );
+        tap.record(0, Record::Scene(&scene([tcp.x + 0.02, tcp.y, tcp.z], blue)));
+        assert_eq!(tap.first(), Some("red"));
+    }
+}
