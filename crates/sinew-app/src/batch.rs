@@ -220,7 +220,12 @@ pub fn run_batch(
             phrasing: variant.phrasing,
             swapped: variant.swapped,
             named: episode.objects[0].color.clone(),
-            first_approached: approach.first().map(str::to_owned),
+            // Success acts on the named cube: an episode that ends on it before the tap saw
+            // any cube acted on (a reach ends at the touch) went to it first.
+            first_approached: approach
+                .first()
+                .map(str::to_owned)
+                .or_else(|| result.success.then(|| episode.objects[0].color.clone())),
             template: episode.template,
             template_text: episode.template_text,
             result,
