@@ -26,6 +26,8 @@ pub struct ApproachTap<'a> {
     /// Where each cube started (its first scene), by name.
     start: Vec<(String, Vector3<f64>)>,
     first: Option<String>,
+    /// The closest the tool came to each cube's surface, m, by colour.
+    closest: Vec<(String, f64)>,
 }
 
 impl<'a> ApproachTap<'a> {
@@ -37,6 +39,7 @@ impl<'a> ApproachTap<'a> {
             q: None,
             start: Vec::new(),
             first: None,
+            closest: Vec::new(),
         }
     }
 
@@ -45,10 +48,16 @@ impl<'a> ApproachTap<'a> {
         self.first.as_deref()
     }
 
+    /// The closest the tool centre point came to the surface of the cube of `colour`, m
+    /// (`None` when no scene showed that cube).
+    pub fn closest(&self, colour: &str) -> Option<f64> {
+        self.closest
+            .iter()
+            .find(|(c, _)| c == colour)
+            .map(|&(_, d)| d)
+    }
+
     fn check(&mut self, scene: &Scene) {
-        if self.first.is_some() {
-            return;
-        }
         let p_in_world = self
             .q
             .as_ref()
@@ -83,12 +92,18 @@ impl<'a> ApproachTap<'a> {
                 )
                 .norm()
             });
+            match self.closest.iter_mut().find(|(c, _)| c == colour) {
+                Some((_, m)) => *m = m.min(d),
+                None => self.closest.push((colour.to_owned(), d)),
+            }
             // A moved cube counts as touched; of several at once, the nearest to the tool.
             if (moved || d <= APPROACH_M) && best.is_none_or(|(b, _)| d < b) {
                 best = Some((d, colour));
             }
         }
-        self.first = best.map(|(_, c)| c.to_owned());
+        if self.first.is_none() {
+            self.first = best.map(|(_, c)| c.to_owned());
+        }
     }
 }
 
@@ -167,6 +182,11 @@ mod tests {
         // The first stays the first.
         tap.record(0, Record::Scene(&scene([tcp.x + 0.02, tcp.y, tcp.z], blue)));
         assert_eq!(tap.first(), Some("blue"));
+        // The closest approach keeps counting after the first: red's face came within 5 mm.
+        let red_mm = tap.closest("red").expect("red seen") * 1e3;
+        assert!((red_mm - 5.0).abs() < 1e-6, "{red_mm}");
+        assert!(tap.closest("blue").expect("blue seen") > 0.1);
+        assert_eq!(tap.closest("green"), None);
 
         // Another episode: the tool within 5 mm of red's face.
         let mut tap = ApproachTap::new(&robot);

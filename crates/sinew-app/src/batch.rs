@@ -86,6 +86,8 @@ pub struct EpisodeRow {
     /// The colour of the first cube the arm acted on (the tool within 1 cm of its surface, or
     /// the cube moved by over 1 cm), if any.
     pub first_approached: Option<String>,
+    /// The closest the tool centre point came to the named cube's surface, mm.
+    pub closest_to_named_mm: Option<f64>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -226,6 +228,10 @@ pub fn run_batch(
                 .first()
                 .map(str::to_owned)
                 .or_else(|| result.success.then(|| episode.objects[0].color.clone())),
+            closest_to_named_mm: approach
+                .closest(&episode.objects[0].color)
+                .filter(|d| d.is_finite())
+                .map(|d| d * 1e3),
             template: episode.template,
             template_text: episode.template_text,
             result,
@@ -355,6 +361,8 @@ pub struct PhrasingRow {
     pub pc_success: f64,
     /// Episodes whose arm went to the named cube before any other, %.
     pub pc_went_to_named: f64,
+    /// The median over episodes of the closest the tool came to the named cube's surface, mm.
+    pub median_closest_to_named_mm: Option<f64>,
 }
 
 /// The instruction swap of one task: each seed's scene once more, the instruction naming a
@@ -379,6 +387,17 @@ impl EpisodeRow {
     }
 }
 
+/// The median of `v` (the mean of the middle two of an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
+    }
+}
+
 /// Per-task tables of a batch.
 pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
     let mut per_task = Vec::new();
@@ -396,7 +415,7 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
         let sim_s: f64 = mine.iter().map(|r| r.result.sim_time_s).sum();
         let infer: u64 = mine.iter().map(|r| r.result.inferences).sum();
         let mut by: BTreeMap<(Phrasing, usize), (String, u64, u64)> = BTreeMap::new();
-        let mut by_phrasing: BTreeMap<Phrasing, (u64, u64, u64)> = BTreeMap::new();
+        let mut by_phrasing: BTreeMap<Phrasing, (u64, u64, u64, Vec<f64>)> = BTreeMap::new();
         for r in &mine {
             let e = by
                 .entry((r.phrasing, r.template))
@@ -407,6 +426,7 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
             p.0 += 1;
             p.1 += r.result.success as u64;
             p.2 += r.went_to_named() as u64;
+            p.3.extend(r.closest_to_named_mm);
         }
         per_task.push(TaskRow {
             task: task.name.clone(),
@@ -419,11 +439,12 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
             mean_inference_ms: mine.iter().map(|r| r.result.mean_inference_ms).sum::<f64>() / n,
             by_phrasing: by_phrasing
                 .into_iter()
-                .map(|(phrasing, (n, k, named))| PhrasingRow {
+                .map(|(phrasing, (n, k, named, closest))| PhrasingRow {
                     phrasing,
                     n_episodes: n,
                     pc_success: 100.0 * k as f64 / n.max(1) as f64,
                     pc_went_to_named: 100.0 * named as f64 / n.max(1) as f64,
+                    median_closest_to_named_mm: median(closest),
                 })
                 .collect(),
             swap: (!swaps.is_empty()).then(|| {
@@ -509,12 +530,18 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
         100.0 * ok_all / n_all
     );
     if per_task.iter().any(|t| t.by_phrasing.len() > 1) {
-        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones. \"Went to the named cube\": the first cube the arm acted on (the tool within 1 cm of it, or the cube moved by over 1 cm) is the one named.\n\n| task | phrasing | episodes | success | went to the named cube |\n|---|---|---|---|---|\n";
+        md += "\n## By phrasing\n\nThe same seeds, instructed with the templates training data uses and with the held-out ones. \"Went to the named cube\": the first cube the arm acted on (the tool within 1 cm of it, or the cube moved by over 1 cm) is the one named. \"Closest approach\": the median over episodes of the closest the tool centre point came to the named cube's surface.\n\n| task | phrasing | episodes | success | went to the named cube | closest approach (mm) |\n|---|---|---|---|---|---|\n";
         for t in &per_task {
             for p in &t.by_phrasing {
                 md += &format!(
-                    "| {} | {} | {} | {:.1}% | {:.1}% |\n",
-                    t.task, p.phrasing, p.n_episodes, p.pc_success, p.pc_went_to_named
+                    "| {} | {} | {} | {:.1}% | {:.1}% | {} |\n",
+                    t.task,
+                    p.phrasing,
+                    p.n_episodes,
+                    p.pc_success,
+                    p.pc_went_to_named,
+                    p.median_closest_to_named_mm
+                        .map_or("-".into(), |d| format!("{d:.1}"))
                 );
             }
         }

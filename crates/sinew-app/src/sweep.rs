@@ -383,6 +383,7 @@ mod tests {
             swapped: false,
             named: "red".into(),
             first_approached: None,
+            closest_to_named_mm: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {
