@@ -296,6 +296,12 @@ fn record_train_run_and_evaluate() {
         assert_ne!(r["named"], w["named"], "{w}");
         assert_eq!(w["first_approached"], w["named"], "{w}");
         assert_eq!(r["first_approached"], r["named"], "{r}");
+        // The expert's reach ends at the touch: within 5 mm of the named cube's surface (or in
+        // contact with it, nearer still).
+        for x in [r, w] {
+            let mm = x["closest_to_named_mm"].as_f64().expect("closest approach");
+            assert!((0.0..=5.0).contains(&mm), "{x}");
+        }
     }
     let task = sinew_sim::TaskSpec::from_file(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
