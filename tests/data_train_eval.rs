@@ -125,11 +125,11 @@ fn record_train_run_and_evaluate() {
          d_model = 32\nn_layers = 1\nn_heads = 2\nmlp_dim = 64\nchunk_length = 4\nn_bins = 32\n",
     )
     .expect("config");
-    let train = |config: &Path, out: &Path, extra: &[&str]| {
+    let train_on = |ds: &Path, config: &Path, out: &Path, extra: &[&str]| {
         let mut args = vec![
             "train",
             "--dataset",
-            s(&ds),
+            s(ds),
             "--config",
             s(config),
             "--out",
@@ -138,6 +138,7 @@ fn record_train_run_and_evaluate() {
         args.extend_from_slice(extra);
         sinew(&args)
     };
+    let train = |config: &Path, out: &Path, extra: &[&str]| train_on(&ds, config, out, extra);
     let pol = base.join("policy");
     let (ok, out, err) = train(&cfg, &pol, &[]);
     assert!(ok, "{err}");
@@ -172,6 +173,68 @@ fn record_train_run_and_evaluate() {
         !ok && err.contains("bad.toml") && err.contains("stepz"),
         "{err}"
     );
+
+    // A crop of the front camera: the same seeds give the same states and wrist frames, other
+    // front frames; the crop is written into the dataset and from there into the policy, which
+    // reads its camera the same way in closed loop.
+    let cropped = base.join("cropped");
+    let (ok, _, err) = record_reach(&cropped, &["--crop", "front=0.25,0.25,0.75,0.75"]);
+    assert!(ok, "{err}");
+    let cropped_frames = frames(&cropped);
+    assert_eq!(cropped_frames.len(), clean_frames.len());
+    assert_eq!(cropped_frames[0].state, clean_frames[0].state);
+    assert_eq!(
+        cropped_frames[0].image(1).ok(),
+        clean_frames[0].image(1).ok()
+    );
+    assert_ne!(
+        cropped_frames[0].image(0).ok(),
+        clean_frames[0].image(0).ok()
+    );
+    let crop_info = sinew_data::Dataset::open(&cropped).expect("dataset").info;
+    assert_eq!(
+        crop_info.crop("front").expect("crop"),
+        Some([0.25, 0.25, 0.75, 0.75])
+    );
+    let crop_pol = base.join("crop-policy");
+    let (ok, _, err) = train_on(&cropped, &cfg, &crop_pol, &[]);
+    assert!(ok, "{err}");
+    let crop_cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crop_pol.join("config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        crop_cfg["crops"],
+        serde_json::json!({"front": [0.25, 0.25, 0.75, 0.75]})
+    );
+    let (ok, out, err) = sinew(&[
+        "sim",
+        "run",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--policy",
+        s(&crop_pol),
+    ]);
+    assert!(ok && out.contains("reach on so101"), "{out}{err}");
+    // Fine-tuning a whole-frame policy on cropped frames would feed it other images: refused.
+    let (ok, _, err) = train_on(
+        &cropped,
+        &cfg,
+        &base.join("p-crop-init"),
+        &["--init", s(&pol)],
+    );
+    assert!(!ok && err.contains("cropped"), "{err}");
+    // Bad crops are refused, naming the flag and what is wrong.
+    for (flag, named) in [
+        ("front=0.5,0,0.4,1", "0 <= x0 < x1 <= 1"),
+        ("front=0,0,1", "four numbers"),
+        ("top=0,0,1,1", "no camera `top`"),
+    ] {
+        let (ok, _, err) = record_reach(&base.join("bad-crop"), &["--crop", flag]);
+        assert!(!ok && err.contains(named), "{flag}: {err}");
+    }
 
     // The folder is a policy the runtime runs in the simulator.
     let (ok, out, err) = sinew(&[
@@ -296,11 +359,12 @@ fn record_train_run_and_evaluate() {
         assert_ne!(r["named"], w["named"], "{w}");
         assert_eq!(w["first_approached"], w["named"], "{w}");
         assert_eq!(r["first_approached"], r["named"], "{r}");
-        // The expert's reach ends at the touch: within 5 mm of the named cube's surface (or in
-        // contact with it, nearer still).
+        // The expert's reach ends at the touch (the tool within 5 mm, or any link in contact).
+        // The approach is sampled once per policy step, so the closest sample is within the
+        // 1 cm that counts as going to a cube.
         for x in [r, w] {
             let mm = x["closest_to_named_mm"].as_f64().expect("closest approach");
-            assert!((0.0..=5.0).contains(&mm), "{x}");
+            assert!((0.0..=10.0).contains(&mm), "{x}");
         }
     }
     let task = sinew_sim::TaskSpec::from_file(Path::new(concat!(

@@ -49,6 +49,10 @@ pub struct RecordSpec {
     pub out: PathBuf,
     /// Square image side stored, px.
     pub image_size: u32,
+    /// Per camera, the part of each frame stored (cropped, then resized): `[x0, y0, x1, y1]`,
+    /// fractions of the frame. Written into the dataset; a policy trained on it reads its
+    /// cameras the same way.
+    pub crops: BTreeMap<String, [f64; 4]>,
     /// Keep episodes that did not succeed.
     pub keep_failures: bool,
     /// Standard deviation of the exploration noise on the expert's arm joints, rad.
@@ -99,6 +103,7 @@ struct DatasetTap {
     teacher: Option<Box<dyn Policy>>,
     cameras: Vec<String>,
     size: u32,
+    crops: BTreeMap<String, [f64; 4]>,
     frames: Vec<Frame>,
 }
 
@@ -124,8 +129,8 @@ impl Tap for DatasetTap {
                 .frame(cam)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no frame from camera {cam}"))?;
-            let data =
-                resized_rgb(&f.color, cam, self.size, self.size).map_err(|e| e.to_string())?;
+            let data = resized_rgb(&f.color, cam, self.size, self.size, self.crops.get(cam))
+                .map_err(|e| e.to_string())?;
             images.push(RgbImage {
                 width: self.size,
                 height: self.size,
@@ -196,6 +201,23 @@ fn validate(spec: &RecordSpec) -> Result<()> {
     if spec.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    for (cam, c) in &spec.crops {
+        if !spec.robot.config.cameras.iter().any(|rc| &rc.name == cam) {
+            bail!(
+                "--crop {cam}=...: robot {} has no camera `{cam}` (it has: {})",
+                spec.robot.config.name,
+                spec.robot
+                    .config
+                    .cameras
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        sinew_policy::preprocess::check_crop(c)
+            .map_err(|e| anyhow::anyhow!("--crop {cam}: {e}"))?;
+    }
     for t in &spec.tasks {
         if (t.control_rate_hz - 10.0).abs() > 1e-9 {
             bail!(
@@ -232,6 +254,7 @@ pub fn record_dataset(
             .iter()
             .map(|c| (c.name.clone(), spec.image_size, spec.image_size))
             .collect(),
+        crops: spec.crops.clone(),
         data_files_size_in_mb: 100.0,
     };
     let mut w = DatasetWriter::create(&spec.out, ds)?;
@@ -378,6 +401,7 @@ fn record_seed(
             .map(|c| c.name.clone())
             .collect(),
         size: spec.image_size,
+        crops: spec.crops.clone(),
         frames: Vec::new(),
     };
     let opts = EpisodeOptions {

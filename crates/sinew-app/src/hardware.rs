@@ -595,6 +595,7 @@ pub fn record_teleop_dataset(
                 .iter()
                 .map(|c| (c.name.clone(), side, side))
                 .collect(),
+            crops: Default::default(),
             data_files_size_in_mb: 100.0,
         },
     )?;
@@ -728,7 +729,7 @@ fn frame_of(
         let FramePayload::Image(img) = f.payload else {
             return None;
         };
-        images.push(sinew_policy::preprocess::resized_rgb(&img, &c.name, side, side).ok()?);
+        images.push(sinew_policy::preprocess::resized_rgb(&img, &c.name, side, side, None).ok()?);
     }
     Some((state, images))
 }

@@ -41,6 +41,11 @@ pub struct RecordArgs {
     /// Square image side stored (px).
     #[arg(long, default_value_t = 96)]
     image_size: u32,
+    /// Store only part of a camera's frames, cropped before the resize to --image-size:
+    /// CAMERA=x0,y0,x1,y1 as fractions of the frame (left, top, right, bottom), e.g.
+    /// front=0.185,0.26,0.815,0.89. Repeatable; a policy trained on the dataset crops the same way.
+    #[arg(long, value_name = "CAMERA=X0,Y0,X1,Y1", value_parser = parse_crop)]
+    crop: Vec<(String, [f64; 4])>,
     /// Keep demonstrations that did not succeed.
     #[arg(long)]
     keep_failures: bool,
@@ -139,6 +144,33 @@ pub fn run(cmd: DatasetCommand, stop: &Stop) -> Result<()> {
     }
 }
 
+/// `CAMERA=x0,y0,x1,y1`.
+fn parse_crop(s: &str) -> Result<(String, [f64; 4]), String> {
+    let (cam, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not CAMERA=x0,y0,x1,y1"))?;
+    let v: Vec<f64> = rest
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`{s}`: {e}"))?;
+    let c: [f64; 4] = v
+        .try_into()
+        .map_err(|_| format!("`{s}`: four numbers x0,y0,x1,y1 are needed"))?;
+    sinew_policy::preprocess::check_crop(&c).map_err(|e| format!("`{s}`: {e}"))?;
+    Ok((cam.trim().to_owned(), c))
+}
+
+fn crops_of(list: &[(String, [f64; 4])]) -> Result<std::collections::BTreeMap<String, [f64; 4]>> {
+    let mut m = std::collections::BTreeMap::new();
+    for (cam, c) in list {
+        if m.insert(cam.clone(), *c).is_some() {
+            anyhow::bail!("--crop names camera `{cam}` twice");
+        }
+    }
+    Ok(m)
+}
+
 fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
     if a.teleop {
         return record_teleop(a, stop);
@@ -150,6 +182,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         seed: a.seed,
         out: a.out.clone(),
         image_size: a.image_size,
+        crops: crops_of(&a.crop)?,
         keep_failures: a.keep_failures,
         noise: a.noise,
         policy: a.policy.clone(),
@@ -204,6 +237,11 @@ fn record_teleop(a: RecordArgs, stop: &Stop) -> Result<()> {
         record_teleop_dataset, ArmSpec, RecordKey, TeleopDatasetSpec, TeleopSpec,
     };
     use sinew_feetech::calibration::{lerobot_calibration_path, ArmRole};
+    if !a.crop.is_empty() {
+        anyhow::bail!(
+            "--crop applies to simulated recordings; teleoperated ones store whole frames"
+        );
+    }
     let t = &a.arms;
     let (Some(leader), Some(follower)) = (&t.leader_port, &t.follower_port) else {
         anyhow::bail!("--teleop needs --leader-port and --follower-port");

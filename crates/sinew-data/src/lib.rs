@@ -176,6 +176,22 @@ impl Info {
             .collect()
     }
 
+    /// The crop camera `camera`'s frames were taken from before they were resized
+    /// (`[x0, y0, x1, y1]`, fractions of the frame; the image feature's `crop` field, which
+    /// Sinew writes), or `None` for whole frames.
+    pub fn crop(&self, camera: &str) -> Result<Option<[f64; 4]>, DataError> {
+        let key = format!("{IMAGES}{camera}");
+        match self.features.get(&key).and_then(|f| f.get("crop")) {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                format_err(
+                    Path::new("meta/info.json"),
+                    format!("features.{key}.crop: {e} (expected [x0, y0, x1, y1])"),
+                )
+            }),
+        }
+    }
+
     /// The data file of `chunk`, `file`.
     pub fn data_file(&self, chunk: u64, file: u64) -> PathBuf {
         PathBuf::from(

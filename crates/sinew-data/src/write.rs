@@ -33,6 +33,9 @@ pub struct DatasetSpec {
     pub action_names: Vec<String>,
     /// Cameras: name, width, height.
     pub cameras: Vec<(String, u32, u32)>,
+    /// Per camera, the crop its frames were taken from before the resize (`[x0, y0, x1, y1]`,
+    /// fractions of the camera's frame), written as the image feature's `crop` field.
+    pub crops: BTreeMap<String, [f64; 4]>,
     /// Data files are closed past this size (MB); LeRobot's default is 100.
     pub data_files_size_in_mb: f64,
 }
@@ -524,11 +527,12 @@ impl DatasetWriter {
                 "names": names_of(&self.spec.action_names)}),
         );
         for (c, w, h) in &self.spec.cameras {
-            features.insert(
-                format!("{IMAGES}{c}"),
-                serde_json::json!({"dtype": "image", "shape": [h, w, 3],
-                    "names": ["height", "width", "channels"]}),
-            );
+            let mut f = serde_json::json!({"dtype": "image", "shape": [h, w, 3],
+                "names": ["height", "width", "channels"]});
+            if let (Some(crop), Some(o)) = (self.spec.crops.get(c), f.as_object_mut()) {
+                o.insert("crop".into(), serde_json::json!(crop));
+            }
+            features.insert(format!("{IMAGES}{c}"), f);
         }
         for (n, t) in [
             ("timestamp", "float32"),

@@ -17,6 +17,7 @@ fn spec() -> DatasetSpec {
         state_names: (0..6).map(|i| format!("j{i}")).collect(),
         action_names: (0..6).map(|i| format!("a{i}")).collect(),
         cameras: vec![("front".into(), 16, 12), ("wrist".into(), 8, 8)],
+        crops: [("front".to_owned(), [0.25, 0.5, 0.75, 1.0])].into(),
         data_files_size_in_mb: 100.0,
     }
 }
@@ -69,6 +70,12 @@ fn a_dataset_reads_back_identical() {
     assert_eq!(ds.tasks, vec!["touch the red cube", "push the blue cube"]);
     assert_eq!(ds.episodes.len(), 3);
     assert_eq!(ds.cameras, vec!["front", "wrist"]);
+    // The crop the front frames were taken from travels with the dataset; the wrist had none.
+    assert_eq!(
+        ds.info.crop("front").expect("crop"),
+        Some([0.25, 0.5, 0.75, 1.0])
+    );
+    assert_eq!(ds.info.crop("wrist").expect("crop"), None);
     assert_eq!(ds.episodes[1].dataset_from_index, 5);
     assert_eq!(ds.episodes[1].tasks, vec!["push the blue cube"]);
     let frames = ds.read_frames().expect("frames");

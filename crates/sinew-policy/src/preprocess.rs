@@ -46,6 +46,39 @@ pub fn resize_with(img: RgbImage, width: u32, height: u32, filter: FilterType) -
     }
 }
 
+/// Checks a crop: `[x0, y0, x1, y1]`, the kept rectangle as fractions of the image's width
+/// and height (left, top, right, bottom), with `0 <= x0 < x1 <= 1` and `0 <= y0 < y1 <= 1`.
+pub fn check_crop(c: &[f64; 4]) -> Result<(), String> {
+    let [x0, y0, x1, y1] = *c;
+    let ok = |a: f64, b: f64| a.is_finite() && b.is_finite() && 0.0 <= a && a < b && b <= 1.0;
+    if ok(x0, x1) && ok(y0, y1) {
+        Ok(())
+    } else {
+        Err(format!(
+            "crop {c:?} is not [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (fractions of the image)"
+        ))
+    }
+}
+
+/// The part of `img` a crop keeps (see [`check_crop`]); pixel edges are rounded to the
+/// nearest pixel and at least one pixel is kept.
+pub fn crop(img: &RgbImage, c: &[f64; 4], what: &str) -> Result<RgbImage, PolicyError> {
+    check_crop(c).map_err(|e| PolicyError::Observation(format!("camera `{what}`: {e}")))?;
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let x0 = (c[0] * w).round() as u32;
+    let y0 = (c[1] * h).round() as u32;
+    let x1 = ((c[2] * w).round() as u32).max(x0 + 1).min(img.width());
+    let y1 = ((c[3] * h).round() as u32).max(y0 + 1).min(img.height());
+    if x0 >= x1 || y0 >= y1 {
+        return Err(PolicyError::Observation(format!(
+            "camera `{what}`: crop {c:?} of a {}x{} frame keeps no pixel",
+            img.width(),
+            img.height()
+        )));
+    }
+    Ok(image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image())
+}
+
 /// `(1, 3, H, W)` f32 tensor of `(x / 255 - mean) / std` per channel.
 pub fn normalize(
     img: &RgbImage,
@@ -63,15 +96,21 @@ pub fn normalize(
     Tensor::from_vec(planes, (1, 3, h, w), device).map_err(|e| PolicyError::Model(e.to_string()))
 }
 
-/// A camera frame as packed RGB resized to `width` x `height` with sinew-tiny's filter
-/// (`Triangle`): how datasets store frames, so training sees what inference sees.
+/// A camera frame as packed RGB, cropped when a crop is given, then resized to `width` x
+/// `height` with sinew-tiny's filter (`Triangle`): how datasets store frames and how sinew-tiny
+/// reads them, so training sees what inference sees.
 pub fn resized_rgb(
     img: &Image,
     what: &str,
     width: u32,
     height: u32,
+    crop_to: Option<&[f64; 4]>,
 ) -> Result<Vec<u8>, PolicyError> {
-    Ok(resize_with(to_rgb(img, what)?, width, height, FilterType::Triangle).into_raw())
+    let mut rgb = to_rgb(img, what)?;
+    if let Some(c) = crop_to {
+        rgb = crop(&rgb, c, what)?;
+    }
+    Ok(resize_with(rgb, width, height, FilterType::Triangle).into_raw())
 }
 
 /// An image file (any format the `image` crate reads here: PNG) as an `rgb8` frame.
@@ -88,4 +127,42 @@ pub fn read_image_file(path: &std::path::Path) -> Result<Image, PolicyError> {
         data: img.into_raw().into(),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crop_keeps_the_named_rectangle_of_pixels() {
+        // Pixel (x, y) holds (x, y, 7).
+        let img = RgbImage::from_fn(10, 20, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let c = crop(&img, &[0.2, 0.25, 0.7, 0.9], "front").expect("crop");
+        assert_eq!(c.dimensions(), (5, 13));
+        assert_eq!(c.get_pixel(0, 0).0, [2, 5, 7]);
+        assert_eq!(c.get_pixel(4, 12).0, [6, 17, 7]);
+        // The whole frame is the frame.
+        assert_eq!(
+            crop(&img, &[0.0, 0.0, 1.0, 1.0], "front").expect("crop"),
+            img
+        );
+        // A sliver still keeps one pixel.
+        let one = crop(&img, &[0.5, 0.5, 0.51, 0.51], "front").expect("crop");
+        assert_eq!(one.dimensions(), (1, 1));
+    }
+
+    #[test]
+    fn bad_crops_are_refused_naming_the_camera() {
+        let img = RgbImage::new(8, 8);
+        for c in [
+            [0.5, 0.0, 0.4, 1.0],
+            [0.0, 0.0, 1.0, 1.5],
+            [-0.1, 0.0, 1.0, 1.0],
+            [0.0, f64::NAN, 1.0, 1.0],
+        ] {
+            assert!(check_crop(&c).is_err(), "{c:?}");
+            let e = crop(&img, &c, "wrist").expect_err("refused").to_string();
+            assert!(e.contains("`wrist`") && e.contains("x0 < x1"), "{e}");
+        }
+    }
 }

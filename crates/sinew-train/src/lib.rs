@@ -874,6 +874,15 @@ impl Trainer {
                 tok_path.display()
             )));
         }
+        // A policy that read its cameras cropped otherwise saw other images.
+        let theirs = sinew_policy::models::sinew_tiny::load_config(dir)?.crops;
+        if theirs != self.model_cfg.crops {
+            return Err(TrainError::Config(format!(
+                "{}: its cameras are cropped {theirs:?}, this dataset's frames {:?}; record the dataset with the policy's --crop",
+                dir.join("config.json").display(),
+                self.model_cfg.crops
+            )));
+        }
         load_init(&self.varmap, dir, &self.device)
     }
 
@@ -1159,6 +1168,12 @@ fn model_config(
         vocab_size,
     );
     model_cfg.image_size = side as usize;
+    // The frames were stored cropped: the policy crops its cameras the same way.
+    for cam in &ds.cameras {
+        if let Some(c) = ds.info.crop(cam)? {
+            model_cfg.crops.insert(cam.clone(), c);
+        }
+    }
     model_cfg.d_model = cfg.d_model;
     model_cfg.n_layers = cfg.n_layers;
     model_cfg.n_heads = cfg.n_heads;

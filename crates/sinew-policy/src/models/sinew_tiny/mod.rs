@@ -134,6 +134,13 @@ pub struct Config {
     /// and target's places in the image tell at the first frame; acting does not read it.
     #[serde(default)]
     pub aux_dim: usize,
+    /// Per camera, the part of each frame the model reads, cropped before the resize to
+    /// `image_size`: `[x0, y0, x1, y1]` as fractions of the frame's width and height (left,
+    /// top, right, bottom). A crop on the workspace makes small objects cover more of the
+    /// model's pixels. Set from the training dataset, which was recorded with the same crop
+    /// (`sinew dataset record --crop`); cameras not listed are read whole.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub crops: std::collections::BTreeMap<String, [f64; 4]>,
     /// Chunk entries to execute before the next inference (LeRobot's `n_action_steps`): the
     /// runtime's default for sync execution, which `--steps` overrides. Unset, the runtime
     /// executes half the chunk.
@@ -256,6 +263,7 @@ impl Config {
             pool_keypoints: false,
             keypoint_gain: 1.0,
             aux_dim: 0,
+            crops: Default::default(),
             n_action_steps: None,
             prefix_max: 0,
         }
@@ -294,6 +302,15 @@ impl Config {
         }
         if self.pool_keypoints && self.keypoints == 0 {
             return Err("pool_keypoints needs keypoints: there are none to pool".into());
+        }
+        for (cam, c) in &self.crops {
+            if !self.cameras.contains(cam) {
+                return Err(format!(
+                    "crops: `{cam}` is not one of the cameras ({})",
+                    self.cameras.join(", ")
+                ));
+            }
+            crate::preprocess::check_crop(c).map_err(|e| format!("crops.{cam}: {e}"))?;
         }
         if self.cnn_norm {
             if let Some(c) = self
