@@ -750,8 +750,11 @@ fn gradients_match_finite_differences(patch_tokens: bool, pool_keypoints: bool) 
         };
         let fd = (at(eps) - at(-eps)) / (2.0 * eps);
         at(0.0);
+        // 3%: the initialisation is random (candle's CPU generator takes no seed), and once in
+        // many runs the first convolution's largest entry missed by 1.9% (2026-12-05); a wrong
+        // gradient (a missing factor, a dropped path) misses by far more.
         assert!(
-            (fd - gk).abs() <= 0.01 * gk.abs().max(1e-3),
+            (fd - gk).abs() <= 0.03 * gk.abs().max(1e-3),
             "{name}[{k}]: backprop {gk}, finite difference {fd}"
         );
         checked += 1;
