@@ -41,6 +41,14 @@ fn record_reach(dir: &Path, extra: &[&str]) -> (bool, String, String) {
     sinew(&args)
 }
 
+/// `sinew sim run` of one reach episode driven by the policy folder `policy`.
+fn sim_run_reach(policy: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["sim", "run", "--task", "reach", "--episodes", "1"];
+    args.extend_from_slice(extra);
+    args.extend(["--policy", s(policy)]);
+    sinew(&args)
+}
+
 fn frames(dir: &Path) -> Vec<sinew_data::Frame> {
     sinew_data::Dataset::open(dir)
         .and_then(|d| d.read_frames())
@@ -207,16 +215,7 @@ fn record_train_run_and_evaluate() {
         crop_cfg["crops"],
         serde_json::json!({"front": [0.25, 0.25, 0.75, 0.75]})
     );
-    let (ok, out, err) = sinew(&[
-        "sim",
-        "run",
-        "--task",
-        "reach",
-        "--episodes",
-        "1",
-        "--policy",
-        s(&crop_pol),
-    ]);
+    let (ok, out, err) = sim_run_reach(&crop_pol, &[]);
     assert!(ok && out.contains("reach on so101"), "{out}{err}");
     // Fine-tuning a whole-frame policy on cropped frames would feed it other images: refused.
     let (ok, _, err) = train_on(
@@ -237,18 +236,7 @@ fn record_train_run_and_evaluate() {
     }
 
     // The folder is a policy the runtime runs in the simulator.
-    let (ok, out, err) = sinew(&[
-        "sim",
-        "run",
-        "--task",
-        "reach",
-        "--episodes",
-        "1",
-        "--seed",
-        "500",
-        "--policy",
-        s(&pol),
-    ]);
+    let (ok, out, err) = sim_run_reach(&pol, &["--seed", "500"]);
     assert!(ok, "{err}");
     assert!(out.contains("reach on so101"), "{out}");
 
