@@ -60,9 +60,13 @@ pub fn check_crop(c: &[f64; 4]) -> Result<(), String> {
     }
 }
 
-/// The part of `img` a crop keeps (see [`check_crop`]); pixel edges are rounded to the
-/// nearest pixel and at least one pixel is kept.
-pub fn crop(img: &RgbImage, c: &[f64; 4], what: &str) -> Result<RgbImage, PolicyError> {
+/// The pixel rectangle `(x, y, width, height)` a crop keeps of `img` (see [`check_crop`]);
+/// edges are rounded to the nearest pixel and at least one pixel is kept.
+fn crop_rect(
+    img: &RgbImage,
+    c: &[f64; 4],
+    what: &str,
+) -> Result<(u32, u32, u32, u32), PolicyError> {
     check_crop(c).map_err(|e| PolicyError::Observation(format!("camera `{what}`: {e}")))?;
     let (w, h) = (img.width() as f64, img.height() as f64);
     let x0 = (c[0] * w).round() as u32;
@@ -76,7 +80,13 @@ pub fn crop(img: &RgbImage, c: &[f64; 4], what: &str) -> Result<RgbImage, Policy
             img.height()
         )));
     }
-    Ok(image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image())
+    Ok((x0, y0, x1 - x0, y1 - y0))
+}
+
+/// The part of `img` a crop keeps (see [`check_crop`]).
+pub fn crop(img: &RgbImage, c: &[f64; 4], what: &str) -> Result<RgbImage, PolicyError> {
+    let (x, y, w, h) = crop_rect(img, c, what)?;
+    Ok(image::imageops::crop_imm(img, x, y, w, h).to_image())
 }
 
 /// `(1, 3, H, W)` f32 tensor of `(x / 255 - mean) / std` per channel.
@@ -96,9 +106,28 @@ pub fn normalize(
     Tensor::from_vec(planes, (1, 3, h, w), device).map_err(|e| PolicyError::Model(e.to_string()))
 }
 
-/// A camera frame as packed RGB, cropped when a crop is given, then resized to `width` x
-/// `height` with sinew-tiny's filter (`Triangle`): how datasets store frames and how sinew-tiny
-/// reads them, so training sees what inference sees.
+/// A camera frame as RGB, cropped when a crop is given, then resized to `width` x `height`
+/// with sinew-tiny's filter (`Triangle`): how datasets store frames and how sinew-tiny reads
+/// them, so training sees what inference sees. The crop is resized from a view, not copied.
+pub fn prepared_rgb(
+    img: &Image,
+    what: &str,
+    width: u32,
+    height: u32,
+    crop_to: Option<&[f64; 4]>,
+) -> Result<RgbImage, PolicyError> {
+    let rgb = to_rgb(img, what)?;
+    Ok(match crop_to {
+        None => resize_with(rgb, width, height, FilterType::Triangle),
+        Some(c) => {
+            let (x, y, w, h) = crop_rect(&rgb, c, what)?;
+            let view = image::imageops::crop_imm(&rgb, x, y, w, h);
+            image::imageops::resize(&*view, width, height, FilterType::Triangle)
+        }
+    })
+}
+
+/// [`prepared_rgb`] as packed bytes (how datasets store frames).
 pub fn resized_rgb(
     img: &Image,
     what: &str,
@@ -106,11 +135,7 @@ pub fn resized_rgb(
     height: u32,
     crop_to: Option<&[f64; 4]>,
 ) -> Result<Vec<u8>, PolicyError> {
-    let mut rgb = to_rgb(img, what)?;
-    if let Some(c) = crop_to {
-        rgb = crop(&rgb, c, what)?;
-    }
-    Ok(resize_with(rgb, width, height, FilterType::Triangle).into_raw())
+    Ok(prepared_rgb(img, what, width, height, crop_to)?.into_raw())
 }
 
 /// An image file (any format the `image` crate reads here: PNG) as an `rgb8` frame.

@@ -249,11 +249,7 @@ impl SinewTinyPolicy {
         let mut cams = Vec::new();
         for cam in &cfg.cameras {
             let img = preprocess::camera_frame(obs, cam)?;
-            let mut rgb = preprocess::to_rgb(img, cam)?;
-            if let Some(c) = cfg.crops.get(cam) {
-                rgb = preprocess::crop(&rgb, c, cam)?;
-            }
-            let rgb = preprocess::resize_with(rgb, s, s, image::imageops::FilterType::Triangle);
+            let rgb = preprocess::prepared_rgb(img, cam, s, s, cfg.crops.get(cam))?;
             cams.push(preprocess::normalize(
                 &rgb,
                 [0.5; 3],
