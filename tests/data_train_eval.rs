@@ -353,6 +353,8 @@ fn record_train_run_and_evaluate() {
         for x in [r, w] {
             let mm = x["closest_to_named_mm"].as_f64().expect("closest approach");
             assert!((0.0..=10.0).contains(&mm), "{x}");
+            // A success has no failure reason.
+            assert!(x["failure"].is_null(), "{x}");
         }
     }
     let task = sinew_sim::TaskSpec::from_file(Path::new(concat!(

@@ -7,9 +7,11 @@
 //! episodes whose first cube is the one the instruction names.
 
 use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion, Vector3};
+use serde::Serialize;
 use sinew_core::events::{Scene, Shape};
 use sinew_robot::RobotDescription;
 use sinew_runtime::{Record, Tap};
+use sinew_sim::{Episode, SuccessKind};
 
 /// How close the tool centre point must come to a cube's surface to count as acting on it, m.
 pub const APPROACH_M: f64 = 0.01;
@@ -17,14 +19,123 @@ pub const APPROACH_M: f64 = 0.01;
 /// How far a cube must move from where it started to count as acted on, m.
 pub const MOVED_M: f64 = 0.01;
 
+/// How far the named cube must rise to count as lifted, m.
+pub const LIFTED_M: f64 = 0.02;
+
+/// Why an episode that did not succeed failed, read from where the named cube went (the "Why
+/// episodes failed" table of `sinew eval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The arm acted on another cube first, and the named cube never moved.
+    AnotherCubeFirst,
+    /// Reach: the tool went to the named cube but never touched it.
+    NoTouch,
+    /// Push, pick-and-place: the named cube never moved by over [`MOVED_M`] and no other cube
+    /// was acted on.
+    NotMoved,
+    /// Pick-and-place: the named cube moved but never rose [`LIFTED_M`].
+    NotLifted,
+    /// Pick-and-place: lifted, and still above the table, outside the bowl, at the end.
+    HeldAtEnd,
+    /// Pick-and-place: lifted, and left on the table outside the bowl.
+    DroppedOutsideBowl,
+    /// Push: moved, and left outside every zone.
+    ShortOfZone,
+    /// Push: moved into a zone that is not the named one.
+    WrongZone,
+    /// The named cube ended in the goal (the bowl, the zone) but the rule never held for long
+    /// enough: still held, touching the gripper, above the floor, or moving.
+    InGoalNotSettled,
+}
+
+impl Failure {
+    /// Words for a report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Failure::AnotherCubeFirst => "acted on another cube first",
+            Failure::NoTouch => "went to it, never touched it",
+            Failure::NotMoved => "named cube never moved",
+            Failure::NotLifted => "named cube moved, never lifted",
+            Failure::HeldAtEnd => "still held outside the bowl at the end",
+            Failure::DroppedOutsideBowl => "dropped outside the bowl",
+            Failure::ShortOfZone => "pushed, left outside every zone",
+            Failure::WrongZone => "pushed into another zone",
+            Failure::InGoalNotSettled => "in the goal, not released or not at rest",
+        }
+    }
+
+    /// Why `episode` (a `kind` task, which did not succeed) failed, from `tap`'s view of it;
+    /// `None` when the tap never saw the named cube.
+    pub fn of(kind: SuccessKind, episode: &Episode, tap: &ApproachTap<'_>) -> Option<Self> {
+        let named = &episode.objects.first()?.color;
+        let track = tap.track(named)?;
+        let other_first = tap.first().is_some_and(|c| c != named);
+        if kind == SuccessKind::Touch {
+            return Some(if other_first {
+                Failure::AnotherCubeFirst
+            } else {
+                Failure::NoTouch
+            });
+        }
+        if track.max_shift_m <= MOVED_M {
+            return Some(if other_first {
+                Failure::AnotherCubeFirst
+            } else {
+                Failure::NotMoved
+            });
+        }
+        let c = track.last;
+        Some(match kind {
+            SuccessKind::InBowl => {
+                let in_bowl = episode.bowl.as_ref().is_some_and(|(xy, b)| {
+                    (c.x - xy[0]).abs() < b.inner_half && (c.y - xy[1]).abs() < b.inner_half
+                });
+                if in_bowl {
+                    Failure::InGoalNotSettled
+                } else if track.max_rise_m < LIFTED_M {
+                    Failure::NotLifted
+                } else if c.z - track.start.z > MOVED_M {
+                    Failure::HeldAtEnd
+                } else {
+                    Failure::DroppedOutsideBowl
+                }
+            }
+            _ => {
+                let zone = episode.zones.iter().position(|z| z.contains(c.x, c.y));
+                match zone {
+                    Some(z) if Some(z) == episode.goal_zone => Failure::InGoalNotSettled,
+                    Some(_) => Failure::WrongZone,
+                    None => Failure::ShortOfZone,
+                }
+            }
+        })
+    }
+}
+
+/// Where one cube went during an episode, as the scenes showed it (world frame, m).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CubeTrack {
+    /// The cube's colour.
+    pub colour: String,
+    /// Its centre in the first scene.
+    pub start: Vector3<f64>,
+    /// Its centre in the latest scene.
+    pub last: Vector3<f64>,
+    /// The most its centre rose above where it started, m.
+    pub max_rise_m: f64,
+    /// The farthest its centre got from where it started, m.
+    pub max_shift_m: f64,
+}
+
 /// The tap (see the module documentation).
 #[derive(Debug)]
 pub struct ApproachTap<'a> {
     robot: &'a RobotDescription,
     joints: Vec<String>,
     q: Option<Vec<f64>>,
-    /// Where each cube started (its first scene), by name.
-    start: Vec<(String, Vector3<f64>)>,
+    /// Each cube's path so far, by colour.
+    tracks: Vec<CubeTrack>,
     first: Option<String>,
     /// The closest the tool came to each cube's surface, m, by colour.
     closest: Vec<(String, f64)>,
@@ -37,7 +148,7 @@ impl<'a> ApproachTap<'a> {
             robot,
             joints: robot.joint_names(),
             q: None,
-            start: Vec::new(),
+            tracks: Vec::new(),
             first: None,
             closest: Vec::new(),
         }
@@ -57,6 +168,11 @@ impl<'a> ApproachTap<'a> {
             .map(|&(_, d)| d)
     }
 
+    /// The path of the cube of `colour` so far (`None` when no scene showed that cube).
+    pub fn track(&self, colour: &str) -> Option<&CubeTrack> {
+        self.tracks.iter().find(|t| t.colour == colour)
+    }
+
     fn check(&mut self, scene: &Scene) {
         let p_in_world = self
             .q
@@ -72,10 +188,21 @@ impl<'a> ApproachTap<'a> {
             let Shape::Box { half_extents_m: h } = item.shape;
             let [x, y, z, qx, qy, qz, qw] = item.world_from_item;
             let centre = Vector3::new(x, y, z);
-            let moved = match self.start.iter().find(|(n, _)| n == &item.name) {
-                Some((_, c0)) => (centre - c0).norm() > MOVED_M,
+            let moved = match self.tracks.iter_mut().find(|t| t.colour == colour) {
+                Some(t) => {
+                    t.last = centre;
+                    t.max_rise_m = t.max_rise_m.max(centre.z - t.start.z);
+                    t.max_shift_m = t.max_shift_m.max((centre - t.start).norm());
+                    (centre - t.start).norm() > MOVED_M
+                }
                 None => {
-                    self.start.push((item.name.clone(), centre));
+                    self.tracks.push(CubeTrack {
+                        colour: colour.to_owned(),
+                        start: centre,
+                        last: centre,
+                        max_rise_m: 0.0,
+                        max_shift_m: 0.0,
+                    });
                     false
                 }
             };
@@ -200,5 +327,110 @@ mod tests {
         );
         tap.record(0, Record::Scene(&scene([tcp.x + 0.02, tcp.y, tcp.z], blue)));
         assert_eq!(tap.first(), Some("red"));
+    }
+
+    /// Feeds `tap` one scene: the episode's cubes where they started, the named one (index 0)
+    /// at `named_at` (its start when `None`).
+    fn scene_of(episode: &Episode, named_at: Option<[f64; 3]>) -> Scene {
+        Scene {
+            items: episode
+                .objects
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let start = [o.xy[0], o.xy[1], o.size / 2.0];
+                    cube(
+                        &o.color,
+                        if i == 0 {
+                            named_at.unwrap_or(start)
+                        } else {
+                            start
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn failures_are_read_from_where_the_named_cube_went() {
+        let robot = load_robot("so101").expect("robot");
+        let far = |tap: &mut ApproachTap| {
+            // The tool at home, far above every cube.
+            tap.record(
+                0,
+                Record::JointState(&JointState {
+                    name: robot.joint_names(),
+                    position: robot.home(),
+                    ..JointState::default()
+                }),
+            )
+        };
+        let pick = crate::resolve::load_task("pick-place").expect("task");
+        let ep = pick.sample("so101", 7).expect("episode");
+        let o = &ep.objects[0];
+        let (bowl, _) = ep.bowl.expect("bowl");
+        let h = o.size / 2.0;
+        let run = |path: &[[f64; 3]]| {
+            let mut tap = ApproachTap::new(&robot);
+            far(&mut tap);
+            tap.record(0, Record::Scene(&scene_of(&ep, None)));
+            for &p in path {
+                tap.record(0, Record::Scene(&scene_of(&ep, Some(p))));
+            }
+            Failure::of(SuccessKind::InBowl, &ep, &tap)
+        };
+        let start = [o.xy[0], o.xy[1], h];
+        assert_eq!(run(&[]), Some(Failure::NotMoved));
+        assert_eq!(
+            run(&[[o.xy[0] + 0.03, o.xy[1], h]]),
+            Some(Failure::NotLifted)
+        );
+        let lifted = [o.xy[0], o.xy[1], h + 0.05];
+        assert_eq!(run(&[lifted]), Some(Failure::HeldAtEnd));
+        assert_eq!(run(&[lifted, start]), Some(Failure::DroppedOutsideBowl));
+        assert_eq!(
+            run(&[lifted, [bowl[0], bowl[1], h + 0.05]]),
+            Some(Failure::InGoalNotSettled)
+        );
+        // Another cube pushed first, the named one untouched.
+        let mut tap = ApproachTap::new(&robot);
+        far(&mut tap);
+        let mut moved = scene_of(&ep, None);
+        moved.items[1].world_from_item[0] += 0.05;
+        tap.record(0, Record::Scene(&scene_of(&ep, None)));
+        tap.record(0, Record::Scene(&moved));
+        assert_eq!(
+            Failure::of(SuccessKind::InBowl, &ep, &tap),
+            Some(Failure::AnotherCubeFirst)
+        );
+        assert_eq!(
+            Failure::of(SuccessKind::Touch, &ep, &tap),
+            Some(Failure::AnotherCubeFirst)
+        );
+
+        let push = crate::resolve::load_task("push").expect("task");
+        let ep = push.sample("so101", 7).expect("episode");
+        let o = &ep.objects[0];
+        let h = o.size / 2.0;
+        let goal = ep.goal_zone.expect("goal zone");
+        let other = (0..ep.zones.len()).find(|&z| z != goal).expect("two zones");
+        let end_at = |xy: [f64; 2]| {
+            let mut tap = ApproachTap::new(&robot);
+            far(&mut tap);
+            tap.record(0, Record::Scene(&scene_of(&ep, None)));
+            tap.record(0, Record::Scene(&scene_of(&ep, Some([xy[0], xy[1], h]))));
+            Failure::of(SuccessKind::InZone, &ep, &tap)
+        };
+        assert_eq!(
+            end_at(ep.zones[goal].center),
+            Some(Failure::InGoalNotSettled)
+        );
+        assert_eq!(end_at(ep.zones[other].center), Some(Failure::WrongZone));
+        // 2 cm towards the robot's base from the start: in no zone (zones lie beyond the cubes
+        // or beside them; checked, not assumed).
+        let short = [o.xy[0] - 0.02, o.xy[1]];
+        assert!(ep.zones.iter().all(|z| !z.contains(short[0], short[1])));
+        assert_eq!(end_at(short), Some(Failure::ShortOfZone));
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sinew_robot::RobotDescription;
 use sinew_sim::{Phrasing, TaskSpec};
 
-use crate::approach::ApproachTap;
+use crate::approach::{ApproachTap, Failure};
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
@@ -88,6 +88,8 @@ pub struct EpisodeRow {
     pub first_approached: Option<String>,
     /// The closest the tool centre point came to the named cube's surface, mm.
     pub closest_to_named_mm: Option<f64>,
+    /// Why it failed (`None` for a success).
+    pub failure: Option<Failure>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -232,6 +234,9 @@ pub fn run_batch(
                 .closest(&episode.objects[0].color)
                 .filter(|d| d.is_finite())
                 .map(|d| d * 1e3),
+            failure: (!result.success)
+                .then(|| Failure::of(task.success, &episode, &approach))
+                .flatten(),
             template: episode.template,
             template_text: episode.template_text,
             result,
@@ -348,6 +353,19 @@ pub struct TaskRow {
     pub swap: Option<SwapRow>,
     /// By instruction template.
     pub by_instruction: Vec<TemplateRow>,
+    /// Why the episodes that failed did (swaps not counted), most common first.
+    pub failures: Vec<FailureRow>,
+}
+
+/// How many of a task's episodes failed one way.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRow {
+    /// The way.
+    pub failure: Failure,
+    /// Episodes.
+    pub n_episodes: u64,
+    /// Share of the task's episodes, %.
+    pub pc_of_episodes: f64,
 }
 
 /// Success of one phrasing of a task.
@@ -416,7 +434,11 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
         let infer: u64 = mine.iter().map(|r| r.result.inferences).sum();
         let mut by: BTreeMap<(Phrasing, usize), (String, u64, u64)> = BTreeMap::new();
         let mut by_phrasing: BTreeMap<Phrasing, (u64, u64, u64, Vec<f64>)> = BTreeMap::new();
+        let mut failures: BTreeMap<Failure, u64> = BTreeMap::new();
         for r in &mine {
+            if let Some(f) = r.failure {
+                *failures.entry(f).or_default() += 1;
+            }
             let e = by
                 .entry((r.phrasing, r.template))
                 .or_insert_with(|| (r.template_text.clone(), 0, 0));
@@ -470,6 +492,19 @@ pub fn task_rows(tasks: &[TaskSpec], rows: &[EpisodeRow]) -> Vec<TaskRow> {
                     pc_success: 100.0 * k as f64 / n.max(1) as f64,
                 })
                 .collect(),
+            failures: {
+                let mut f: Vec<FailureRow> = failures
+                    .into_iter()
+                    .map(|(failure, k)| FailureRow {
+                        failure,
+                        n_episodes: k,
+                        pc_of_episodes: 100.0 * k as f64 / n,
+                    })
+                    .collect();
+                // Most common first; ties in the enum's order (stable sort).
+                f.sort_by_key(|r| std::cmp::Reverse(r.n_episodes));
+                f
+            },
         });
     }
     per_task
@@ -553,6 +588,20 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
                 md += &format!(
                     "| {} | {} | **{:.1}%** | {:.1}% | {:.1}% |\n",
                     t.task, w.n_episodes, w.pc_went_to_named, w.pc_went_to_original, w.pc_success
+                );
+            }
+        }
+    }
+    if per_task.iter().any(|t| !t.failures.is_empty()) {
+        md += "\n## Why episodes failed\n\nWhere the named cube went in the episodes that did not succeed (swaps not counted), as a share of the task's episodes.\n\n| task | what happened | episodes | share |\n|---|---|---|---|\n";
+        for t in &per_task {
+            for f in &t.failures {
+                md += &format!(
+                    "| {} | {} | {} | {:.1}% |\n",
+                    t.task,
+                    f.failure.describe(),
+                    f.n_episodes,
+                    f.pc_of_episodes
                 );
             }
         }

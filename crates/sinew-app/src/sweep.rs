@@ -384,6 +384,7 @@ mod tests {
             named: "red".into(),
             first_approached: None,
             closest_to_named_mm: None,
+            failure: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {
