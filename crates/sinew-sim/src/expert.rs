@@ -115,6 +115,12 @@ fn careful(task: &crate::TaskSpec) -> bool {
     task.settle_s > 0.0 || task.release
 }
 
+/// How far beside the push line (m) the pusher may be while a push goes on, for a cube of
+/// half size `half` (m).
+fn max_push_lateral(half: f64, careful: bool) -> f64 {
+    half * if careful { 1.2 } else { 0.8 }
+}
+
 /// `p`, or the point `max_m` from `from` towards it.
 fn toward(from: Vector3<f64>, p: Vector3<f64>, max_m: f64) -> Vector3<f64> {
     let d = p - from;
@@ -162,9 +168,7 @@ impl Expert {
         task: &crate::TaskSpec,
         world: &ExpertView<'_>,
     ) -> Result<Self, SimError> {
-        let mut e = Self::taking_over(task.success, world)?;
-        e.careful = careful(task);
-        Ok(e)
+        Self::taking_over_with(task.success, careful(task), world)
     }
 
     /// An expert taking over mid-episode from whatever drove before (a policy): its phase is
@@ -175,7 +179,16 @@ impl Expert {
     /// to the zone, and otherwise retreats upwards first; a reach right above the cube goes
     /// straight down.
     pub fn taking_over(kind: SuccessKind, world: &ExpertView<'_>) -> Result<Self, SimError> {
+        Self::taking_over_with(kind, false, world)
+    }
+
+    fn taking_over_with(
+        kind: SuccessKind,
+        careful: bool,
+        world: &ExpertView<'_>,
+    ) -> Result<Self, SimError> {
         let mut e = Self::new(kind);
+        e.careful = careful;
         let Some(cube) = world.target_pose else {
             return Ok(e);
         };
@@ -204,9 +217,12 @@ impl Expert {
                     let rel = ee - c;
                     let along = rel.dot(&dir);
                     let lateral = (rel - dir * along).xy().norm();
+                    // The tolerance of a push under way (`act_push`): a pusher it would keep
+                    // pushing from is not sent up and back again, which would teach a policy
+                    // to hesitate behind the cube.
                     if to_goal.norm() > 1e-6
-                        && along < -half
-                        && lateral < half * 0.5
+                        && along < -half * 0.5
+                        && lateral < max_push_lateral(half, careful)
                         && ee.z < half * 2.0
                     {
                         e.phase = Phase::Carry;
@@ -441,7 +457,7 @@ impl Expert {
                 // Pushing. Beside the line, past the cube's centre, or the goal direction
                 // turned: retreat and approach again.
                 let turned = to_goal.normalize().dot(&dir) < 0.94;
-                let max_lateral = half * if self.careful { 1.2 } else { 0.8 };
+                let max_lateral = max_push_lateral(half, self.careful);
                 let stalled = self.careful && {
                     let d = to_goal.norm();
                     if d < self.progress.0 - 0.001 {

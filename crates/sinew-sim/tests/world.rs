@@ -289,3 +289,40 @@ fn an_expert_taking_over_a_held_cube_keeps_it_and_finishes() {
         "the expert that took over did not finish"
     );
 }
+
+#[test]
+fn an_expert_taking_over_a_push_under_way_keeps_pushing() {
+    use sinew_sim::expert::{Expert, ExpertView};
+    let task = TaskSpec::load_named(&root(), "push").expect("task");
+    let r = robot("so101");
+    let dt = 1.0 / task.control_rate_hz;
+    for seed in 0..3 {
+        let ep = task.sample("so101", seed).expect("episode");
+        let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        // Nothing under way at the start: the takeover starts from the top.
+        let start =
+            Expert::taking_over_task(&task, &ExpertView::of_world(&world)).expect("takeover");
+        assert_eq!(start.phase_name(), "above");
+        let mut first = Expert::for_task(&task);
+        let mut pushing = 0;
+        // At every step of the expert's own push, an expert taking over pushes on too (it does
+        // not retreat upwards from where the first one keeps pushing).
+        for step in 0..task.step_limit {
+            let second =
+                Expert::taking_over_task(&task, &ExpertView::of_world(&world)).expect("takeover");
+            let was = first.phase_name();
+            let cmd = first.act(&world, dt).expect("act");
+            // The first expert pushed on from this state.
+            if was == "carry" && first.phase_name() == "carry" {
+                pushing += 1;
+                assert_eq!(second.phase_name(), "carry", "seed {seed} step {step}");
+            }
+            world.command(&cmd).expect("command");
+            world.advance(dt);
+        }
+        assert!(
+            pushing > 5,
+            "seed {seed}: the expert pushed for {pushing} steps"
+        );
+    }
+}
