@@ -90,6 +90,9 @@ pub struct EpisodeRow {
     pub closest_to_named_mm: Option<f64>,
     /// Why it failed (`None` for a success).
     pub failure: Option<Failure>,
+    /// The named cube's distance across the table to its goal (the goal zone's or the bowl's
+    /// centre), mm, where it started and where it ended (`None` for a reach).
+    pub named_to_goal_mm: Option<[f64; 2]>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -234,6 +237,15 @@ pub fn run_batch(
                 .closest(&episode.objects[0].color)
                 .filter(|d| d.is_finite())
                 .map(|d| d * 1e3),
+            named_to_goal_mm: approach.track(&episode.objects[0].color).and_then(|t| {
+                let goal = episode
+                    .goal_zone
+                    .and_then(|z| episode.zones.get(z))
+                    .map(|z| z.center)
+                    .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
+                let d = |c: &nalgebra::Vector3<f64>| 1e3 * (c.x - goal[0]).hypot(c.y - goal[1]);
+                Some([d(&t.start), d(&t.last)])
+            }),
             failure: (!result.success)
                 .then(|| Failure::of(task.success, &episode, &approach))
                 .flatten(),

@@ -385,6 +385,7 @@ mod tests {
             first_approached: None,
             closest_to_named_mm: None,
             failure: None,
+            named_to_goal_mm: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {
