@@ -47,7 +47,8 @@ impl<'a> ExpertView<'a> {
         }
     }
 
-    fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
+    /// The tool centre point in the base frame, from the measured joints.
+    pub fn ee_pose(&self) -> Result<Isometry3<f64>, SimError> {
         self.robot
             .ee_pose(&self.q)
             .map_err(|e| SimError::Robot(e.to_string()))
@@ -71,6 +72,8 @@ const CAREFUL_PUSH_STEP_M: f64 = 0.005;
 const CAREFUL_MOVE_M: f64 = 0.03;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
+/// Careful push: control steps spent rising before moving across regardless.
+const RISE_STEPS: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -431,8 +434,14 @@ impl Expert {
                 if (ee - p).norm() < 0.012 || timer >= 25 {
                     next(self, Phase::Down);
                 }
-                // Careful: up to the hover height first, then across.
-                if self.careful && ee.z < hover_z - 0.015 && (ee - p).xy().norm() > 0.02 {
+                // Careful: up to the hover height first, then across. Only for a few steps:
+                // where the tool cannot point straight down at the hover height (the SO-101 far
+                // out) the rise stalls a centimetre short, and waiting for it never ends.
+                if self.careful
+                    && timer <= RISE_STEPS
+                    && ee.z < hover_z - 0.015
+                    && (ee - p).xy().norm() > 0.02
+                {
                     Vector3::new(ee.x, ee.y, hover_z)
                 } else {
                     p

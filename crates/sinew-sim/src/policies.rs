@@ -121,6 +121,15 @@ impl Policy for ExpertPolicy {
             .expert
             .act_on(&view, dt_s)
             .map_err(|e| PolicyError::Observation(e.to_string()))?;
+        if let Ok(ee) = view.ee_pose() {
+            let p = ee.translation.vector;
+            tracing::debug!(
+                phase = self.expert.phase_name(),
+                tcp_in_base_m = ?[p.x, p.y, p.z],
+                cube_in_base_m = ?view.target_pose.map(|c| c.translation.vector.data.0[0]),
+                "expert step"
+            );
+        }
         Ok(ActionChunk {
             kind: Some(ActionKind::JointPosition),
             actions: vec![action.clone()],
