@@ -58,9 +58,12 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
     }
     let device = sinew_policy::device::parse_device(&a.device.device)?;
     let t0 = Instant::now();
-    let init_stats = a.init.as_ref().map(|d| d.join("stats.json"));
-    let mut trainer = Trainer::with_stats(&a.dataset, cfg.clone(), &device, init_stats.as_deref())
-        .with_context(|| format!("preparing {}", a.dataset.display()))?;
+    // Fine-tuning keeps the policy's normalisation and word vocabulary.
+    let mut trainer = match &a.init {
+        Some(init) => Trainer::with_init(&a.dataset, cfg.clone(), &device, init),
+        None => Trainer::new(&a.dataset, cfg.clone(), &device),
+    }
+    .with_context(|| format!("preparing {}", a.dataset.display()))?;
     let (n_train, n_val) = trainer.split();
     eprintln!(
         "train: sinew-tiny, {} parameters; {n_train} training and {n_val} validation frames from {} (loaded in {:.1} s)",

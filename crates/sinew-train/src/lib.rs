@@ -414,9 +414,61 @@ impl Trainer {
         device: &Device,
         stats: Option<&Path>,
     ) -> Result<Self, TrainError> {
+        Self::prepare(dataset, cfg, device, stats, None)
+    }
+
+    /// A run that fine-tunes the policy folder `init` (then [`Trainer::init_from`] it): its
+    /// normalisation statistics (see [`Trainer::with_stats`]) and its word vocabulary. The
+    /// dataset's instructions may use fewer words than the policy knows (takeover data, where
+    /// some templates never came up), never a word it does not know.
+    pub fn with_init(
+        dataset: &Path,
+        cfg: TrainConfig,
+        device: &Device,
+        init: &Path,
+    ) -> Result<Self, TrainError> {
+        let tok_path = init.join("tokenizer.json");
+        let tok = tokenizers::Tokenizer::from_file(&tok_path)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?;
+        Self::prepare(
+            dataset,
+            cfg,
+            device,
+            Some(&init.join("stats.json")),
+            Some((tok, tok_path)),
+        )
+    }
+
+    fn prepare(
+        dataset: &Path,
+        cfg: TrainConfig,
+        device: &Device,
+        stats: Option<&Path>,
+        policy_tokenizer: Option<(tokenizers::Tokenizer, PathBuf)>,
+    ) -> Result<Self, TrainError> {
         let ds = Dataset::open(dataset)?;
         let frames = ds.read_frames()?;
-        let tokenizer = build_text_tokenizer(&ds.tasks)?;
+        let mine = build_text_tokenizer(&ds.tasks)?;
+        let tokenizer = match policy_tokenizer {
+            None => mine,
+            Some((tok, path)) => {
+                let known = tok.get_vocab(true);
+                let mut unknown: Vec<String> = mine
+                    .get_vocab(true)
+                    .into_keys()
+                    .filter(|w| !known.contains_key(w))
+                    .collect();
+                if !unknown.is_empty() {
+                    unknown.sort();
+                    return Err(TrainError::Config(format!(
+                        "{}: the dataset's instructions use words this policy does not know: {}",
+                        path.display(),
+                        unknown.join(", ")
+                    )));
+                }
+                tok
+            }
+        };
         let (model_cfg, delta) = model_config(&ds, &frames, &cfg, tokenizer.get_vocab_size(true))?;
         let action_dim = model_cfg.action_dim;
         let data_stats_path = dataset.join("meta/stats.json");
@@ -863,14 +915,15 @@ impl Trainer {
 
     /// Starts from the weights of the policy folder `dir` (fine-tuning) instead of the seeded
     /// initialisation; the auxiliary head, if the policy has none, keeps its initialisation.
-    /// The policy's word vocabulary must be this dataset's. Returns the tensors loaded.
+    /// The policy's word vocabulary must be the run's (prepare the run with
+    /// [`Trainer::with_init`]). Returns the tensors loaded.
     pub fn init_from(&mut self, dir: &Path) -> Result<usize, TrainError> {
         let tok_path = dir.join("tokenizer.json");
         let tok = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| TrainError::Config(format!("{}: {e}", tok_path.display())))?;
         if tok.get_vocab(true) != self.tokenizer.get_vocab(true) {
             return Err(TrainError::Config(format!(
-                "{}: its word vocabulary is not the one this dataset's instructions make",
+                "{}: its word vocabulary is not this run's (prepare the run with Trainer::with_init)",
                 tok_path.display()
             )));
         }

@@ -279,6 +279,37 @@ fn a_goal_head_learns_and_fine_tuning_starts_from_a_policy() {
     .expect_err("missing stats");
     assert!(missing.to_string().contains("no-such-stats"), "{missing}");
 
+    // Preparing the run from the policy (its statistics and words) starts where it ended.
+    let mut again = Trainer::with_init(&dataset(), cfg.clone(), &Device::Cpu, &out).expect("init");
+    again.init_from(&out).expect("init");
+    assert_eq!(
+        again.validate(64).expect("val").expect("some").loss,
+        trained.loss
+    );
+    // A dataset word the policy does not know is refused, by name.
+    let forgetful = tmp("forgetful");
+    let _ = std::fs::remove_dir_all(&forgetful);
+    std::fs::create_dir_all(&forgetful).expect("dir");
+    for f in ["config.json", "model.safetensors", "stats.json"] {
+        std::fs::copy(out.join(f), forgetful.join(f)).expect("copy");
+    }
+    let mut tok: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("tokenizer.json")).expect("tokenizer"),
+    )
+    .expect("json");
+    let vocab = tok["model"]["vocab"].as_object_mut().expect("vocab");
+    let word = vocab
+        .keys()
+        .find(|w| !w.starts_with('['))
+        .expect("a word")
+        .clone();
+    vocab.remove(&word);
+    std::fs::write(forgetful.join("tokenizer.json"), tok.to_string()).expect("write");
+    let e = Trainer::with_init(&dataset(), cfg.clone(), &Device::Cpu, &forgetful)
+        .map(|_| ())
+        .expect_err("an unknown word");
+    assert!(e.to_string().contains(&word), "{e}");
+
     // A policy without a goal head: the head starts fresh, everything else is loaded.
     let mut plain_cfg = cfg.clone();
     plain_cfg.aux_weight = 0.0;
