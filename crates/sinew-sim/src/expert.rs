@@ -320,6 +320,14 @@ impl Expert {
         let sol = robot
             .ik(target, &seed, &opts)
             .map_err(|e| err(e.to_string()))?;
+        if !sol.converged {
+            tracing::debug!(
+                phase = self.phase_name(),
+                position_error_m = sol.position_error,
+                orientation_error_rad = sol.orientation_error,
+                "expert target out of reach"
+            );
+        }
         self.q_seed = Some(sol.q.clone());
         let gi = robot.config.gripper_index();
         let mut out = world.targets().to_vec();
