@@ -121,7 +121,8 @@ impl Policy for ExpertPolicy {
             .expert
             .act_on(&view, dt_s)
             .map_err(|e| PolicyError::Observation(e.to_string()))?;
-        if let Ok(ee) = view.ee_pose() {
+        // Forward kinematics only when someone reads the log (datasets run this per step).
+        if let Some(Ok(ee)) = tracing::enabled!(tracing::Level::DEBUG).then(|| view.ee_pose()) {
             let p = ee.translation.vector;
             tracing::debug!(
                 phase = self.expert.phase_name(),
