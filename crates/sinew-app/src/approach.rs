@@ -113,6 +113,20 @@ impl Failure {
     }
 }
 
+/// The named cube's distance across the table to its goal (the goal zone's or the bowl's
+/// centre), mm, where it started and where it ended, from `tap`'s view of `episode`; `None`
+/// for a task without a goal (reach) or a cube the tap never saw.
+pub fn named_to_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64; 2]> {
+    let track = tap.track(&episode.objects.first()?.color)?;
+    let goal = episode
+        .goal_zone
+        .and_then(|z| episode.zones.get(z))
+        .map(|z| z.center)
+        .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
+    let d = |c: &Vector3<f64>| 1e3 * (c.x - goal[0]).hypot(c.y - goal[1]);
+    Some([d(&track.start), d(&track.last)])
+}
+
 /// Where one cube went during an episode, as the scenes showed it (world frame, m).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CubeTrack {
@@ -427,6 +441,21 @@ mod tests {
             Some(Failure::InGoalNotSettled)
         );
         assert_eq!(end_at(ep.zones[other].center), Some(Failure::WrongZone));
+        // Pushed onto the goal zone's centre: from where it started to 0 mm.
+        let mut tap = ApproachTap::new(&robot);
+        far(&mut tap);
+        tap.record(0, Record::Scene(&scene_of(&ep, None)));
+        let centre = ep.zones[goal].center;
+        tap.record(
+            0,
+            Record::Scene(&scene_of(&ep, Some([centre[0], centre[1], h]))),
+        );
+        let [from, to] = named_to_goal_mm(&ep, &tap).expect("a goal");
+        let start = 1e3 * (o.xy[0] - centre[0]).hypot(o.xy[1] - centre[1]);
+        assert!(
+            (from - start).abs() < 1e-6 && to.abs() < 1e-6,
+            "{from} {to}"
+        );
         // 2 cm towards the robot's base from the start: in no zone (zones lie beyond the cubes
         // or beside them; checked, not assumed).
         let short = [o.xy[0] - 0.02, o.xy[1]];

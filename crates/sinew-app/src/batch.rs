@@ -12,7 +12,7 @@ use serde::Serialize;
 use sinew_robot::RobotDescription;
 use sinew_sim::{Phrasing, TaskSpec};
 
-use crate::approach::{ApproachTap, Failure};
+use crate::approach::{named_to_goal_mm, ApproachTap, Failure};
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
@@ -237,15 +237,7 @@ pub fn run_batch(
                 .closest(&episode.objects[0].color)
                 .filter(|d| d.is_finite())
                 .map(|d| d * 1e3),
-            named_to_goal_mm: approach.track(&episode.objects[0].color).and_then(|t| {
-                let goal = episode
-                    .goal_zone
-                    .and_then(|z| episode.zones.get(z))
-                    .map(|z| z.center)
-                    .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
-                let d = |c: &nalgebra::Vector3<f64>| 1e3 * (c.x - goal[0]).hypot(c.y - goal[1]);
-                Some([d(&t.start), d(&t.last)])
-            }),
+            named_to_goal_mm: named_to_goal_mm(&episode, &approach),
             failure: (!result.success)
                 .then(|| Failure::of(task.success, &episode, &approach))
                 .flatten(),
