@@ -95,6 +95,13 @@ pub struct TaskSpec {
     /// Minimum distance between object centres, metres.
     #[serde(default = "default_spacing")]
     pub min_spacing_m: f64,
+    /// Friction coefficient of the table top. The physics averages it with the cubes' 1.0.
+    /// The default is 0.8, the table before this field existed. A cube on a 0.8 table
+    /// (0.9 together) tips over its far edge instead of sliding when it is pushed higher than
+    /// 17 mm (half its 30 mm width over 0.9). 0.4 (0.7 together) is wood or laminate under a
+    /// cube, and the same cube slides for pushes up to 21 mm high.
+    #[serde(default = "default_table_friction")]
+    pub table_friction: f64,
     /// `in_zone`: a scene is drawn again while a distractor's centre lies closer than this to
     /// the push corridor (the segment from just behind the target, where the pusher comes
     /// down, to the goal zone's centre). 0 (the default): no check.
@@ -198,6 +205,13 @@ fn default_spacing() -> f64 {
     0.07
 }
 
+/// The table's friction coefficient when a task does not say.
+pub const DEFAULT_TABLE_FRICTION: f64 = 0.8;
+
+fn default_table_friction() -> f64 {
+    DEFAULT_TABLE_FRICTION
+}
+
 impl TaskSpec {
     /// Reads and checks a task file.
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
@@ -243,6 +257,18 @@ impl TaskSpec {
         }
         if !(spec.settle_s.is_finite() && spec.settle_s >= 0.0) {
             return Err(bad("settle_s", "must be zero or more seconds".into()));
+        }
+        if !(spec.table_friction.is_finite()
+            && spec.table_friction > 0.0
+            && spec.table_friction <= 2.0)
+        {
+            return Err(bad(
+                "table_friction",
+                format!(
+                    "{} is not a friction coefficient in (0, 2]",
+                    spec.table_friction
+                ),
+            ));
         }
         if !(spec.rest_speed_m_s.is_finite() && spec.rest_speed_m_s > 0.0) {
             return Err(bad("rest_speed_m_s", "must be positive".into()));
@@ -410,6 +436,8 @@ pub struct Episode {
     pub goal_zone: Option<usize>,
     /// Bowl centre (x, y) and its spec (`in_bowl` tasks).
     pub bowl: Option<([f64; 2], BowlSpec)>,
+    /// The table top's friction coefficient ([`TaskSpec::table_friction`]).
+    pub table_friction: f64,
 }
 
 impl TaskSpec {
@@ -562,6 +590,7 @@ impl TaskSpec {
             zones,
             goal_zone,
             bowl,
+            table_friction: self.table_friction,
         })
     }
 }

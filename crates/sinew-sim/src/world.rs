@@ -184,7 +184,9 @@ impl SimWorld {
         // Table: a slab whose top is at z = 0.
         let (table, _) = physics.insert(
             RigidBodyBuilder::fixed().translation(Vector::new(0.3, 0.0, TABLE_TOP_Z - 0.025)),
-            ColliderBuilder::cuboid(0.8, 0.8, 0.025).friction(0.8),
+            ColliderBuilder::cuboid(0.8, 0.8, 0.025).friction(
+                episode.map_or(crate::task::DEFAULT_TABLE_FRICTION, |e| e.table_friction) as f32,
+            ),
         );
         let parts = insert_robot(&mut physics, &robot, &mut meshes)?;
         let objects = match episode {

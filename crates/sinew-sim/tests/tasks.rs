@@ -905,3 +905,22 @@ fn in_the_current_tasks_only_the_instruction_names_the_target() {
         }
     }
 }
+
+#[test]
+fn a_table_friction_out_of_range_is_refused_by_name() {
+    let base = std::fs::read_to_string(root().join("sim/tasks/push.toml")).expect("push");
+    assert!(base.contains("table_friction = 0.4"));
+    for bad in ["0.0", "-0.3", "2.5", "nan"] {
+        let text = base.replace("table_friction = 0.4", &format!("table_friction = {bad}"));
+        let err = TaskSpec::from_str_at(&text, Path::new("sim/tasks/push.toml"))
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.contains("table_friction") && err.contains("push.toml"),
+            "{bad}: {err}"
+        );
+    }
+    // Absent: the table of the version-1 tasks.
+    let v1 = TaskSpec::load_named(&root(), "v1/push").expect("v1 push");
+    assert_eq!(v1.table_friction, sinew_sim::task::DEFAULT_TABLE_FRICTION);
+}
