@@ -7,8 +7,8 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sinew_bus::{Bus, BusConfig};
-use sinew_msgs::StringMsg;
+use sinew_bus::{Bus, BusConfig, Qos};
+use sinew_msgs::{JointState, JointTrajectory, Message, StringMsg};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -104,19 +104,26 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
         estop.wait_for_subscribers(WAIT),
         "the runtime subscribes to the e-stop key"
     );
-    // Garbage on every key the runtime reads: counted, ignored, the loop goes on.
-    for key in [
-        "so101/joint_states",
-        "so101/instruction",
-        "so101/estop",
-        "so101/sim/expert_action",
+    // Garbage on every key the runtime reads: counted, ignored, the loop goes on. Each goes
+    // through a declared publisher that has seen the runtime's subscriber, so none is sent
+    // before the route to it is known (an undeclared put can be lost then).
+    for (key, def) in [
+        ("so101/joint_states", JointState::DEF),
+        ("so101/instruction", StringMsg::DEF),
+        ("so101/estop", StringMsg::DEF),
+        ("so101/sim/expert_action", JointTrajectory::DEF),
     ] {
+        let garbage = bus
+            .raw_publisher(key, def, Qos::default())
+            .expect("raw publisher");
+        assert!(
+            garbage.wait_for_subscribers(WAIT),
+            "the runtime subscribes to {key}"
+        );
         for _ in 0..3 {
-            bus.put_raw(
-                key,
-                vec![0x00, 0x01, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 1, 2],
-            )
-            .expect("put");
+            garbage
+                .put(vec![0x00, 0x01, 0x00, 0x00, 0xff, 0xff, 0xff, 0x7f, 1, 2])
+                .expect("put");
         }
     }
     estop
