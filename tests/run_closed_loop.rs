@@ -113,9 +113,13 @@ fn expert_closes_the_loop_through_the_bus_with_faults_injected() {
         ("so101/estop", StringMsg::DEF),
         ("so101/sim/expert_action", JointTrajectory::DEF),
     ] {
-        let garbage = bus
-            .raw_publisher(key, def, Qos::default())
-            .expect("raw publisher");
+        // Blocking, as `put_raw` was: the default drops when the transport is congested, and
+        // every one of these must arrive to be counted.
+        let qos = Qos {
+            block_when_congested: true,
+            ..Qos::default()
+        };
+        let garbage = bus.raw_publisher(key, def, qos).expect("raw publisher");
         assert!(
             garbage.wait_for_subscribers(WAIT),
             "the runtime subscribes to {key}"
