@@ -124,10 +124,12 @@ impl Shared {
 
     fn store(&self, grab: Grab) {
         let mut slot = lock(&self.slot);
-        let sequence = self.captured.fetch_add(1, Ordering::Relaxed);
+        // The drop is counted before the capture is published (release), and `stats` reads
+        // `captured` first (acquire): whoever sees N frames captured sees every drop among them.
         if slot.frame.is_some() && !slot.taken {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        let sequence = self.captured.fetch_add(1, Ordering::Release);
         slot.frame = Some(CapturedFrame {
             payload: grab.payload,
             captured: grab.captured,
@@ -243,8 +245,10 @@ impl CameraStream {
     /// Frames captured, errors, drops and reopens so far.
     pub fn stats(&self) -> CameraStats {
         let s = &self.shared;
+        // `captured` before the others: see `Shared::store`.
+        let captured = s.captured.load(Ordering::Acquire);
         CameraStats {
-            captured: s.captured.load(Ordering::Relaxed),
+            captured,
             errors: s.errors.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             reopened: s.reopened.load(Ordering::Relaxed),
