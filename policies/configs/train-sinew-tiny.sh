@@ -18,7 +18,8 @@
 # Every step's wall time goes to WORKDIR/times.txt. Run again after an interruption: finished
 # datasets are kept and training resumes from its last checkpoint. SINEW_PROFILE=dev uses the
 # dev build (dependencies optimised) instead of a release build; SINEW_BIN=PATH a binary
-# already built (the build is then skipped).
+# already built (the build is then skipped). Training runs data-parallel on SINEW_WORKERS threads
+# (default 2, this machine's cores; `sinew train --workers`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 robot=${1:?usage: train-sinew-tiny.sh so101|panda [WORKDIR]}
@@ -81,7 +82,7 @@ train() {
     if [ -f "$out.done" ]; then
         return
     fi
-    timed "$name" "$sinew" train --out "$out" "$@"
+    timed "$name" "$sinew" train --workers "${SINEW_WORKERS:-2}" --out "$out" "$@"
     touch "$out.done"
 }
 

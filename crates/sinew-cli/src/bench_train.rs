@@ -23,11 +23,24 @@ pub struct TrainBenchArgs {
     /// Measured optimiser steps (after 2 warm-up steps).
     #[arg(long, default_value_t = 20)]
     steps: u64,
+    /// Data-parallel worker threads on the CPU: each step's batch is split over them, each
+    /// share differentiated on its own thread, the gradients averaged. On a CPU with N cores,
+    /// `--workers N` trains faster than candle's own threading (docs/training.md, "Training
+    /// speed"); the result is the same training up to the order of floating-point sums.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     #[command(flatten)]
     device: DeviceArgs,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+impl TrainBenchArgs {
+    /// `--workers`.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
 }
 
 pub fn run(a: TrainBenchArgs) -> Result<()> {
@@ -42,9 +55,16 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
     cfg.steps = a.steps + 2;
     let batch = cfg.batch_size;
     let device = sinew_policy::device::parse_device(&a.device.device)?;
+    if a.workers == 0 || (a.workers > 1 && !device.is_cpu()) {
+        bail!(
+            "--workers {}: give 1 or more, and more than 1 only on the CPU",
+            a.workers
+        );
+    }
     let t0 = Instant::now();
     let mut trainer = Trainer::new(&a.dataset, cfg, &device)
-        .with_context(|| format!("preparing {}", a.dataset.display()))?;
+        .with_context(|| format!("preparing {}", a.dataset.display()))?
+        .with_workers(a.workers)?;
     let load_s = t0.elapsed().as_secs_f64();
     for _ in 0..2 {
         trainer.train_step()?;
@@ -64,6 +84,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         "parameters": trainer.parameters(),
         "batch_size": batch,
         "device": a.device.device,
+        "workers": a.workers,
         "load_s": load_s,
         "steps": a.steps,
         "mean_step_ms": mean,
@@ -72,8 +93,9 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         "frames_per_s": 1e3 * batch as f64 / mean,
     });
     println!(
-        "bench train: {} parameters, batch {batch}: {mean:.1} ms per step (median {median:.1}), {:.2} steps/s, {:.1} frames/s (dataset loaded in {load_s:.1} s)",
+        "bench train: {} parameters, batch {batch}, {} worker(s): {mean:.1} ms per step (median {median:.1}), {:.2} steps/s, {:.1} frames/s (dataset loaded in {load_s:.1} s)",
         trainer.parameters(),
+        trainer.workers(),
         1e3 / mean,
         1e3 * batch as f64 / mean
     );

@@ -183,6 +183,14 @@ fn init_logging(verbose: u8) {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    let workers = match &cli.command {
+        Command::Train(a) => a.workers(),
+        Command::Bench(bench::BenchCommand::Train(a)) => a.workers(),
+        _ => 1,
+    };
+    if workers > 1 {
+        train::kernels_on_calling_thread();
+    }
     init_logging(cli.verbose);
     let stop = stop::Stop::install()?;
     let bus = cli.bus.config();

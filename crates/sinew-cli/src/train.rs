@@ -41,8 +41,32 @@ pub struct TrainArgs {
     /// Validation frames evaluated each time (evenly spread over the held-out episodes).
     #[arg(long, default_value_t = 512)]
     val_frames: usize,
+    /// Data-parallel worker threads on the CPU: each step's batch is split over them, each
+    /// share differentiated on its own thread, the gradients averaged. On a CPU with N cores,
+    /// `--workers N` trains faster than candle's own threading (docs/training.md, "Training
+    /// speed"); the result is the same training up to the order of floating-point sums.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     #[command(flatten)]
     device: DeviceArgs,
+}
+
+impl TrainArgs {
+    /// `--workers`.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
+/// Data-parallel training (`--workers N`) needs candle's element-wise kernels to run on the
+/// calling thread: candle shares one pool of kernel threads among all callers and serialises
+/// them, so two workers would take turns (measured: slower than one). Call it while the
+/// process has a single thread (first thing in `main`): it sets `CANDLE_NUM_THREADS=1` unless
+/// the user set it.
+pub fn kernels_on_calling_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }
 
 pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
@@ -57,13 +81,20 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
         cfg.n_action_steps = Some(n);
     }
     let device = sinew_policy::device::parse_device(&a.device.device)?;
+    if a.workers == 0 || (a.workers > 1 && !device.is_cpu()) {
+        anyhow::bail!(
+            "--workers {}: give 1 or more, and more than 1 only on the CPU",
+            a.workers
+        );
+    }
     let t0 = Instant::now();
     // Fine-tuning keeps the policy's normalisation and word vocabulary.
     let mut trainer = match &a.init {
         Some(init) => Trainer::with_init(&a.dataset, cfg.clone(), &device, init),
         None => Trainer::new(&a.dataset, cfg.clone(), &device),
     }
-    .with_context(|| format!("preparing {}", a.dataset.display()))?;
+    .with_context(|| format!("preparing {}", a.dataset.display()))?
+    .with_workers(a.workers)?;
     let (n_train, n_val) = trainer.split();
     eprintln!(
         "train: sinew-tiny, {} parameters; {n_train} training and {n_val} validation frames from {} (loaded in {:.1} s)",

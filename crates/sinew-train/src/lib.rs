@@ -363,8 +363,9 @@ pub struct Trainer {
     varmap: VarMap,
     model: SinewTiny,
     vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// Adam's first and second moments of each variable (flat, in `vars` order).
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     samples: Vec<Sample>,
     train: Vec<usize>,
     /// Training frames among the first `early_frames` of their episode.
@@ -378,6 +379,9 @@ pub struct Trainer {
     tokenizer: tokenizers::Tokenizer,
     stats: serde_json::Value,
     state: TrainState,
+    /// One single-threaded pool per data-parallel worker (empty: the step runs on the calling
+    /// thread, with candle's own threading). See [`Trainer::with_workers`].
+    workers: Vec<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -395,6 +399,66 @@ fn normalizer(stats_path: &Path, feature: &str) -> Result<Normalizer, TrainError
         LeRobotMode::MinMax,
         None,
     )?)
+}
+
+/// One AdamW step's constants (step `t` from 1, bias corrections folded in).
+#[derive(Debug, Clone, Copy)]
+struct Adam {
+    b1: f32,
+    b2: f32,
+    c1: f32,
+    c2: f32,
+    eps: f32,
+    lr: f32,
+    decay: f32,
+}
+
+/// One variable's update: its gradient and its moments.
+struct AdamJob<'a> {
+    var: &'a Var,
+    g: Tensor,
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Adam {
+    fn at(t: u64, lr: f64, weight_decay: f64) -> Self {
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        Self {
+            b1: b1 as f32,
+            b2: b2 as f32,
+            c1: (1.0 - b1.powi(t)) as f32,
+            c2: (1.0 - b2.powi(t)) as f32,
+            eps: 1e-8,
+            lr: lr as f32,
+            decay: (1.0 - lr * weight_decay) as f32,
+        }
+    }
+
+    /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+    /// `w = w (1 - lr wd) - lr (m / c1) / (sqrt(v / c2) + eps)`.
+    fn apply(&self, j: AdamJob<'_>, device: &Device) -> Result<(), TrainError> {
+        let w_t = j.var.as_tensor();
+        let shape = w_t.shape().clone();
+        let mut w = w_t.flatten_all()?.to_vec1::<f32>()?;
+        let g = j.g.flatten_all()?.to_vec1::<f32>()?;
+        if g.len() != w.len() || j.m.len() != w.len() || j.v.len() != w.len() {
+            return Err(TrainError::Config(format!(
+                "a gradient of {} values for a variable of {}",
+                g.len(),
+                w.len()
+            )));
+        }
+        for (((w, g), m), v) in w.iter_mut().zip(&g).zip(j.m.iter_mut()).zip(j.v.iter_mut()) {
+            *m = self.b1 * *m + (1.0 - self.b1) * g;
+            *v = self.b2 * *v + (1.0 - self.b2) * g * g;
+            let update = (*m / self.c1) / ((*v / self.c2).sqrt() + self.eps);
+            *w = *w * self.decay - self.lr * update;
+        }
+        j.var.set(&Tensor::from_vec(w, shape, device)?)?;
+        Ok(())
+    }
 }
 
 impl Trainer {
@@ -512,10 +576,10 @@ impl Trainer {
             Err(_) => return Err(TrainError::Config("variable map poisoned".into())),
         };
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars
+        let m: Vec<Vec<f32>> = vars
             .iter()
-            .map(|(_, v)| v.as_tensor().zeros_like())
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(_, v)| vec![0f32; v.as_tensor().elem_count()])
+            .collect();
         let v = m.clone();
         Ok(Self {
             state: TrainState {
@@ -542,7 +606,38 @@ impl Trainer {
             kept_ids,
             tokenizer,
             stats,
+            workers: Vec::new(),
         })
+    }
+
+    /// Splits each step's batch over `n` worker threads, each running its share's forward and
+    /// backward pass single-threaded; their gradients are averaged (weighted by share) before
+    /// the one optimiser update, so a step means what it means with one worker, up to the
+    /// order of floating-point sums. On a CPU this beats candle's own threading: its
+    /// element-wise kernels run on one thread, and only the matrix products are split
+    /// (docs/training.md, "Training speed"). `n <= 1` runs the step on the calling thread.
+    pub fn with_workers(mut self, n: usize) -> Result<Self, TrainError> {
+        self.workers = if n <= 1 {
+            Vec::new()
+        } else {
+            (0..n)
+                .map(|i| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .thread_name(move |_| format!("train-worker-{i}"))
+                        .build()
+                        .map_err(|e| {
+                            TrainError::Config(format!("starting training worker {i}: {e}"))
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(self)
+    }
+
+    /// Data-parallel workers (1 when the step runs on the calling thread).
+    pub fn workers(&self) -> usize {
+        self.workers.len().max(1)
     }
 
     /// The model configuration.
@@ -573,10 +668,14 @@ impl Trainer {
         &self.state.history
     }
 
+    /// The inputs and targets of frames `idx`. `augment`: `(seed, first)` augments them (images,
+    /// words, committed prefixes), sample `bi` with a generator of its own seeded from `seed`
+    /// and its place `first + bi` in the step's whole batch, so a batch split over workers is
+    /// augmented exactly as the whole; `None`: as recorded (validation).
     fn batch(
         &self,
         idx: &[usize],
-        rng: Option<&mut Rng>,
+        augment_seed: Option<(u64, usize)>,
     ) -> Result<(TinyInputs, Targets), TrainError> {
         let cfg = &self.model_cfg;
         let s = cfg.image_size;
@@ -591,16 +690,20 @@ impl Trainer {
         let mut aux = Vec::with_capacity(b * cfg.aux_dim);
         let (t_len, a_dim) = (cfg.chunk_length, cfg.action_dim);
         // Committed actions (training only): the first k targets of each sample.
-        let with_prefix = cfg.prefix_max > 0 && rng.is_some();
+        let with_prefix = cfg.prefix_max > 0 && augment_seed.is_some();
         let mut committed_values = vec![0f32; if with_prefix { b * t_len * a_dim } else { 0 }];
         let mut committed = vec![0f32; if with_prefix { b * t_len } else { 0 }];
-        let mut rng = rng;
         for (bi, &i) in idx.iter().enumerate() {
+            let mut sample_rng = augment_seed.map(|(seed, first)| {
+                let mut r = Rng(seed ^ ((first + bi) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                r.next_u64();
+                r
+            });
             let smp = &self.samples[i];
             for (c, rgb) in smp.images.iter().enumerate() {
                 let out =
                     &mut images[((bi * n_cam + c) * 3 * s * s)..((bi * n_cam + c + 1) * 3 * s * s)];
-                match rng.as_deref_mut() {
+                match sample_rng.as_mut() {
                     Some(r) => augment(rgb, s, &self.cfg.augment, r, out),
                     None => augment(
                         rgb,
@@ -617,7 +720,7 @@ impl Trainer {
                 }
             }
             let (ti, tm) = &self.texts[smp.text];
-            match rng.as_deref_mut() {
+            match sample_rng.as_mut() {
                 Some(r) if self.cfg.word_dropout > 0.0 || self.cfg.unk_insert > 0.0 => {
                     let (ai, am) = augment_text(ti, tm, &self.kept_ids, &self.cfg, r);
                     ids.extend_from_slice(&ai);
@@ -632,7 +735,7 @@ impl Trainer {
                 state.extend_from_slice(&smp.state);
             }
             if with_prefix {
-                if let Some(r) = rng.as_deref_mut() {
+                if let Some(r) = sample_rng.as_mut() {
                     let k = r
                         .below(cfg.prefix_max + 1)
                         .min(smp.values.len() / a_dim.max(1));
@@ -712,6 +815,78 @@ impl Trainer {
         }
     }
 
+    /// The batch `idx` split over the workers: each builds (augmented as the whole batch would
+    /// be, from one seed drawn from `rng`) and differentiates its share; the loss, the
+    /// gradient of every variable (detached, in `self.vars` order) and the goal error are the
+    /// shares' means weighted by their sizes, which is the whole batch's mean.
+    #[allow(clippy::type_complexity)]
+    fn parallel_grads(
+        &self,
+        idx: &[usize],
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Vec<Option<Tensor>>, Option<Tensor>), TrainError> {
+        let per = idx.len().div_ceil(self.workers.len()).max(1);
+        // Each share's augmentations come from its own generator, seeded from `rng` in order.
+        let seed = rng.next_u64();
+        let shares: Vec<(&[usize], usize)> = idx
+            .chunks(per)
+            .enumerate()
+            .map(|(k, part)| (part, k * per))
+            .collect();
+        type Share = (Tensor, candle_core::backprop::GradStore, Option<Tensor>);
+        let results: Vec<Result<Share, TrainError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shares
+                .iter()
+                .zip(&self.workers)
+                .map(|((part, first), pool)| {
+                    let first = *first;
+                    scope.spawn(move || {
+                        pool.install(|| -> Result<Share, TrainError> {
+                            let (x, targets) = self.batch(part, Some((seed, first)))?;
+                            let (loss, _, aux) = self.loss(&x, &targets)?;
+                            let grads = loss.backward()?;
+                            Ok((loss.detach(), grads, aux))
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Config("a training worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let total = idx.len() as f64;
+        let mut loss: Option<Tensor> = None;
+        let mut aux: Option<Tensor> = None;
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
+        for ((part, _), r) in shares.iter().zip(results) {
+            let (l, g, a) = r?;
+            let w = part.len() as f64 / total;
+            let add = |acc: Option<Tensor>, t: &Tensor| -> Result<Tensor, TrainError> {
+                let t = (t.detach() * w)?;
+                Ok(match acc {
+                    Some(acc) => (acc + t)?,
+                    None => t,
+                })
+            };
+            loss = Some(add(loss, &l)?);
+            if let Some(a) = &a {
+                aux = Some(add(aux, a)?);
+            }
+            for ((_, var), acc) in self.vars.iter().zip(grads.iter_mut()) {
+                if let Some(t) = g.get(var.as_tensor()) {
+                    *acc = Some(add(acc.take(), t)?);
+                }
+            }
+        }
+        let loss = loss.ok_or_else(|| TrainError::Config("an empty batch".into()))?;
+        Ok((loss, grads, aux))
+    }
+
     /// One optimiser step on a random batch.
     pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
         let mut rng = self.state.rng;
@@ -724,28 +899,71 @@ impl Trainer {
             &self.cfg,
             &mut rng,
         );
-        let (x, targets) = self.batch(&idx, Some(&mut rng))?;
+        let (loss, grads, aux_mae) = if self.workers.len() > 1 {
+            self.parallel_grads(&idx, &mut rng)?
+        } else {
+            let (x, targets) = self.batch(&idx, Some((rng.next_u64(), 0)))?;
+            let (loss, _, aux_mae) = self.loss(&x, &targets)?;
+            let grads = loss.backward()?;
+            let grads = self
+                .vars
+                .iter()
+                .map(|(_, var)| grads.get(var.as_tensor()).map(Tensor::detach))
+                .collect::<Vec<_>>();
+            (loss, grads, aux_mae)
+        };
         self.state.rng = rng;
-        let (loss, _, aux_mae) = self.loss(&x, &targets)?;
-        let grads = loss.backward()?;
         let lr = self.cfg.lr_at(self.state.step);
-        let t = (self.state.step + 1) as i32;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        for (k, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            // Detached: the moments must not keep the step's graph (and every earlier one) alive.
-            let g = g.detach();
-            let m = ((&self.m[k] * b1)? + (&g * (1.0 - b1))?)?.detach();
-            let v = ((&self.v[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
-            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + eps)?)?;
-            let w = var.as_tensor();
-            let next = ((w * (1.0 - lr * self.cfg.weight_decay))? - (update * lr)?)?;
-            var.set(&next)?;
-            self.m[k] = m;
-            self.v[k] = v;
+        let adam = Adam::at(self.state.step + 1, lr, self.cfg.weight_decay);
+        // AdamW on plain slices, one pass per variable instead of a dozen candle ops; with
+        // workers, each updates its share of the variables.
+        let mut jobs: Vec<AdamJob> = self
+            .vars
+            .iter()
+            .zip(grads)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            .filter_map(|(((_, var), g), (m, v))| {
+                g.map(|g| AdamJob {
+                    var,
+                    g,
+                    m: m.as_mut_slice(),
+                    v: v.as_mut_slice(),
+                })
+            })
+            .collect();
+        let device = &self.device;
+        if self.workers.len() > 1 {
+            let n = self.workers.len();
+            // Round-robin over variables sorted by size keeps the shares about even.
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.m.len()));
+            let mut shares: Vec<Vec<AdamJob>> = (0..n).map(|_| Vec::new()).collect();
+            for (i, j) in jobs.into_iter().enumerate() {
+                shares[i % n].push(j);
+            }
+            let results: Vec<Result<(), TrainError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = shares
+                    .into_iter()
+                    .zip(&self.workers)
+                    .map(|(share, pool)| {
+                        scope.spawn(move || {
+                            pool.install(|| {
+                                share.into_iter().try_for_each(|j| adam.apply(j, device))
+                            })
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(TrainError::Config("a training worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<(), _>>()?;
+        } else {
+            jobs.into_iter().try_for_each(|j| adam.apply(j, device))?;
         }
         self.state.step += 1;
         let loss: f32 = loss.to_scalar()?;
@@ -849,8 +1067,10 @@ impl Trainer {
         std::fs::create_dir_all(&ck).map_err(|e| TrainError::Io(ck.clone(), e))?;
         let mut moments: HashMap<String, Tensor> = HashMap::new();
         for (k, (name, _)) in self.vars.iter().enumerate() {
-            moments.insert(format!("m.{name}"), self.m[k].clone());
-            moments.insert(format!("v.{name}"), self.v[k].clone());
+            let shape = self.vars[k].1.as_tensor().shape().clone();
+            let t = |x: &[f32]| Tensor::from_slice(x, shape.clone(), &self.device);
+            moments.insert(format!("m.{name}"), t(&self.m[k])?);
+            moments.insert(format!("v.{name}"), t(&self.v[k])?);
         }
         let tmp = ck.join("optimizer.safetensors.partial");
         candle_core::safetensors::save(&moments, &tmp)?;
@@ -895,14 +1115,22 @@ impl Trainer {
         self.varmap.load(ck.join("model.safetensors"))?;
         let moments =
             candle_core::safetensors::load(ck.join("optimizer.safetensors"), &self.device)?;
-        for (k, (name, _)) in self.vars.iter().enumerate() {
-            let get = |p: &str| {
-                moments.get(&format!("{p}.{name}")).cloned().ok_or_else(|| {
-                    TrainError::Config(format!(
-                        "{}: no {p}.{name}",
-                        ck.join("optimizer.safetensors").display()
-                    ))
-                })
+        for (k, (name, var)) in self.vars.iter().enumerate() {
+            let n = var.as_tensor().elem_count();
+            let get = |p: &str| -> Result<Vec<f32>, TrainError> {
+                let file = ck.join("optimizer.safetensors");
+                let t = moments.get(&format!("{p}.{name}")).ok_or_else(|| {
+                    TrainError::Config(format!("{}: no {p}.{name}", file.display()))
+                })?;
+                let x = t.flatten_all()?.to_vec1::<f32>()?;
+                if x.len() != n {
+                    return Err(TrainError::Config(format!(
+                        "{}: {p}.{name} has {} values, the variable {n}",
+                        file.display(),
+                        x.len()
+                    )));
+                }
+                Ok(x)
             };
             self.m[k] = get("m")?;
             self.v[k] = get("v")?;

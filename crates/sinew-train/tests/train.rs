@@ -342,3 +342,45 @@ fn with_head_parameters(t: &Trainer) -> usize {
     let _ = std::fs::remove_dir_all(&out);
     n
 }
+
+#[test]
+fn data_parallel_workers_take_the_steps_one_worker_takes() {
+    // Seven frames per step: shares of four and three, so the weighting of the shares counts.
+    let cfg = TrainConfig {
+        batch_size: 7,
+        ..tiny()
+    };
+    let mut one = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("trainer");
+    let mut two = Trainer::new(&dataset(), cfg, &Device::Cpu)
+        .expect("trainer")
+        .with_workers(2)
+        .expect("workers");
+    assert_eq!((one.workers(), two.workers()), (1, 2));
+    let before = two.validate(64).expect("val").expect("some");
+    for step in 0..8 {
+        let a = one.train_step().expect("step");
+        let b = two.train_step().expect("step");
+        // The same frames, augmentations and update; only the order of sums differs.
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-4 * a.loss.abs().max(1.0),
+            "step {step}: loss {} with one worker, {} with two",
+            a.loss,
+            b.loss
+        );
+    }
+    let va = one.validate(64).expect("val").expect("some");
+    let vb = two.validate(64).expect("val").expect("some");
+    assert!(
+        (va.loss - vb.loss).abs() <= 1e-3 * va.loss.abs().max(1.0),
+        "validation loss {} against {}",
+        va.loss,
+        vb.loss
+    );
+    // And the steps did something (equal losses of two runs that never moved would pass).
+    assert!(
+        vb.loss < before.loss,
+        "validation loss {} before, {} after",
+        before.loss,
+        vb.loss
+    );
+}
