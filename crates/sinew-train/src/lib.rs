@@ -401,6 +401,46 @@ fn normalizer(stats_path: &Path, feature: &str) -> Result<Normalizer, TrainError
     )?)
 }
 
+/// `f` on each item, item `k` on worker `k`'s pool (one item per worker at most), all at once;
+/// the results in item order. A worker that panics gives an error.
+fn on_workers<I, T, F>(
+    workers: &[rayon::ThreadPool],
+    items: Vec<I>,
+    f: F,
+) -> Vec<Result<T, TrainError>>
+where
+    I: Send,
+    T: Send,
+    F: Fn(I) -> Result<T, TrainError> + Sync,
+{
+    if items.len() > workers.len() {
+        return items
+            .iter()
+            .map(|_| {
+                Err(TrainError::Config(
+                    "more shares than training workers".into(),
+                ))
+            })
+            .collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .into_iter()
+            .zip(workers)
+            .map(|(item, pool)| scope.spawn(move || pool.install(|| f(item))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Config("a training worker panicked".into()))
+                })
+            })
+            .collect()
+    })
+}
+
 /// One AdamW step's constants (step `t` from 1, bias corrections folded in).
 #[derive(Debug, Clone, Copy)]
 struct Adam {
@@ -834,30 +874,11 @@ impl Trainer {
             .map(|(k, part)| (part, k * per))
             .collect();
         type Share = (Tensor, candle_core::backprop::GradStore, Option<Tensor>);
-        let results: Vec<Result<Share, TrainError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shares
-                .iter()
-                .zip(&self.workers)
-                .map(|((part, first), pool)| {
-                    let first = *first;
-                    scope.spawn(move || {
-                        pool.install(|| -> Result<Share, TrainError> {
-                            let (x, targets) = self.batch(part, Some((seed, first)))?;
-                            let (loss, _, aux) = self.loss(&x, &targets)?;
-                            let grads = loss.backward()?;
-                            Ok((loss.detach(), grads, aux))
-                        })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TrainError::Config("a training worker panicked".into()))
-                    })
-                })
-                .collect()
+        let results = on_workers(&self.workers, shares.clone(), |(part, first)| {
+            let (x, targets) = self.batch(part, Some((seed, first)))?;
+            let (loss, _, aux) = self.loss(&x, &targets)?;
+            let grads = loss.backward()?;
+            Ok::<Share, TrainError>((loss.detach(), grads, aux))
         });
         let total = idx.len() as f64;
         let mut loss: Option<Tensor> = None;
@@ -940,26 +961,8 @@ impl Trainer {
             for (i, j) in jobs.into_iter().enumerate() {
                 shares[i % n].push(j);
             }
-            let results: Vec<Result<(), TrainError>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = shares
-                    .into_iter()
-                    .zip(&self.workers)
-                    .map(|(share, pool)| {
-                        scope.spawn(move || {
-                            pool.install(|| {
-                                share.into_iter().try_for_each(|j| adam.apply(j, device))
-                            })
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(TrainError::Config("a training worker panicked".into()))
-                        })
-                    })
-                    .collect()
+            let results = on_workers(&self.workers, shares, |share| {
+                share.into_iter().try_for_each(|j| adam.apply(j, device))
             });
             results.into_iter().collect::<Result<(), _>>()?;
         } else {
