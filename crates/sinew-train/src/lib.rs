@@ -653,9 +653,10 @@ impl Trainer {
     /// Splits each step's batch over `n` worker threads, each running its share's forward and
     /// backward pass single-threaded; their gradients are averaged (weighted by share) before
     /// the one optimiser update, so a step means what it means with one worker, up to the
-    /// order of floating-point sums. On a CPU this beats candle's own threading: its
-    /// element-wise kernels run on one thread, and only the matrix products are split
-    /// (docs/training.md, "Training speed"). `n <= 1` runs the step on the calling thread.
+    /// order of floating-point sums. On a CPU this beats candle's own threading, whose
+    /// element-wise kernels gain little from more threads (docs/training.md, "Training
+    /// speed"); run it with `CANDLE_NUM_THREADS=1`, or candle's shared kernel pool serialises
+    /// the workers. `n <= 1` runs the step on the calling thread.
     pub fn with_workers(mut self, n: usize) -> Result<Self, TrainError> {
         self.workers = if n <= 1 {
             Vec::new()
@@ -708,7 +709,7 @@ impl Trainer {
         &self.state.history
     }
 
-    /// The inputs and targets of frames `idx`. `augment`: `(seed, first)` augments them (images,
+    /// The inputs and targets of frames `idx`. `augment_seed`: `(seed, first)` augments them (images,
     /// words, committed prefixes), sample `bi` with a generator of its own seeded from `seed`
     /// and its place `first + bi` in the step's whole batch, so a batch split over workers is
     /// augmented exactly as the whole; `None`: as recorded (validation).
@@ -866,7 +867,7 @@ impl Trainer {
         rng: &mut Rng,
     ) -> Result<(Tensor, Vec<Option<Tensor>>, Option<Tensor>), TrainError> {
         let per = idx.len().div_ceil(self.workers.len()).max(1);
-        // Each share's augmentations come from its own generator, seeded from `rng` in order.
+        // One seed for the whole batch; each sample's generator follows from it and its place.
         let seed = rng.next_u64();
         let shares: Vec<(&[usize], usize)> = idx
             .chunks(per)
