@@ -91,6 +91,30 @@ impl LatencyArgs {
     }
 }
 
+/// Data-parallel training threads (`sinew train`, `sinew bench train`).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Data-parallel worker threads on the CPU: each step's batch is split over them, each
+    /// share differentiated on its own thread, the gradients averaged. On a CPU with N cores,
+    /// `--workers N` trains faster than candle's own threading (docs/training.md, "Training
+    /// speed"); the result is the same training up to the order of floating-point sums.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+impl WorkerArgs {
+    /// The worker count, refused when 0 or when more than 1 is asked of a GPU.
+    pub fn checked(&self, on_cpu: bool) -> anyhow::Result<usize> {
+        if self.workers == 0 || (self.workers > 1 && !on_cpu) {
+            anyhow::bail!(
+                "--workers {}: give 1 or more, and more than 1 only on the CPU",
+                self.workers
+            );
+        }
+        Ok(self.workers)
+    }
+}
+
 /// Where and how a model runs.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 use sinew_train::{TrainConfig, Trainer};
 
-use crate::args::DeviceArgs;
+use crate::args::{DeviceArgs, WorkerArgs};
 
 #[derive(Debug, Args)]
 pub struct TrainBenchArgs {
@@ -23,12 +23,8 @@ pub struct TrainBenchArgs {
     /// Measured optimiser steps (after 2 warm-up steps).
     #[arg(long, default_value_t = 20)]
     steps: u64,
-    /// Data-parallel worker threads on the CPU: each step's batch is split over them, each
-    /// share differentiated on its own thread, the gradients averaged. On a CPU with N cores,
-    /// `--workers N` trains faster than candle's own threading (docs/training.md, "Training
-    /// speed"); the result is the same training up to the order of floating-point sums.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    #[command(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     device: DeviceArgs,
     /// Write the results as JSON to this file.
@@ -39,7 +35,7 @@ pub struct TrainBenchArgs {
 impl TrainBenchArgs {
     /// `--workers`.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.workers.workers
     }
 }
 
@@ -55,16 +51,11 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
     cfg.steps = a.steps + 2;
     let batch = cfg.batch_size;
     let device = sinew_policy::device::parse_device(&a.device.device)?;
-    if a.workers == 0 || (a.workers > 1 && !device.is_cpu()) {
-        bail!(
-            "--workers {}: give 1 or more, and more than 1 only on the CPU",
-            a.workers
-        );
-    }
+    let workers = a.workers.checked(device.is_cpu())?;
     let t0 = Instant::now();
     let mut trainer = Trainer::new(&a.dataset, cfg, &device)
         .with_context(|| format!("preparing {}", a.dataset.display()))?
-        .with_workers(a.workers)?;
+        .with_workers(workers)?;
     let load_s = t0.elapsed().as_secs_f64();
     for _ in 0..2 {
         trainer.train_step()?;
@@ -84,7 +75,7 @@ pub fn run(a: TrainBenchArgs) -> Result<()> {
         "parameters": trainer.parameters(),
         "batch_size": batch,
         "device": a.device.device,
-        "workers": a.workers,
+        "workers": workers,
         "load_s": load_s,
         "steps": a.steps,
         "mean_step_ms": mean,

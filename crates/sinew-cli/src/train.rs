@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use sinew_train::{TrainConfig, Trainer};
 
-use crate::args::DeviceArgs;
+use crate::args::{DeviceArgs, WorkerArgs};
 use crate::stop::Stop;
 
 #[derive(Debug, Args)]
@@ -41,12 +41,8 @@ pub struct TrainArgs {
     /// Validation frames evaluated each time (evenly spread over the held-out episodes).
     #[arg(long, default_value_t = 512)]
     val_frames: usize,
-    /// Data-parallel worker threads on the CPU: each step's batch is split over them, each
-    /// share differentiated on its own thread, the gradients averaged. On a CPU with N cores,
-    /// `--workers N` trains faster than candle's own threading (docs/training.md, "Training
-    /// speed"); the result is the same training up to the order of floating-point sums.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    #[command(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -54,7 +50,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// `--workers`.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.workers.workers
     }
 }
 
@@ -81,12 +77,7 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
         cfg.n_action_steps = Some(n);
     }
     let device = sinew_policy::device::parse_device(&a.device.device)?;
-    if a.workers == 0 || (a.workers > 1 && !device.is_cpu()) {
-        anyhow::bail!(
-            "--workers {}: give 1 or more, and more than 1 only on the CPU",
-            a.workers
-        );
-    }
+    let workers = a.workers.checked(device.is_cpu())?;
     let t0 = Instant::now();
     // Fine-tuning keeps the policy's normalisation and word vocabulary.
     let mut trainer = match &a.init {
@@ -94,7 +85,7 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
         None => Trainer::new(&a.dataset, cfg.clone(), &device),
     }
     .with_context(|| format!("preparing {}", a.dataset.display()))?
-    .with_workers(a.workers)?;
+    .with_workers(workers)?;
     let (n_train, n_val) = trainer.split();
     eprintln!(
         "train: sinew-tiny, {} parameters; {n_train} training and {n_val} validation frames from {} (loaded in {:.1} s)",
