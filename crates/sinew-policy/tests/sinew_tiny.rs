@@ -144,6 +144,42 @@ fn padding_words_do_not_change_the_output_and_words_do() {
     assert!(diff > 1e-4, "a different word must change the logits");
 }
 
+/// A short instruction batched with a long one gives the logits it gives alone: the model
+/// leaves the word positions past a batch's longest instruction out of its sequence, and the
+/// padded positions it keeps (up to the long instruction) are masked.
+#[test]
+fn an_instruction_gives_the_same_logits_alone_and_batched_with_a_longer_one() {
+    let (_, _, _, policy) = build();
+    let (short, _) = policy
+        .inputs(&observation("touch the green cube", 3))
+        .expect("inputs");
+    let (long, _) = policy
+        .inputs(&observation("push the blue cube to the left zone", 5))
+        .expect("inputs");
+    let cat = |a: &Tensor, b: &Tensor| Tensor::cat(&[a, b], 0).expect("cat");
+    let both = TinyInputs {
+        images: cat(&short.images, &long.images),
+        text_ids: cat(&short.text_ids, &long.text_ids),
+        text_mask: cat(&short.text_mask, &long.text_mask),
+        state: cat(&short.state, &long.state),
+        prefix: None,
+    };
+    let batched = policy.model().forward(&both).expect("batched");
+    for (i, alone) in [&short, &long].into_iter().enumerate() {
+        let alone = policy.model().forward(alone).expect("alone");
+        let row = batched.narrow(0, i, 1).expect("row");
+        let diff: f32 = (row - alone)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar())
+            .expect("d");
+        assert!(
+            diff < 1e-5,
+            "row {i}: batching changed the logits by {diff}"
+        );
+    }
+}
+
 #[test]
 fn save_and_load_round_trip_gives_identical_chunks() {
     let (vm, cfg, tok, mut policy) = build();

@@ -917,16 +917,16 @@ impl SinewTiny {
         &self.cfg
     }
 
-    /// The additive attention mask `(B, 1, N, N)` in `dtype`: prefix-LM structure plus padded
-    /// words.
+    /// The additive attention mask `(B, 1, N, N)` in `dtype` over a sequence of `n` tokens
+    /// whose first `p` are the prefix: prefix-LM structure plus padded words.
     fn mask(
         &self,
         text_mask: &Tensor,
+        (n, p): (usize, usize),
         device: &Device,
         dtype: DType,
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
-        let (n, p) = (cfg.seq_len(), cfg.prefix_len());
         let mut m = vec![0f32; n * n];
         for i in 0..p {
             for j in p..n {
@@ -935,11 +935,11 @@ impl SinewTiny {
         }
         let structure = Tensor::from_vec(m, (1, 1, n, n), device)?.to_dtype(dtype)?;
         // Key padding: text positions with mask 0 get -inf for every query.
-        let b = text_mask.dim(0)?;
+        let (b, n_text) = text_mask.dims2()?;
         let n_vis = cfg.cameras.len() * cfg.tokens_per_camera();
         let pad = ((text_mask.to_dtype(dtype)? - 1.0)? * 1e9)?; // 0 or -1e9
         let left = Tensor::zeros((b, n_vis), dtype, device)?;
-        let right = Tensor::zeros((b, n - n_vis - cfg.max_text_len), dtype, device)?;
+        let right = Tensor::zeros((b, n - n_vis - n_text), dtype, device)?;
         let keys = Tensor::cat(&[&left, &pad, &right], 1)?.reshape((b, 1, 1, n))?;
         structure.broadcast_add(&keys)
     }
@@ -1002,11 +1002,21 @@ impl SinewTiny {
         let cfg = &self.cfg;
         let dev = x.images.device();
         let b = x.images.dim(0)?;
+        // Word positions past the batch's longest instruction are padding in every row: no
+        // token attends to them and they feed nothing, so they are left out of the sequence
+        // (the same outputs, at a fraction of the cost: instructions are mostly under half of
+        // `max_text_len`).
+        let n_text = used_text_len(&x.text_mask)?;
+        let x = &TinyInputs {
+            text_ids: x.text_ids.narrow(1, 0, n_text)?,
+            text_mask: x.text_mask.narrow(1, 0, n_text)?,
+            ..x.clone()
+        };
         let words = self.text_embed.forward(&x.text_ids)?;
         let vis = self
             .vision_features(x, &words)?
             .broadcast_add(&self.vision_pos)?;
-        let text = words.broadcast_add(&self.text_pos)?;
+        let text = words.broadcast_add(&self.text_pos.narrow(1, 0, n_text)?)?;
         let mut parts = vec![vis, text];
         if let Some(sp) = &self.state_proj {
             parts.push(lin(sp, &x.state)?.unsqueeze(1)?);
@@ -1027,11 +1037,13 @@ impl SinewTiny {
         }
         parts.push(queries);
         let mut h = Tensor::cat(&parts, 1)?;
-        let mask = self.mask(&x.text_mask, dev, h.dtype())?;
+        let n = h.dim(1)?;
+        let p = n - cfg.chunk_length;
+        let mask = self.mask(&x.text_mask, (n, p), dev, h.dtype())?;
         for block in &self.blocks {
             h = block.forward(&h, &mask)?;
         }
-        let q = h.narrow(1, cfg.prefix_len(), cfg.chunk_length)?;
+        let q = h.narrow(1, p, cfg.chunk_length)?;
         let q = norm(&self.ln_f, &q)?;
         let aux = match &self.aux_head {
             Some(h) if aux => Some(lin(h, &q.mean(1)?)?),
@@ -1064,6 +1076,20 @@ impl SinewTiny {
     pub fn greedy(logits: &Tensor) -> candle_core::Result<Tensor> {
         logits.argmax(D::Minus1)
     }
+}
+
+/// Word positions in use: one past the last column of `text_mask` `(B, L)` that is set in any
+/// row (at least 1, so an empty instruction keeps one padded, masked word). The mask is read
+/// to the host (B x L floats).
+fn used_text_len(text_mask: &Tensor) -> candle_core::Result<usize> {
+    let (_, l) = text_mask.dims2()?;
+    let any = text_mask
+        .to_dtype(DType::F32)?
+        .max(0)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f32>()?;
+    let used = any.iter().rposition(|&m| m > 0.0).map_or(1, |i| i + 1);
+    Ok(used.clamp(1, l.max(1)))
 }
 
 /// The centre of each token's bin for a `BinTokenizer::new(n, n)`: token `k >= 1` is bin
