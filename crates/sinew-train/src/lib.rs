@@ -182,6 +182,12 @@ pub struct TrainConfig {
     /// Words `word_dropout` never replaces: the ones that decide the task (colours, zone
     /// names). Each must be in the dataset's instructions.
     pub keep_words: Vec<String>,
+    /// Exponential moving average of the weights (0: none). After every step each weight's
+    /// average moves towards it by `1 - min(ema_decay, (1 + t) / (10 + t))` at step `t`, and
+    /// the written policy (and validation) uses the averages: a policy at the end of a run is
+    /// then the mean of its last ~`1 / (1 - ema_decay)` steps' weights rather than wherever the
+    /// last batches left it.
+    pub ema_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -226,6 +232,7 @@ impl Default for TrainConfig {
             word_dropout: 0.0,
             unk_insert: 0.0,
             keep_words: Vec::new(),
+            ema_decay: 0.0,
         }
     }
 }
@@ -366,6 +373,9 @@ pub struct Trainer {
     /// Adam's first and second moments of each variable (flat, in `vars` order).
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// The weights' moving averages (`ema_decay`; in `vars` order). Empty until the first
+    /// step (or without averaging): they start from the weights the run starts from.
+    ema: Vec<Vec<f32>>,
     samples: Vec<Sample>,
     train: Vec<usize>,
     /// Training frames among the first `early_frames` of their episode.
@@ -459,6 +469,8 @@ struct AdamJob<'a> {
     g: Tensor,
     m: &'a mut [f32],
     v: &'a mut [f32],
+    /// The variable's moving average, and its decay this step.
+    ema: Option<(&'a mut [f32], f32)>,
 }
 
 impl Adam {
@@ -495,6 +507,18 @@ impl Adam {
             *v = self.b2 * *v + (1.0 - self.b2) * g * g;
             let update = (*m / self.c1) / ((*v / self.c2).sqrt() + self.eps);
             *w = *w * self.decay - self.lr * update;
+        }
+        if let Some((ema, d)) = j.ema {
+            if ema.len() != w.len() {
+                return Err(TrainError::Config(format!(
+                    "a moving average of {} values for a variable of {}",
+                    ema.len(),
+                    w.len()
+                )));
+            }
+            for (e, w) in ema.iter_mut().zip(&w) {
+                *e = d * *e + (1.0 - d) * w;
+            }
         }
         j.var.set(&Tensor::from_vec(w, shape, device)?)?;
         Ok(())
@@ -637,6 +661,7 @@ impl Trainer {
             vars,
             m,
             v,
+            ema: Vec::new(),
             samples,
             train: split.train,
             early: split.early,
@@ -937,6 +962,16 @@ impl Trainer {
         self.state.rng = rng;
         let lr = self.cfg.lr_at(self.state.step);
         let adam = Adam::at(self.state.step + 1, lr, self.cfg.weight_decay);
+        if self.cfg.ema_decay > 0.0 && self.ema.is_empty() {
+            self.ema = self
+                .vars
+                .iter()
+                .map(|(_, v)| v.as_tensor().flatten_all()?.to_vec1::<f32>())
+                .collect::<candle_core::Result<_>>()?;
+        }
+        let t = self.state.step as f64;
+        let ema_decay = self.cfg.ema_decay.min((1.0 + t) / (10.0 + t)) as f32;
+        let mut emas = self.ema.iter_mut().map(|e| (e.as_mut_slice(), ema_decay));
         // AdamW on plain slices, one pass per variable instead of a dozen candle ops; with
         // workers, each updates its share of the variables.
         let mut jobs: Vec<AdamJob> = self
@@ -945,11 +980,14 @@ impl Trainer {
             .zip(grads)
             .zip(self.m.iter_mut().zip(self.v.iter_mut()))
             .filter_map(|(((_, var), g), (m, v))| {
+                // One average per variable, in order, whether or not it has a gradient.
+                let ema = emas.next();
                 g.map(|g| AdamJob {
                     var,
                     g,
                     m: m.as_mut_slice(),
                     v: v.as_mut_slice(),
+                    ema,
                 })
             })
             .collect();
@@ -979,9 +1017,39 @@ impl Trainer {
         })
     }
 
+    /// Runs `f` with the weights' moving averages in place of the weights (`ema_decay`; the
+    /// weights themselves without averaging), and puts the weights back.
+    fn with_averages<T>(&self, f: impl FnOnce() -> Result<T, TrainError>) -> Result<T, TrainError> {
+        if self.ema.is_empty() {
+            return f();
+        }
+        let raw = self
+            .vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().copy())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        for ((_, var), e) in self.vars.iter().zip(&self.ema) {
+            var.set(&Tensor::from_slice(
+                e,
+                var.as_tensor().shape(),
+                &self.device,
+            )?)?;
+        }
+        let out = f();
+        for ((_, var), r) in self.vars.iter().zip(&raw) {
+            var.set(r)?;
+        }
+        out
+    }
+
     /// Loss, bin accuracy and first-action error on the validation frames (no augmentation),
-    /// at most `max_frames` of them (evenly spread).
+    /// at most `max_frames` of them (evenly spread), of the weights the policy is written with
+    /// (their moving averages with `ema_decay`).
     pub fn validate(&self, max_frames: usize) -> Result<Option<Validation>, TrainError> {
+        self.with_averages(|| self.validate_weights(max_frames))
+    }
+
+    fn validate_weights(&self, max_frames: usize) -> Result<Option<Validation>, TrainError> {
         if self.val.is_empty() {
             return Ok(None);
         }
@@ -1051,15 +1119,18 @@ impl Trainer {
 
     /// Writes the policy folder `out` (config, weights, stats, tokenizer) alone, without the
     /// checkpoint: how a finished run applies new run settings (`decode`, `n_action_steps`).
+    /// With `ema_decay` the weights written are the moving averages.
     pub fn write_policy(&self, out: &Path) -> Result<(), TrainError> {
-        SinewTinyPolicy::save_folder(
-            out,
-            &self.model_cfg,
-            &self.varmap,
-            &self.tokenizer,
-            &self.stats,
-        )?;
-        Ok(())
+        self.with_averages(|| {
+            SinewTinyPolicy::save_folder(
+                out,
+                &self.model_cfg,
+                &self.varmap,
+                &self.tokenizer,
+                &self.stats,
+            )?;
+            Ok(())
+        })
     }
 
     /// Writes the policy folder `out` (config, weights, stats, tokenizer) and the checkpoint
@@ -1075,6 +1146,9 @@ impl Trainer {
             let t = |x: &[f32]| Tensor::from_slice(x, shape.clone(), &self.device);
             moments.insert(format!("m.{name}"), t(&self.m[k])?);
             moments.insert(format!("v.{name}"), t(&self.v[k])?);
+            if let Some(e) = self.ema.get(k) {
+                moments.insert(format!("ema.{name}"), t(e)?);
+            }
         }
         let tmp = ck.join("optimizer.safetensors.partial");
         candle_core::safetensors::save(&moments, &tmp)?;
@@ -1119,6 +1193,7 @@ impl Trainer {
         self.varmap.load(ck.join("model.safetensors"))?;
         let moments =
             candle_core::safetensors::load(ck.join("optimizer.safetensors"), &self.device)?;
+        let mut ema = Vec::new();
         for (k, (name, var)) in self.vars.iter().enumerate() {
             let n = var.as_tensor().elem_count();
             let get = |p: &str| -> Result<Vec<f32>, TrainError> {
@@ -1138,7 +1213,11 @@ impl Trainer {
             };
             self.m[k] = get("m")?;
             self.v[k] = get("v")?;
+            if self.cfg.ema_decay > 0.0 && state.step > 0 {
+                ema.push(get("ema")?);
+            }
         }
+        self.ema = ema;
         self.state = state;
         self.state.config.decode = self.cfg.decode;
         self.state.config.n_action_steps = self.cfg.n_action_steps;
@@ -1501,6 +1580,12 @@ fn model_config(
         return Err(TrainError::Config(format!(
             "early_fraction {} is not in [0, 1]",
             cfg.early_fraction
+        )));
+    }
+    if !(0.0..1.0).contains(&cfg.ema_decay) {
+        return Err(TrainError::Config(format!(
+            "ema_decay {} is not in [0, 1)",
+            cfg.ema_decay
         )));
     }
     if cfg.early_fraction > 0.0 && cfg.early_frames == 0 {

@@ -384,3 +384,80 @@ fn data_parallel_workers_take_the_steps_one_worker_takes() {
         vb.loss
     );
 }
+
+/// The policy folder's weights, by name, flattened.
+fn written_weights(dir: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
+        .expect("weights")
+        .into_iter()
+        .map(|(k, t)| {
+            let v = t.flatten_all().and_then(|t| t.to_vec1()).expect("f32");
+            (k, v)
+        })
+        .collect()
+}
+
+#[test]
+fn with_ema_decay_the_policy_is_the_moving_average_of_the_steps_weights() {
+    let decay = 0.3;
+    let plain = TrainConfig { steps: 6, ..tiny() };
+    let averaged = TrainConfig {
+        ema_decay: decay,
+        ..plain.clone()
+    };
+    // The averages do not change the training itself: the plain run's weights after each step
+    // are the averaged run's raw weights.
+    let dir = tmp("ema-plain");
+    let mut a = Trainer::new(&dataset(), plain, &Device::Cpu).expect("a");
+    a.write_policy(&dir).expect("write");
+    let mut want = written_weights(&dir);
+    for t in 0..6u32 {
+        a.train_step().expect("step");
+        a.write_policy(&dir).expect("write");
+        let d = decay.min((1.0 + t as f64) / (10.0 + t as f64)) as f32;
+        for (name, w) in written_weights(&dir) {
+            let e = want.get_mut(&name).expect("same variables");
+            for (e, w) in e.iter_mut().zip(w) {
+                *e = d * *e + (1.0 - d) * w;
+            }
+        }
+    }
+    let last = written_weights(&dir);
+
+    let mut b = Trainer::new(&dataset(), averaged.clone(), &Device::Cpu).expect("b");
+    for _ in 0..3 {
+        b.train_step().expect("step");
+    }
+    // Interrupted here and resumed: the averages come back with the checkpoint.
+    let ck = tmp("ema-ck");
+    b.save(&ck).expect("save");
+    let mut c = Trainer::new(&dataset(), averaged, &Device::Cpu).expect("c");
+    c.resume(&ck).expect("resume");
+    for _ in 0..3 {
+        c.train_step().expect("step");
+    }
+    let out = tmp("ema-avg");
+    c.write_policy(&out).expect("write");
+    let got = written_weights(&out);
+    let (mut worst, mut moved) = (0f32, 0f32);
+    for (name, g) in &got {
+        for ((g, e), w) in g.iter().zip(&want[name]).zip(&last[name]) {
+            worst = worst.max((g - e).abs() / e.abs().max(1e-3));
+            moved = moved.max((g - w).abs());
+        }
+    }
+    assert!(worst < 1e-4, "averaged weights off by {worst} (relative)");
+    assert!(moved > 1e-4, "the averages are the last weights");
+    // And the policy written from them loads and acts.
+    let mut p = SinewTinyPolicy::load(&out, &Device::Cpu, DType::F32).expect("load");
+    assert_eq!(
+        p.infer(&fixture_observation(0))
+            .expect("infer")
+            .actions
+            .len(),
+        4
+    );
+    for d in [dir, ck, out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
