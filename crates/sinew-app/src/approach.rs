@@ -127,6 +127,22 @@ pub fn named_to_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64
     Some([d(&track.start), d(&track.last)])
 }
 
+/// Where the named cube ended relative to its goal's centre (the goal zone's or the bowl's),
+/// along the base frame's x and y, mm (`None` as for [`named_to_goal_mm`]). Set beside the
+/// goal's half extents, it says on which side a cube left short of a zone stopped.
+pub fn named_end_from_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64; 2]> {
+    let track = tap.track(&episode.objects.first()?.color)?;
+    let goal = episode
+        .goal_zone
+        .and_then(|z| episode.zones.get(z))
+        .map(|z| z.center)
+        .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
+    Some([
+        1e3 * (track.last.x - goal[0]),
+        1e3 * (track.last.y - goal[1]),
+    ])
+}
+
 /// Where one cube went during an episode, as the scenes showed it (world frame, m).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CubeTrack {

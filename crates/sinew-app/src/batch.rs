@@ -12,7 +12,7 @@ use serde::Serialize;
 use sinew_robot::RobotDescription;
 use sinew_sim::{Phrasing, TaskSpec};
 
-use crate::approach::{named_to_goal_mm, ApproachTap, Failure};
+use crate::approach::{named_end_from_goal_mm, named_to_goal_mm, ApproachTap, Failure};
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
@@ -93,6 +93,9 @@ pub struct EpisodeRow {
     /// The named cube's distance across the table to its goal (the goal zone's or the bowl's
     /// centre), mm, where it started and where it ended (`None` for a reach).
     pub named_to_goal_mm: Option<[f64; 2]>,
+    /// Where the named cube ended relative to its goal's centre, base-frame x and y, mm
+    /// (`None` for a reach).
+    pub named_end_from_goal_mm: Option<[f64; 2]>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -238,6 +241,7 @@ pub fn run_batch(
                 .filter(|d| d.is_finite())
                 .map(|d| d * 1e3),
             named_to_goal_mm: named_to_goal_mm(&episode, &approach),
+            named_end_from_goal_mm: named_end_from_goal_mm(&episode, &approach),
             failure: (!result.success)
                 .then(|| Failure::of(task.success, &episode, &approach))
                 .flatten(),

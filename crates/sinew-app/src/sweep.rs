@@ -386,6 +386,7 @@ mod tests {
             closest_to_named_mm: None,
             failure: None,
             named_to_goal_mm: None,
+            named_end_from_goal_mm: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {
