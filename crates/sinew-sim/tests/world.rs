@@ -411,7 +411,7 @@ fn a_careful_push_ends_deep_in_the_goal_zone() {
         }
         if success {
             let c = world.object_pose(0).expect("cube").translation;
-            depths.push((f64::from(c.y) - zone.center[1]).abs() / zone.half_extents[1]);
+            depths.push((c.y - zone.center[1]).abs() / zone.half_extents[1]);
         }
     }
     // In lockstep the expert's push succeeds in 97% of seeds 0-199 (one of these ten fails).
