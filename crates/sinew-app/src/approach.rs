@@ -113,16 +113,26 @@ impl Failure {
     }
 }
 
-/// The named cube's distance across the table to its goal (the goal zone's or the bowl's
-/// centre), mm, where it started and where it ended, from `tap`'s view of `episode`; `None`
-/// for a task without a goal (reach) or a cube the tap never saw.
-pub fn named_to_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64; 2]> {
+/// The named cube's track and its goal's centre (the goal zone's or the bowl's; base frame,
+/// m), where the task has a goal and the tap saw the cube.
+fn named_track_and_goal<'t>(
+    episode: &Episode,
+    tap: &'t ApproachTap<'_>,
+) -> Option<(&'t CubeTrack, [f64; 2])> {
     let track = tap.track(&episode.objects.first()?.color)?;
     let goal = episode
         .goal_zone
         .and_then(|z| episode.zones.get(z))
         .map(|z| z.center)
         .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
+    Some((track, goal))
+}
+
+/// The named cube's distance across the table to its goal (the goal zone's or the bowl's
+/// centre), mm, where it started and where it ended, from `tap`'s view of `episode`; `None`
+/// for a task without a goal (reach) or a cube the tap never saw.
+pub fn named_to_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64; 2]> {
+    let (track, goal) = named_track_and_goal(episode, tap)?;
     let d = |c: &Vector3<f64>| 1e3 * (c.x - goal[0]).hypot(c.y - goal[1]);
     Some([d(&track.start), d(&track.last)])
 }
@@ -131,12 +141,7 @@ pub fn named_to_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64
 /// along the base frame's x and y, mm (`None` as for [`named_to_goal_mm`]). Set beside the
 /// goal's half extents, it says on which side a cube left short of a zone stopped.
 pub fn named_end_from_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Option<[f64; 2]> {
-    let track = tap.track(&episode.objects.first()?.color)?;
-    let goal = episode
-        .goal_zone
-        .and_then(|z| episode.zones.get(z))
-        .map(|z| z.center)
-        .or(episode.bowl.as_ref().map(|(xy, _)| *xy))?;
+    let (track, goal) = named_track_and_goal(episode, tap)?;
     Some([
         1e3 * (track.last.x - goal[0]),
         1e3 * (track.last.y - goal[1]),
