@@ -692,27 +692,32 @@ pub fn run_expert_episode(
 ) -> Result<EpisodeOutcome, SimError> {
     let ep = task.sample(&robot.config.name, seed)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
+    let (success, steps) = run_expert_in(&mut world, task)?;
+    Ok(EpisodeOutcome {
+        seed,
+        instruction: ep.instruction,
+        success,
+        steps,
+    })
+}
+
+/// Runs the scripted expert of `task` in lockstep in `world` (an episode already set up) until
+/// the task's success holds or the step limit; returns whether it succeeded and the control
+/// steps taken. `world` is left as the episode ended.
+pub fn run_expert_in(
+    world: &mut SimWorld,
+    task: &crate::TaskSpec,
+) -> Result<(bool, u32), SimError> {
     let mut expert = Expert::for_task(task);
     let mut tracker = SuccessTracker::new(task);
     let dt = 1.0 / task.control_rate_hz;
     for step in 0..task.step_limit {
-        if tracker.update(&world)? {
-            return Ok(EpisodeOutcome {
-                seed,
-                instruction: ep.instruction,
-                success: true,
-                steps: step,
-            });
+        if tracker.update(world)? {
+            return Ok((true, step));
         }
-        let cmd = expert.act(&world, dt)?;
+        let cmd = expert.act(world, dt)?;
         world.command(&cmd)?;
         world.advance(dt);
     }
-    let ok = tracker.update(&world)?;
-    Ok(EpisodeOutcome {
-        seed,
-        instruction: ep.instruction,
-        success: ok,
-        steps: task.step_limit,
-    })
+    Ok((tracker.update(world)?, task.step_limit))
 }

@@ -385,11 +385,9 @@ fn on_the_push_tasks_table_a_pushed_cube_slides_instead_of_tipping() {
 
 #[test]
 fn a_careful_push_ends_deep_in_the_goal_zone() {
-    use sinew_sim::expert::Expert;
-    use sinew_sim::SuccessTracker;
+    use sinew_sim::expert::run_expert_in;
     let task = TaskSpec::load_named(&root(), "push").expect("task");
     let r = robot("so101");
-    let dt = 1.0 / task.control_rate_hz;
     // Across the zone (y, the push's direction), where the cube came to rest, as a fraction of
     // the zone's half extent: 0 on the centre line, 1 on the edge.
     let mut depths = Vec::new();
@@ -397,18 +395,7 @@ fn a_careful_push_ends_deep_in_the_goal_zone() {
         let ep = task.sample("so101", seed).expect("episode");
         let zone = ep.zones[ep.goal_zone.expect("goal zone")].clone();
         let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
-        let mut expert = Expert::for_task(&task);
-        let mut tracker = SuccessTracker::new(&task);
-        let mut success = false;
-        for _ in 0..task.step_limit {
-            if tracker.update(&world).expect("check") {
-                success = true;
-                break;
-            }
-            let cmd = expert.act(&world, dt).expect("act");
-            world.command(&cmd).expect("command");
-            world.advance(dt);
-        }
+        let (success, _) = run_expert_in(&mut world, &task).expect("episode");
         if success {
             let c = world.object_pose(0).expect("cube").translation;
             depths.push((c.y - zone.center[1]).abs() / zone.half_extents[1]);
