@@ -84,6 +84,12 @@ const PUSH_CORE: [f64; 2] = [0.6, 0.15];
 const PUSH_CORE_TOLERANCE_M: f64 = 0.003;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
+/// Careful pick: control steps the open jaws wait at the grasp height before they close. A
+/// policy that runs its action chunks open loop learns the descent and the close as a timed
+/// sequence, and its predictions average over when the bottom comes: without the wait it
+/// closed the jaws 15-25 mm above the grasp height (the cube slipped out or was never lifted;
+/// docs/training.md). With a flat bottom to the path the average still reaches it.
+pub const PICK_DWELL_STEPS: u32 = 4;
 /// Careful push: control steps spent rising before moving across regardless.
 const RISE_STEPS: u32 = 8;
 
@@ -91,6 +97,8 @@ const RISE_STEPS: u32 = 8;
 enum Phase {
     Above,
     Down,
+    /// Careful pick: at the grasp height, jaws open, waiting before they close.
+    Dwell,
     Close,
     Lift,
     Carry,
@@ -300,6 +308,7 @@ impl Expert {
         match self.phase {
             Phase::Above => "above",
             Phase::Down => "down",
+            Phase::Dwell => "dwell",
             Phase::Close => "close",
             Phase::Lift => "lift",
             Phase::Carry => "carry",
@@ -613,9 +622,22 @@ impl Expert {
                 let p = Vector3::new(grasp.x, grasp.y, c.z);
                 if reached(p, 0.005, self.timer, 12) {
                     self.hold = Some(Vector3::new(ee.x, ee.y, c.z));
-                    next(self, Phase::Close);
+                    next(
+                        self,
+                        if self.careful {
+                            Phase::Dwell
+                        } else {
+                            Phase::Close
+                        },
+                    );
                 }
                 (pose(p), open, 0.3)
+            }
+            Phase::Dwell => {
+                if self.timer >= PICK_DWELL_STEPS {
+                    next(self, Phase::Close);
+                }
+                (pose(hold), open, 0.3)
             }
             Phase::Close => {
                 if self.timer >= GRIP_STEPS {

@@ -409,3 +409,62 @@ fn a_careful_push_ends_deep_in_the_goal_zone() {
     let mean = depths.iter().sum::<f64>() / depths.len() as f64;
     assert!(mean < 0.35, "depths across the zone: {depths:?}");
 }
+
+/// The careful pick (the language tasks') waits with its jaws open at the grasp height before
+/// closing them, so that a policy averaging over when the bottom of the descent comes still
+/// reaches it before it closes (docs/training.md).
+#[test]
+fn a_careful_pick_waits_open_at_the_grasp_height_before_closing() {
+    use sinew_sim::expert::{Expert, ExpertView, PICK_DWELL_STEPS};
+    use sinew_sim::success::SuccessTracker;
+    let task = TaskSpec::load_named(&root(), "pick-place").expect("task");
+    for name in ROBOTS {
+        let r = robot(name);
+        let g = r.config.gripper.clone().expect("gripper");
+        let gi = r.config.gripper_index().expect("gripper joint");
+        let dt = 1.0 / task.control_rate_hz;
+        let mut succeeded = 0;
+        for seed in 0..4 {
+            let ep = task.sample(name, seed).expect("episode");
+            let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+            let mut expert = Expert::for_task(&task);
+            let mut tracker = SuccessTracker::new(&task);
+            // (TCP height in m, whether the gripper was commanded shut) per control step.
+            let mut steps: Vec<(f64, bool)> = Vec::new();
+            let mut success = false;
+            for _ in 0..task.step_limit {
+                if tracker.update(&world).expect("success") {
+                    success = true;
+                    break;
+                }
+                let z = ExpertView::of_world(&world)
+                    .ee_pose()
+                    .expect("tcp")
+                    .translation
+                    .z;
+                let cmd = expert.act(&world, dt).expect("act");
+                let shut = (cmd[gi] - g.open).abs() > (cmd[gi] - g.closed).abs();
+                steps.push((z, shut));
+                world.command(&cmd).expect("command");
+                world.advance(dt);
+            }
+            if !success {
+                continue;
+            }
+            succeeded += 1;
+            let close = steps.iter().position(|s| s.1).expect("the jaws closed");
+            let z_close = steps[close].0;
+            // The steps just before the close: jaws open, the TCP within 5 mm of where it closed.
+            let waited = steps[..close]
+                .iter()
+                .rev()
+                .take_while(|(z, shut)| !shut && (z - z_close).abs() < 0.005)
+                .count();
+            assert!(
+                waited >= PICK_DWELL_STEPS as usize,
+                "{name} seed {seed}: the open jaws were at the grasp height for {waited} steps"
+            );
+        }
+        assert!(succeeded >= 3, "{name}: {succeeded} of 4 picks succeeded");
+    }
+}
