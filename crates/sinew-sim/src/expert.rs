@@ -87,7 +87,7 @@ const GRIP_STEPS: u32 = 6;
 /// Careful pick: control steps the open jaws wait at the grasp height before they close. A
 /// policy that runs its action chunks open loop learns the descent and the close as a timed
 /// sequence, and its predictions average over when the bottom comes: without the wait it
-/// closed the jaws 15-25 mm above the grasp height (the cube slipped out or was never lifted;
+/// closed the jaws 14-25 mm above the grasp height (the cube slipped out or was never lifted;
 /// docs/training.md). With a flat bottom to the path the average still reaches it.
 pub const PICK_DWELL_STEPS: u32 = 4;
 /// Careful push: control steps spent rising before moving across regardless.
