@@ -730,6 +730,16 @@ pub fn run_expert_in(
     world: &mut SimWorld,
     task: &crate::TaskSpec,
 ) -> Result<(bool, u32), SimError> {
+    run_expert_observed(world, task, |_, _| {})
+}
+
+/// [`run_expert_in`], calling `observe` with the world and the expert's joint targets at each
+/// control step, before they are commanded.
+pub fn run_expert_observed(
+    world: &mut SimWorld,
+    task: &crate::TaskSpec,
+    mut observe: impl FnMut(&SimWorld, &[f64]),
+) -> Result<(bool, u32), SimError> {
     let mut expert = Expert::for_task(task);
     let mut tracker = SuccessTracker::new(task);
     let dt = 1.0 / task.control_rate_hz;
@@ -738,6 +748,7 @@ pub fn run_expert_in(
             return Ok((true, step));
         }
         let cmd = expert.act(world, dt)?;
+        observe(world, &cmd);
         world.command(&cmd)?;
         world.advance(dt);
     }

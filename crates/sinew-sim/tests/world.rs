@@ -415,39 +415,28 @@ fn a_careful_push_ends_deep_in_the_goal_zone() {
 /// reaches it before it closes (docs/training.md).
 #[test]
 fn a_careful_pick_waits_open_at_the_grasp_height_before_closing() {
-    use sinew_sim::expert::{Expert, ExpertView, PICK_DWELL_STEPS};
-    use sinew_sim::success::SuccessTracker;
+    use sinew_sim::expert::{run_expert_observed, ExpertView, PICK_DWELL_STEPS};
     let task = TaskSpec::load_named(&root(), "pick-place").expect("task");
     for name in ROBOTS {
         let r = robot(name);
         let g = r.config.gripper.clone().expect("gripper");
         let gi = r.config.gripper_index().expect("gripper joint");
-        let dt = 1.0 / task.control_rate_hz;
         let mut succeeded = 0;
         for seed in 0..4 {
             let ep = task.sample(name, seed).expect("episode");
             let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
-            let mut expert = Expert::for_task(&task);
-            let mut tracker = SuccessTracker::new(&task);
             // (TCP height in m, whether the gripper was commanded shut) per control step.
             let mut steps: Vec<(f64, bool)> = Vec::new();
-            let mut success = false;
-            for _ in 0..task.step_limit {
-                if tracker.update(&world).expect("success") {
-                    success = true;
-                    break;
-                }
-                let z = ExpertView::of_world(&world)
+            let (success, _) = run_expert_observed(&mut world, &task, |world, cmd| {
+                let z = ExpertView::of_world(world)
                     .ee_pose()
                     .expect("tcp")
                     .translation
                     .z;
-                let cmd = expert.act(&world, dt).expect("act");
                 let shut = (cmd[gi] - g.open).abs() > (cmd[gi] - g.closed).abs();
                 steps.push((z, shut));
-                world.command(&cmd).expect("command");
-                world.advance(dt);
-            }
+            })
+            .expect("episode");
             if !success {
                 continue;
             }
