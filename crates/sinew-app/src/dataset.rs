@@ -64,7 +64,8 @@ pub struct RecordSpec {
     /// With a policy: it drives up to a random step within this fraction of the step limit,
     /// then the expert takes over.
     pub takeover: Option<f64>,
-    /// With takeover: the tasks it applies to (empty: all).
+    /// With takeover: the tasks it applies to (empty: all), each `NAME` or `NAME:FRACTION`
+    /// (that task's own window instead of `takeover`'s).
     pub takeover_tasks: Vec<String>,
     /// Episodes simulated at once.
     pub jobs: usize,
@@ -191,6 +192,9 @@ fn validate(spec: &RecordSpec) -> Result<()> {
         if !(f > 0.0 && f <= 1.0) {
             bail!("--takeover {f} must be a fraction of the step limit in (0, 1]");
         }
+    }
+    for t in &spec.takeover_tasks {
+        parse_takeover_task(t)?;
     }
     if spec.policy.is_none() && spec.takeover.is_some() {
         bail!("--takeover needs --policy (the expert takes over from it)");
@@ -337,6 +341,40 @@ fn noisy_expert(
     Box::new(ActionNoise::new(Box::new(expert), sigma, gripper, rng))
 }
 
+/// One `--takeover-tasks` entry, `NAME` or `NAME:FRACTION`: the task's name and its own
+/// takeover window, if it gives one.
+fn parse_takeover_task(entry: &str) -> Result<(&str, Option<f64>)> {
+    let Some((name, frac)) = entry.split_once(':') else {
+        return Ok((entry, None));
+    };
+    let f: f64 = frac.trim().parse().map_err(|_| {
+        anyhow::anyhow!("--takeover-tasks {entry}: `{frac}` is not a number (NAME:FRACTION)")
+    })?;
+    if !(f > 0.0 && f <= 1.0) {
+        bail!("--takeover-tasks {entry}: {f} must be a fraction of the step limit in (0, 1]");
+    }
+    Ok((name, Some(f)))
+}
+
+/// The takeover window of `task` (a fraction of its step limit), or `None` where the expert
+/// drives alone: `--takeover`, or the task's own `NAME:FRACTION` in `--takeover-tasks`; tasks
+/// not in a non-empty `--takeover-tasks` have none.
+fn takeover_window(spec: &RecordSpec, task: &str) -> Result<Option<f64>> {
+    let Some(default) = spec.takeover else {
+        return Ok(None);
+    };
+    if spec.takeover_tasks.is_empty() {
+        return Ok(Some(default));
+    }
+    for entry in &spec.takeover_tasks {
+        let (name, own) = parse_takeover_task(entry)?;
+        if name == task {
+            return Ok(Some(own.unwrap_or(default)));
+        }
+    }
+    Ok(None)
+}
+
 /// Runs one seed's episode: the expert drives, or the policy (loaded into `learner` on first
 /// use) drives while the expert labels or takes over, as the spec asks.
 fn record_seed(
@@ -348,9 +386,8 @@ fn record_seed(
     let robot = &spec.robot;
     let ep: Episode = task.sample(&robot.config.name, seed)?;
     // The mixture is drawn per seed, so a rerun drives the same episodes the same way.
-    let skip_takeover = spec.takeover.is_some()
-        && !spec.takeover_tasks.is_empty()
-        && !spec.takeover_tasks.iter().any(|t| t == &task.name);
+    let window = takeover_window(spec, &task.name)?;
+    let skip_takeover = spec.takeover.is_some() && window.is_none();
     let expert_drives = spec.policy.is_none()
         || skip_takeover
         || SplitMix64(seed ^ 0xBE7A_0000_0000_0002).unit() < spec.expert_fraction;
@@ -362,7 +399,7 @@ fn record_seed(
                 *learner = Some(load_learner(p, robot, &spec.device)?);
             }
             let l = learner.clone().context("the learner is loaded")?;
-            match spec.takeover {
+            match window {
                 Some(within) => {
                     let u = SplitMix64(seed ^ 0x7A6E_0000_0000_0003).unit();
                     let at = (u * within * task.step_limit as f64) as u64;
@@ -421,4 +458,62 @@ fn record_seed(
         instruction: ep.instruction,
         frames: tap.frames,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(takeover: Option<f64>, tasks: &[&str]) -> RecordSpec {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        RecordSpec {
+            robot: RobotDescription::load(&root.join("robots/so101")).expect("robot"),
+            tasks: Vec::new(),
+            episodes: 1,
+            seed: 0,
+            out: PathBuf::from("unused"),
+            image_size: 96,
+            crops: BTreeMap::new(),
+            keep_failures: false,
+            noise: 0.0,
+            policy: Some("unused".into()),
+            expert_fraction: 0.0,
+            takeover,
+            takeover_tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            jobs: 1,
+            device: DeviceSpec::default(),
+        }
+    }
+
+    #[test]
+    fn a_task_can_have_its_own_takeover_window() {
+        let s = spec(Some(0.4), &["reach", "pick-place:0.15"]);
+        assert_eq!(takeover_window(&s, "reach").expect("reach"), Some(0.4));
+        assert_eq!(takeover_window(&s, "pick-place").expect("pick"), Some(0.15));
+        // Not listed: the expert drives alone.
+        assert_eq!(takeover_window(&s, "push").expect("push"), None);
+        // No list: every task, the common window; no --takeover: none.
+        assert_eq!(
+            takeover_window(&spec(Some(0.4), &[]), "push").expect("push"),
+            Some(0.4)
+        );
+        assert_eq!(
+            takeover_window(&spec(None, &["reach:0.2"]), "reach").expect("reach"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bad_takeover_window_is_named_in_the_error() {
+        for (entry, says) in [
+            ("pick-place:abc", "`abc` is not a number"),
+            ("pick-place:0", "must be a fraction"),
+            ("pick-place:1.5", "must be a fraction"),
+        ] {
+            let e = validate(&spec(Some(0.4), &[entry]))
+                .expect_err(entry)
+                .to_string();
+            assert!(e.contains(entry) && e.contains(says), "{entry}: {e}");
+        }
+    }
 }

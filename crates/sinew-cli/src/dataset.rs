@@ -66,7 +66,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "FRACTION")]
     takeover: Option<f64>,
     /// With --takeover: the tasks it applies to (default all); the expert alone drives the
-    /// others' episodes.
+    /// others' episodes. `NAME:FRACTION` gives a task its own window (e.g.
+    /// `reach,push,pick-place:0.15`: pick-and-place handed over before the jaws close).
     #[arg(long, value_delimiter = ',')]
     takeover_tasks: Vec<String>,
     /// Episodes simulated at once (with --policy, each worker loads its own copy). The

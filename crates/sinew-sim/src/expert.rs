@@ -185,6 +185,35 @@ fn push_rotation(dir: &Vector3<f64>, c: &Vector3<f64>) -> UnitQuaternion<f64> {
     })
 }
 
+/// Pick: the gripper frame's yaw (radians about z) for grasping `cube`: its closing axis (TCP
+/// y) along a cube face normal; of the four, the one nearest the radial direction keeps the
+/// wrist comfortable.
+fn grasp_yaw(cube: &Isometry3<f64>) -> f64 {
+    let c = cube.translation.vector;
+    let cube_yaw = cube.rotation.euler_angles().2;
+    let radial = c.y.atan2(c.x) + std::f64::consts::FRAC_PI_2;
+    (0..4)
+        .map(|k| cube_yaw + k as f64 * std::f64::consts::FRAC_PI_2)
+        .min_by(|a, b| {
+            let da = (a - radial).sin().abs() + (1.0 - (a - radial).cos()) * 0.01;
+            let db = (b - radial).sin().abs() + (1.0 - (b - radial).cos()) * 0.01;
+            da.total_cmp(&db)
+        })
+        .unwrap_or(cube_yaw)
+}
+
+/// Pick: from the cube's centre to the TCP's grasp point, for a grasp at `yaw`. One-jaw
+/// grippers close onto a fixed jaw on the TCP's -y side: the grasp leaves clearance there.
+fn jaw_offset(world: &ExpertView<'_>, yaw: f64) -> Vector3<f64> {
+    let offset = world
+        .robot
+        .config
+        .gripper
+        .as_ref()
+        .map_or(0.0, |g| g.grasp_offset_m);
+    down_at_yaw(yaw) * Vector3::new(0.0, -offset, 0.0)
+}
+
 /// `p`, or the point `max_m` from `from` towards it.
 fn toward(from: Vector3<f64>, p: Vector3<f64>, max_m: f64) -> Vector3<f64> {
     let d = p - from;
@@ -309,9 +338,12 @@ impl Expert {
                 let measured = closing_of(world.q.get(gi));
                 let commanded = closing_of(world.targets.get(gi));
                 // Held, or being gripped: the jaws more than half-way shut (or told to shut)
-                // with the cube within one and a half cube sizes of the TCP. If it is not really
-                // held, the expert fails and the demonstration is not kept.
-                if (measured > 0.5 || commanded > 0.5) && (c - ee).norm() < size * 1.5 {
+                // with the cube within one and a half cube sizes of the TCP, and the TCP not
+                // above the cube's upper part (jaws shut over the cube's top hold nothing: the
+                // expert opens them and grasps again). If it is not really held, the expert
+                // fails and the demonstration is not kept.
+                let closing = measured > 0.5 || commanded > 0.5;
+                if closing && (c - ee).norm() < size * 1.5 && ee.z - c.z < size * 0.4 {
                     let y_in_base = ee_pose.rotation * Vector3::y();
                     e.grasp_yaw = Some(y_in_base.y.atan2(y_in_base.x));
                     e.hold = Some(ee);
@@ -321,6 +353,21 @@ impl Expert {
                     } else {
                         Phase::Close
                     };
+                } else if !closing {
+                    // Open jaws on their way down to the grasp, near enough its line and turned
+                    // as the expert would turn them: go on down (starting over from above would
+                    // teach a policy that stops short to rise again).
+                    let yaw = grasp_yaw(&cube);
+                    let grasp = c + jaw_offset(world, yaw);
+                    let y_in_base = ee_pose.rotation * Vector3::y();
+                    let turned = (y_in_base.y.atan2(y_in_base.x) - yaw).cos();
+                    if (ee - grasp).xy().norm() < 0.01
+                        && ee.z < c.z + size / 2.0 + APPROACH_M + 0.015
+                        && turned > 0.95
+                    {
+                        e.grasp_yaw = Some(yaw);
+                        e.phase = Phase::Down;
+                    }
                 }
             }
         }
@@ -625,35 +672,13 @@ impl Expert {
         let ee = ee_pose.translation.vector;
         // Align the gripper's closing axis (TCP y) with a cube face: of the four face normals,
         // the one nearest the radial direction keeps the wrist comfortable.
-        let yaw = *self.grasp_yaw.get_or_insert_with(|| {
-            let cube_yaw = cube.rotation.euler_angles().2;
-            let radial = c.y.atan2(c.x) + std::f64::consts::FRAC_PI_2;
-            (0..4)
-                .map(|k| cube_yaw + k as f64 * std::f64::consts::FRAC_PI_2)
-                .min_by(|a, b| {
-                    let da = (a - radial).sin().abs() + (1.0 - (a - radial).cos()) * 0.01;
-                    let db = (b - radial).sin().abs() + (1.0 - (b - radial).cos()) * 0.01;
-                    da.total_cmp(&db)
-                })
-                .unwrap_or(cube_yaw)
-        });
+        let yaw = *self.grasp_yaw.get_or_insert_with(|| grasp_yaw(&cube));
         let rot = down_at_yaw(yaw);
-        // One-jaw grippers close onto a fixed jaw on the TCP's -y side: start with clearance there.
-        let jaw_offset = rot
-            * Vector3::new(
-                0.0,
-                -world
-                    .robot
-                    .config
-                    .gripper
-                    .as_ref()
-                    .map_or(0.0, |g| g.grasp_offset_m),
-                0.0,
-            );
-        let grasp = c + jaw_offset;
+        let offset = jaw_offset(world, yaw);
+        let grasp = c + offset;
         let rim = bowl.wall_height;
         let carry_z = rim + size + 0.03;
-        let bowl_c = Vector3::new(bowl_xy[0], bowl_xy[1], 0.0) + jaw_offset;
+        let bowl_c = Vector3::new(bowl_xy[0], bowl_xy[1], 0.0) + offset;
         let pose =
             |p: Vector3<f64>| IkTarget::Pose(Isometry3::from_parts(Translation3::from(p), rot));
         // A phase ends when its waypoint is reached, or after a time limit (IK may not meet a

@@ -290,6 +290,72 @@ fn an_expert_taking_over_a_held_cube_keeps_it_and_finishes() {
     );
 }
 
+/// Takeover data for pick-and-place (`--takeover-tasks pick-place:F`): an expert taking over
+/// open jaws on their way down to the grasp goes on down (the policy's failures stopped short
+/// and closed 14-25 mm too high); one taking over jaws shut above the cube, holding nothing,
+/// opens them and grasps again instead of lifting.
+#[test]
+fn an_expert_taking_over_a_pick_goes_on_down_or_grasps_again() {
+    use sinew_sim::expert::{Expert, ExpertView};
+    use sinew_sim::SuccessTracker;
+    let task = TaskSpec::load_named(&root(), "pick-place").expect("task");
+    let r = robot("so101");
+    let g = r.config.gripper.clone().expect("gripper");
+    let gi = r.config.gripper_index().expect("gripper joint");
+    let dt = 1.0 / task.control_rate_hz;
+    let (mut down, mut went_on) = (0, 0);
+    for seed in 0..3 {
+        let ep = task.sample("so101", seed).expect("episode");
+        let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        let mut first = Expert::for_task(&task);
+        while first.phase_name() != "dwell" {
+            let was = first.phase_name();
+            let second =
+                Expert::taking_over_task(&task, &ExpertView::of_world(&world)).expect("takeover");
+            let cmd = first.act(&world, dt).expect("act");
+            if was == "down" && first.phase_name() == "down" {
+                down += 1;
+                went_on += usize::from(second.phase_name() == "down");
+            }
+            world.command(&cmd).expect("command");
+            world.advance(dt);
+        }
+        // Now shut the jaws where they are, 3 cm above the grasp: nothing is held.
+        let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        let mut first = Expert::for_task(&task);
+        while first.phase_name() != "down" {
+            let cmd = first.act(&world, dt).expect("act");
+            world.command(&cmd).expect("command");
+            world.advance(dt);
+        }
+        let mut shut = world.targets().to_vec();
+        shut[gi] = g.closed;
+        for _ in 0..8 {
+            world.command(&shut).expect("command");
+            world.advance(dt);
+        }
+        let mut again =
+            Expert::taking_over_task(&task, &ExpertView::of_world(&world)).expect("takeover");
+        assert_eq!(again.phase_name(), "above", "seed {seed}");
+        let mut tracker = SuccessTracker::new(&task);
+        let mut ok = false;
+        for _ in 0..task.step_limit {
+            ok = tracker.update(&world).expect("success");
+            if ok {
+                break;
+            }
+            let cmd = again.act(&world, dt).expect("act");
+            world.command(&cmd).expect("command");
+            world.advance(dt);
+        }
+        assert!(ok, "seed {seed}: the expert did not grasp again and finish");
+    }
+    assert!(
+        down >= 6 && went_on * 10 >= down * 9,
+        "an expert taking over went on down in {went_on} of {down} steps of the descent"
+    );
+}
+
 #[test]
 fn an_expert_taking_over_a_push_under_way_keeps_pushing() {
     use sinew_sim::expert::{Expert, ExpertView};
