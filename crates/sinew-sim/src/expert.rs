@@ -595,7 +595,8 @@ impl Expert {
             }
             Phase::Lift => {
                 // Retreat straight up before moving sideways, so as not to sweep the cube
-                // (careful: back off the cube first, or the jaws' grip on its face drags it up).
+                // (careful: back off the cube a centimetre first, so the open jaws do not rise
+                // along its face; they still lift it up to 2 mm on some seeds).
                 if self.careful && timer <= 2 {
                     let p = ee - dir * 0.01;
                     Vector3::new(p.x, p.y, ee.z)
@@ -670,8 +671,6 @@ impl Expert {
         let (open, closed) = (g.open, g.closed);
         let ee_pose = world.ee_pose()?;
         let ee = ee_pose.translation.vector;
-        // Align the gripper's closing axis (TCP y) with a cube face: of the four face normals,
-        // the one nearest the radial direction keeps the wrist comfortable.
         let yaw = *self.grasp_yaw.get_or_insert_with(|| grasp_yaw(&cube));
         let rot = down_at_yaw(yaw);
         let offset = jaw_offset(world, yaw);
