@@ -82,14 +82,6 @@ const CAREFUL_MOVE_M: f64 = 0.03;
 const PUSH_CORE: [f64; 2] = [0.6, 0.15];
 /// Careful push: distance to the core at which the push is done, metres.
 const PUSH_CORE_TOLERANCE_M: f64 = 0.003;
-/// Careful push: how far the jaws are open while pushing, as a fraction of the way from closed
-/// to open (SO-101 0.2 rad, Panda 6.7 mm per finger). With the closing axis across the push
-/// line (see [`push_rotation`]) the two jaws make a pusher about as wide as the cube, which
-/// turns it and lets it drift sideways far less than the closed jaws' narrow tip when the
-/// pusher is off the cube's centre line. In lockstep on the SO-101 (60 seeds, the pusher held
-/// 10 mm to one side of the line), closed jaws pointing either way succeeded 43-49 times,
-/// these 60 times; at 15 mm, 25-26 against 41-44 (docs/training.md).
-const PUSH_OPENING: f64 = 1.0 / 6.0;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
 /// Careful pick: control steps the open jaws wait at the grasp height before they close. A
@@ -167,22 +159,6 @@ fn push_goal(zone: &crate::task::ZoneSpec, c: &Vector3<f64>, careful: bool) -> V
         c.y.clamp(zone.center[1] - hy, zone.center[1] + hy),
         c.z,
     )
-}
-
-/// Careful push: the tool's orientation for a push along `dir` (unit, xy) of the cube at `c`:
-/// pointing down, with the gripper's closing axis across the push line. Of the two such
-/// orientations, the one whose closing axis is nearer the radial direction from the base (the
-/// other needs the wrist turned half a turn, which the SO-101's five joints cannot always
-/// combine with pointing down).
-fn push_rotation(dir: &Vector3<f64>, c: &Vector3<f64>) -> UnitQuaternion<f64> {
-    let radial = c.y.atan2(c.x);
-    let a = dir.y.atan2(dir.x) + std::f64::consts::FRAC_PI_2;
-    let b = a - std::f64::consts::PI;
-    down_at_yaw(if (a - radial).cos() >= (b - radial).cos() {
-        a
-    } else {
-        b
-    })
 }
 
 /// Pick: the gripper frame's yaw (radians about z) for grasping `cube`: its closing axis (TCP
@@ -504,13 +480,9 @@ impl Expert {
         let half = size / 2.0;
         let goal = push_goal(zone, &c, self.careful);
         let to_goal = Vector3::new(goal.x - c.x, goal.y - c.y, 0.0);
-        let grip = world.robot.config.gripper.as_ref().map(|g| {
-            if self.careful {
-                g.closed + (g.open - g.closed) * PUSH_OPENING
-            } else {
-                g.closed
-            }
-        });
+        // The closed jaws push. (Jaws a sixth open with the closing axis across the push line
+        // pushed straighter in lockstep, but their policies scored worse; docs/training.md.)
+        let grip = world.robot.config.gripper.as_ref().map(|g| g.closed);
         let ee = world.ee_pose()?.translation.vector;
         let hover_z = c.z + half + APPROACH_M + if self.careful { 0.02 } else { 0.0 };
         // Push with the TCP level with the cube's centre (the fingertips reach lower).
@@ -594,18 +566,13 @@ impl Expert {
                 p
             }
             Phase::Lift => {
-                // Retreat straight up before moving sideways, so as not to sweep the cube
-                // (careful: back off the cube a centimetre first, so the open jaws do not rise
-                // along its face; they still lift it up to 2 mm on some seeds).
-                if self.careful && timer <= 2 {
-                    let p = ee - dir * 0.01;
-                    Vector3::new(p.x, p.y, ee.z)
-                } else {
-                    if ee.z > hover_z - 0.01 || timer >= 10 {
-                        next(self, Phase::Above);
-                    }
-                    Vector3::new(ee.x, ee.y, hover_z)
+                // Retreat straight up before moving sideways, so as not to sweep the cube. (A
+                // centimetre's back-off along the push line first cost the SO-101's policies
+                // 26-28 points of push success; docs/training.md.)
+                if ee.z > hover_z - 0.01 || timer >= 10 {
+                    next(self, Phase::Above);
                 }
+                Vector3::new(ee.x, ee.y, hover_z)
             }
             _ => {
                 // Pushing. Beside the line, past the cube's centre, or the goal direction
@@ -646,15 +613,7 @@ impl Expert {
         } else {
             goal_pt
         };
-        let target = if self.careful {
-            IkTarget::Pose(Isometry3::from_parts(
-                Translation3::from(goal_pt),
-                push_rotation(&dir, &c),
-            ))
-        } else {
-            Self::down_target(world, goal_pt)
-        };
-        self.move_to(world, target, grip, dt_s, 0.5)
+        self.move_to(world, Self::down_target(world, goal_pt), grip, dt_s, 0.5)
     }
 
     fn act_pick(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
