@@ -532,4 +532,3 @@ fn a_careful_pick_waits_open_at_the_grasp_height_before_closing() {
         assert!(succeeded >= 3, "{name}: {succeeded} of 4 picks succeeded");
     }
 }
-
