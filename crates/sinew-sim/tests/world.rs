@@ -400,9 +400,10 @@ fn an_expert_taking_over_a_push_under_way_keeps_pushing() {
 /// closed jaws' tip with each joint clamped on its own (which tipped the cube 5.9 mm on the old
 /// table). Measured as the highest the cube's centre rises above its resting height while the
 /// expert pushes, and over the whole episode. Not asserted: the farthest the cube moves in one
-/// control step. With the closed jaws the wrist roll turns with the base pan at the end of some
-/// pushes near the base and flicks the cube (25-50 mm in a step on two of these six seeds in
-/// lockstep); the wide pusher flicked less but its policies pushed worse (docs/training.md).
+/// control step. With the closed jaws and the yaw left to IK, the base pan's command grows to its
+/// limit at the end of some pushes near the base (the wrist roll turning with it), and the jaws
+/// flick the cube 48-50 mm in a step on two of these six seeds in lockstep; pushers that held the
+/// yaw across the push line flicked less but their policies pushed worse (docs/training.md).
 #[test]
 fn near_the_base_a_pushed_cube_slides_instead_of_tipping() {
     use sinew_sim::expert::Expert;
