@@ -24,7 +24,7 @@ fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-const POLICY: &str = "sinew-tiny-so101";
+const POLICY: &str = "sinew-tiny-so101-v1";
 
 /// The former lockstep loop (eef2c85, `crates/sinew-cli/src/sim_run.rs::run_episode`, without
 /// its recording): returns success, policy steps and every command sent.

@@ -13,12 +13,12 @@ fn sinew(args: &[&str]) -> Command {
     c
 }
 
-/// Starts `policy serve sinew-tiny-so101 --openpi 0` and returns it with its port.
+/// Starts `policy serve sinew-tiny-so101-v1 --openpi 0` and returns it with its port.
 fn serve() -> (Child, u16) {
     let mut server = sinew(&[
         "policy",
         "serve",
-        "sinew-tiny-so101",
+        "sinew-tiny-so101-v1",
         "--openpi",
         "0",
         "--duration",
@@ -73,7 +73,7 @@ fn sim_run_through_an_openpi_served_policy_matches_the_local_folder() {
         .output()
         .expect("runs");
     let local = sinew(&args)
-        .args(["--policy", "sinew-tiny-so101"])
+        .args(["--policy", "sinew-tiny-so101-v1"])
         .output()
         .expect("runs");
     let _ = server.kill();

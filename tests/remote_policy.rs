@@ -42,7 +42,7 @@ fn a_served_policy_drives_the_same_episodes_as_the_local_folder() {
         &hub,
         "policy",
         "serve",
-        "sinew-tiny-so101",
+        "sinew-tiny-so101-v1",
         "--prefix",
         "test/tiny",
         "--duration",
@@ -85,7 +85,7 @@ fn a_served_policy_drives_the_same_episodes_as_the_local_folder() {
         out
     };
     let remote = run("zenoh:test/tiny");
-    let local = run("policies/sinew-tiny-so101");
+    let local = run("policies/sinew-tiny-so101-v1");
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(episodes(&remote).len(), 2, "{remote}");
@@ -104,7 +104,7 @@ fn start_server(hub: u16, prefix: &str) -> (Arc<AtomicBool>, std::thread::JoinHa
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let spec = PolicyServeSpec {
-        policy: "sinew-tiny-so101".into(),
+        policy: "sinew-tiny-so101-v1".into(),
         device: DeviceSpec::default(),
         prefix: prefix.into(),
         max_batch: 8,
@@ -210,7 +210,7 @@ fn bad_requests_are_refused_and_a_server_that_returns_is_used_again() {
 
 #[test]
 fn batched_forward_passes_give_the_chunks_single_ones_give() {
-    let dir = std::path::Path::new(ROOT).join("policies/sinew-tiny-so101");
+    let dir = std::path::Path::new(ROOT).join("policies/sinew-tiny-so101-v1");
     let opts = DeviceSpec::default().options().expect("cpu");
     let mut p = sinew_policy::folder::load_policy(&dir, &opts).expect("policy");
     let spec = p.spec().clone();

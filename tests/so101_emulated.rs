@@ -278,7 +278,7 @@ fn a_policy_drives_the_emulated_arm_within_its_limits_and_faults_hold_it() {
         &hub,
         "run",
         "--policy",
-        "policies/sinew-tiny-so101",
+        "policies/sinew-tiny-so101-v1",
         "--duration",
         "30",
     ]);

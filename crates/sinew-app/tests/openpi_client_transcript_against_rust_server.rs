@@ -1,5 +1,5 @@
 //! Direction A without Python: the frames openpi-client's `WebsocketClientPolicy` sent to
-//! `sinew policy serve policies/sinew-tiny-so101 --openpi PORT` (recorded by
+//! `sinew policy serve policies/sinew-tiny-so101-v1 --openpi PORT` (recorded by
 //! `crates/sinew-openpi/tests/fixtures/openpi_peer.py client`) are replayed byte for byte
 //! against the Rust server, and its replies must read as that client read the recorded ones:
 //! the same metadata, `actions` of the same shape and dtype (and values, the model being
@@ -44,7 +44,7 @@ fn healthz(addr: std::net::SocketAddr) -> String {
 fn openpi_client_frames_replayed_against_the_rust_server_read_as_the_client_read_them() {
     let t = transcript();
     let frames = t["frames"].as_array().expect("frames");
-    let policy = load_policy_folder("sinew-tiny-so101", &DeviceSpec::default()).expect("policy");
+    let policy = load_policy_folder("sinew-tiny-so101-v1", &DeviceSpec::default()).expect("policy");
     let server = OpenpiServer::bind(policy, "127.0.0.1:0").expect("bind");
     let addr = server.local_addr().expect("addr");
     let stop = Arc::new(AtomicBool::new(false));

@@ -42,7 +42,7 @@ struct Served {
 fn serve(addr: &str, after: usize) -> Served {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
-    let inner = load_policy_folder("sinew-tiny-so101", &DeviceSpec::default()).expect("policy");
+    let inner = load_policy_folder("sinew-tiny-so101-v1", &DeviceSpec::default()).expect("policy");
     let policy = StopAfter {
         inner,
         count: count.clone(),
@@ -84,7 +84,7 @@ fn openpi_policy_fails_while_the_server_is_gone_and_resumes_when_it_returns() {
     let addr = first.addr;
     let mut remote = load_openpi_policy(&format!("openpi:{addr}")).expect("connects");
     // The spec comes from the Sinew server's metadata.
-    let local = load_policy_folder("sinew-tiny-so101", &DeviceSpec::default()).expect("policy");
+    let local = load_policy_folder("sinew-tiny-so101-v1", &DeviceSpec::default()).expect("policy");
     let (r, l) = (remote.spec(), local.spec());
     assert_eq!(r.cameras, l.cameras);
     assert_eq!(

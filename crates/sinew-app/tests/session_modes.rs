@@ -245,7 +245,7 @@ fn a_stalled_camera_is_one_hold_one_line_and_one_event() {
         };
         let r = std::thread::scope(|inner| {
             run_live(
-                &live_spec("sinew-tiny-so101", Some(dir.clone())),
+                &live_spec("sinew-tiny-so101-v1", Some(dir.clone())),
                 &bus,
                 &mut |l| {
                     if l.contains("following the policy")
