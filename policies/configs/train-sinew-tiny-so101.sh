@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole recipe of policies/sinew-tiny-so101, from nothing but the simulator, timed step by
-# step (docs/training.md, "Status of the shipped policy"):
+# The whole recipe of the version-1 policy, shipped as policies/sinew-tiny-so101-v1, from nothing
+# but the simulator, timed step by step, on the version-1 tasks (sim/tasks/v1/; docs/training.md,
+# "Status of the version-1 policy"):
 #
 #   bash policies/configs/train-sinew-tiny-so101.sh [WORKDIR]     (default runs/so101-recipe)
 #
@@ -9,10 +10,11 @@
 # 2. fine-tuning with the goal loss (sinew-tiny-so101-goal.toml);
 # 3. takeover data from the stage-2 policy, and fine-tuning on it (sinew-tiny-so101.toml);
 # 4. takeover data from the stage-3 policy (other seeds), and the same fine-tuning on it, written
-#    to run 9 chunk entries per inference (stage 3 keeps 7, which its takeover data used);
+#    to run 9 chunk entries per inference (stage 3 keeps 7, which its takeover data used): the
+#    policy shipped as policies/sinew-tiny-so101-v1 (WORKDIR/sinew-tiny-so101);
 # 5. takeover data from the stage-4 policy (other seeds), and the same fine-tuning with
 #    committed actions as an input (real-time chunking, sinew-tiny-so101-rtc.toml): the
-#    second shipped policy, policies/sinew-tiny-so101-rtc.
+#    policy shipped as policies/sinew-tiny-so101-rtc (WORKDIR/sinew-tiny-so101-rtc).
 # Then the evaluation on 100 held-out seeds per task. Every step's wall time goes to
 # WORKDIR/times.txt. Run again after an interruption: finished datasets are kept and training
 # resumes from its last checkpoint.
