@@ -24,6 +24,12 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf8")
 }
 
+/// The `eval.json` that `sinew eval --out dir` wrote.
+fn eval_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).expect("eval.json"))
+        .expect("json")
+}
+
 /// `sinew dataset record` of two 32 px reach episodes into `dir`, with `extra` flags.
 fn record_reach(dir: &Path, extra: &[&str]) -> (bool, String, String) {
     let mut args = vec![
@@ -324,9 +330,7 @@ fn record_train_run_and_evaluate() {
         "{out}"
     );
     assert!(out.contains("| reach | held-out | 4 | 100.0% |"), "{out}");
-    let e: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(ev.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    let e = eval_json(&ev);
     assert_eq!(e["aggregated"]["pc_success"], 100.0);
     assert!(e["aggregated"]["eval_s"].as_f64().expect("eval_s") > 0.0);
     assert_eq!(e["per_task"][0]["task"], "reach");
@@ -402,9 +406,7 @@ fn the_version_1_policy_reaches_places_and_pushes_the_named_cube() {
         s(&base),
     ]);
     assert!(ok, "{err}");
-    let e: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(base.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    let e = eval_json(&base);
     let rows = e["per_episode"].as_array().expect("rows");
     assert_eq!(rows.len(), 30, "{out}");
     for (task, at_least) in [("reach", 8), ("pick-place", 6), ("push", 5)] {
@@ -468,9 +470,7 @@ fn shipped_language_policy_keeps_its_test_figures(
         s(&base),
     ]);
     assert!(ok, "{err}");
-    let e: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(base.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    let e = eval_json(&base);
     let per_task = e["per_task"].as_array().expect("per_task");
     for r in reported {
         let t = per_task
