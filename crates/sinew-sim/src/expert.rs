@@ -161,21 +161,68 @@ fn push_goal(zone: &crate::task::ZoneSpec, c: &Vector3<f64>, careful: bool) -> V
     )
 }
 
-/// Pick: the gripper frame's yaw (radians about z) for grasping `cube`: its closing axis (TCP
-/// y) along a cube face normal; of the four, the one nearest the radial direction keeps the
-/// wrist comfortable.
-fn grasp_yaw(cube: &Isometry3<f64>) -> f64 {
+/// Pick: the four yaws (radians about z) that put the gripper frame's closing axis (TCP y)
+/// along a cube face normal, the one nearest the radial direction first (it keeps the wrist
+/// comfortable), then the others by the same measure.
+fn grasp_yaws(cube: &Isometry3<f64>) -> [f64; 4] {
     let c = cube.translation.vector;
     let cube_yaw = cube.rotation.euler_angles().2;
     let radial = c.y.atan2(c.x) + std::f64::consts::FRAC_PI_2;
-    (0..4)
-        .map(|k| cube_yaw + k as f64 * std::f64::consts::FRAC_PI_2)
-        .min_by(|a, b| {
-            let da = (a - radial).sin().abs() + (1.0 - (a - radial).cos()) * 0.01;
-            let db = (b - radial).sin().abs() + (1.0 - (b - radial).cos()) * 0.01;
-            da.total_cmp(&db)
+    let cost = |a: f64| (a - radial).sin().abs() + (1.0 - (a - radial).cos()) * 0.01;
+    let mut yaws = [0.0, 1.0, 2.0, 3.0].map(|k| cube_yaw + k * std::f64::consts::FRAC_PI_2);
+    yaws.sort_by(|a, b| cost(*a).total_cmp(&cost(*b)));
+    yaws
+}
+
+/// Pick: the grasp yaw for `cube`, for the arm of `world` starting from joint values `seed`.
+///
+/// An arm of six joints or more meets the grasp pose exactly, and it can meet it in ways far
+/// apart: when the preferred yaw (the first of [`grasp_yaws`]) would turn the Panda's wrist past its limit,
+/// the IK's restarts from random postures found the pose with the base swung by two radians
+/// and the upper arm turned against it (9 of 20 pick-and-place episodes from the ready pose),
+/// and every joint of the demonstration followed that posture. A policy that reads the
+/// scene cannot tell which posture a demonstration will take. So such an arm turns its wrist
+/// the least: of the four yaws ([`grasp_yaws`]), by how far each is from the TCP's yaw at
+/// `seed`, the first whose pose above the cube the IK reaches from `seed` without restarts
+/// (the preferred yaw when none does). A five-joint arm (the SO-101) cannot meet a pose
+/// exactly and keeps the preferred yaw.
+fn reachable_grasp_yaw(
+    world: &ExpertView<'_>,
+    cube: &Isometry3<f64>,
+    seed: &[f64],
+    size: f64,
+) -> f64 {
+    let mut yaws = grasp_yaws(cube);
+    let preferred = yaws[0];
+    let arm_joints = world.robot.dof() - usize::from(world.robot.config.gripper_index().is_some());
+    if arm_joints < 6 {
+        return preferred;
+    }
+    let Ok(tcp) = world.robot.ee_pose(seed) else {
+        return preferred;
+    };
+    let y_in_base = tcp.rotation * Vector3::y();
+    let tcp_yaw = y_in_base.y.atan2(y_in_base.x);
+    let turn = |a: f64| (a - tcp_yaw).sin().atan2((a - tcp_yaw).cos()).abs();
+    yaws.sort_by(|a, b| turn(*a).total_cmp(&turn(*b)));
+    let opts = IkOptions {
+        restarts: 0,
+        ..IkOptions::default()
+    };
+    let c = cube.translation.vector;
+    yaws.into_iter()
+        .find(|&yaw| {
+            let p = c + jaw_offset(world, yaw) + Vector3::new(0.0, 0.0, size / 2.0 + APPROACH_M);
+            let target = IkTarget::Pose(Isometry3::from_parts(
+                Translation3::from(p),
+                down_at_yaw(yaw),
+            ));
+            world
+                .robot
+                .ik(target, seed, &opts)
+                .is_ok_and(|sol| sol.converged)
         })
-        .unwrap_or(cube_yaw)
+        .unwrap_or(preferred)
 }
 
 /// Pick: from the cube's centre to the TCP's grasp point, for a grasp at `yaw`. One-jaw
@@ -333,7 +380,7 @@ impl Expert {
                     // Open jaws on their way down to the grasp, near enough its line and turned
                     // as the expert would turn them: go on down (starting over from above would
                     // teach a policy that stops short to rise again).
-                    let yaw = grasp_yaw(&cube);
+                    let yaw = reachable_grasp_yaw(world, &cube, world.targets(), size);
                     let grasp = c + jaw_offset(world, yaw);
                     let y_in_base = ee_pose.rotation * Vector3::y();
                     let turned = (y_in_base.y.atan2(y_in_base.x) - yaw).cos();
@@ -630,7 +677,18 @@ impl Expert {
         let (open, closed) = (g.open, g.closed);
         let ee_pose = world.ee_pose()?;
         let ee = ee_pose.translation.vector;
-        let yaw = *self.grasp_yaw.get_or_insert_with(|| grasp_yaw(&cube));
+        let yaw = match self.grasp_yaw {
+            Some(yaw) => yaw,
+            None => {
+                let seed = self
+                    .q_seed
+                    .clone()
+                    .unwrap_or_else(|| world.targets().to_vec());
+                *self
+                    .grasp_yaw
+                    .insert(reachable_grasp_yaw(world, &cube, &seed, size))
+            }
+        };
         let rot = down_at_yaw(yaw);
         let offset = jaw_offset(world, yaw);
         let grasp = c + offset;
