@@ -177,15 +177,15 @@ fn grasp_yaws(cube: &Isometry3<f64>) -> [f64; 4] {
 /// Pick: the grasp yaw for `cube`, for the arm of `world` starting from joint values `seed`.
 ///
 /// An arm of six joints or more meets the grasp pose exactly, and it can meet it in ways far
-/// apart: when the preferred yaw (the first of [`grasp_yaws`]) would turn the Panda's wrist past its limit,
-/// the IK's restarts from random postures found the pose with the base swung by two radians
-/// and the upper arm turned against it (9 of 20 pick-and-place episodes from the ready pose),
-/// and every joint of the demonstration followed that posture. A policy that reads the
-/// scene cannot tell which posture a demonstration will take. So such an arm turns its wrist
-/// the least: of the four yaws ([`grasp_yaws`]), by how far each is from the TCP's yaw at
-/// `seed`, the first whose pose above the cube the IK reaches from `seed` without restarts
-/// (the preferred yaw when none does). A five-joint arm (the SO-101) cannot meet a pose
-/// exactly and keeps the preferred yaw.
+/// apart: when the preferred yaw (the first of [`grasp_yaws`]) would turn the Panda's wrist
+/// past its limit, the IK's restarts from random postures found the pose with the base swung
+/// by two radians and the upper arm turned against it (9 of 20 pick-and-place episodes from
+/// the ready pose), and every joint of the demonstration followed that posture. A policy that
+/// reads the scene cannot tell which posture a demonstration will take. So such an arm turns
+/// its wrist the least: of the four yaws, by how far each is from the TCP's yaw at `seed`, the
+/// first whose pose above the cube the IK reaches from `seed` without restarts (the preferred
+/// yaw when none does). A five-joint arm (the SO-101) cannot meet a pose exactly and keeps the
+/// preferred yaw.
 fn reachable_grasp_yaw(
     world: &ExpertView<'_>,
     cube: &Isometry3<f64>,
@@ -680,13 +680,10 @@ impl Expert {
         let yaw = match self.grasp_yaw {
             Some(yaw) => yaw,
             None => {
-                let seed = self
-                    .q_seed
-                    .clone()
-                    .unwrap_or_else(|| world.targets().to_vec());
-                *self
-                    .grasp_yaw
-                    .insert(reachable_grasp_yaw(world, &cube, &seed, size))
+                let seed = self.q_seed.as_deref().unwrap_or(world.targets());
+                let yaw = reachable_grasp_yaw(world, &cube, seed, size);
+                self.grasp_yaw = Some(yaw);
+                yaw
             }
         };
         let rot = down_at_yaw(yaw);
