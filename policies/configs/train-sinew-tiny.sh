@@ -38,9 +38,10 @@ panda)
     # SO-101's 93% and 100% at 0.03 (docs/training.md, "DART noise for the Panda").
     noise=0.01
     crop=front=0.24,0.36,0.76,0.88
-    # A Panda step costs about 7% more than an SO-101 step and its DART data twice the time,
-    # so stage 1 takes 12,000 steps instead of the configuration's 16,000 to keep the whole
-    # recipe within two hours (docs/training.md, "The Panda's pick keeps its posture").
+    # Stage 1 takes 12,000 steps instead of the configuration's 16,000: declared from
+    # runs/panda-p1's slower DART data and steps, to keep the recipe within two hours. With the
+    # posture-consistent pick expert the whole recipe took 98 min (runs/panda-p2), so 16,000
+    # would also fit (docs/training.md, "The Panda's pick keeps its posture").
     stage1=(--steps 12000)
     ;;
 *)
