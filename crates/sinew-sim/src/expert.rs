@@ -419,6 +419,12 @@ impl Expert {
         self.act_on(&ExpertView::of_world(world), dt_s)
     }
 
+    /// The posture (joint positions, robot.toml order) the last step's IK chose to move
+    /// towards; `None` before the first step.
+    pub fn ik_posture(&self) -> Option<&[f64]> {
+        self.q_seed.as_deref()
+    }
+
     /// Joint targets for the next control step, from a view of the world.
     pub fn act_on(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
         match self.kind {
