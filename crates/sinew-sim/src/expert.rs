@@ -82,8 +82,6 @@ const CAREFUL_MOVE_M: f64 = 0.03;
 const PUSH_CORE: [f64; 2] = [0.6, 0.15];
 /// Careful push: distance to the core at which the push is done, metres.
 const PUSH_CORE_TOLERANCE_M: f64 = 0.003;
-/// Random postures the IK restarts from when the previous posture does not reach the target.
-const RESTARTS: usize = 4;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
 /// Careful pick: control steps the open jaws wait at the grasp height before they close. A
@@ -419,12 +417,6 @@ impl Expert {
         self.act_on(&ExpertView::of_world(world), dt_s)
     }
 
-    /// The posture (joint positions, robot.toml order) the last step's IK chose to move
-    /// towards; `None` before the first step.
-    pub fn ik_posture(&self) -> Option<&[f64]> {
-        self.q_seed.as_deref()
-    }
-
     /// Joint targets for the next control step, from a view of the world.
     pub fn act_on(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
         match self.kind {
@@ -454,36 +446,13 @@ impl Expert {
             .q_seed
             .clone()
             .unwrap_or_else(|| world.targets().to_vec());
-        let solve = |restarts: usize| {
-            let opts = IkOptions {
-                restarts,
-                ..IkOptions::default()
-            };
-            robot
-                .ik(target, &seed, &opts)
-                .map_err(|e| err(e.to_string()))
+        let opts = IkOptions {
+            restarts: 4,
+            ..IkOptions::default()
         };
-        // Careful: the answer from the previous posture stands unless a restart from a random
-        // posture reaches the target exactly. The SO-101 often cannot meet its targets (five
-        // joints; the push's hover point behind a far cube), and keeping the best of the
-        // restarts' inexact answers moved some joint by more than 0.3 rad in one step 44 times
-        // in 10 pushes (14 with this rule, 10 of them the first move from the ready pose;
-        // docs/training.md).
-        let sol = if self.careful {
-            let near = solve(0)?;
-            if near.converged {
-                near
-            } else {
-                let again = solve(RESTARTS)?;
-                if again.converged {
-                    again
-                } else {
-                    near
-                }
-            }
-        } else {
-            solve(RESTARTS)?
-        };
+        let sol = robot
+            .ik(target, &seed, &opts)
+            .map_err(|e| err(e.to_string()))?;
         if !sol.converged {
             tracing::debug!(
                 phase = self.phase_name(),
