@@ -154,6 +154,8 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
     let task = load_task(&a.task)?;
     let start = Instant::now();
     let (mut ok, mut done, mut steps) = (0u64, 0u64, 0u64);
+    // Pushes started again (lift-offs or low re-seats): episodes with any, and in all.
+    let (mut restarted, mut restarts) = (0u64, 0u64);
     for seed in a.seed..a.seed + a.episodes {
         if stop.requested() {
             break;
@@ -162,14 +164,20 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
         done += 1;
         steps += out.steps as u64;
         ok += u64::from(out.success);
+        restarted += u64::from(out.push_restarts > 0);
+        restarts += u64::from(out.push_restarts);
         if a.verbose_episodes {
             println!(
-                "seed {seed:>5}  {}  {:>3} steps  {}",
+                "seed {seed:>5}  {}  {:>3} steps  {} restarts  {}",
                 if out.success { "success" } else { "FAIL   " },
                 out.steps,
+                out.push_restarts,
                 out.instruction
             );
         }
+    }
+    if restarts > 0 {
+        println!("push started again in {restarted}/{done} episodes, {restarts} times in all");
     }
     println!(
         "{} on {}: expert success {ok}/{done} = {:.1}%  mean length {:.1} steps  {:.2} episodes/s",

@@ -127,6 +127,14 @@ pub struct Expert {
     /// Careful push: the least distance to the goal so far and the control steps since it
     /// last shrank by a millimetre (a stalled push is started again).
     progress: (f64, u32),
+    /// Careful push: the robots that push square to the cube's face
+    /// ([`crate::TaskSpec::push_square`]).
+    square: Vec<String>,
+    /// Square push: the yaw of the TCP's y axis (the jaws' closing axis) last commanded,
+    /// radians about z.
+    push_yaw: Option<f64>,
+    /// Times a push was started again (lift-offs), for diagnostics.
+    restarts: u32,
 }
 
 fn err(msg: impl Into<String>) -> SimError {
@@ -268,7 +276,15 @@ impl Expert {
             q_seed: None,
             careful: false,
             progress: (f64::INFINITY, 0),
+            square: Vec::new(),
+            push_yaw: None,
+            restarts: 0,
         }
+    }
+
+    /// Times the current episode's push was started again (lift-offs).
+    pub fn push_restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// The expert of a task: careful when the task's success
@@ -276,6 +292,7 @@ impl Expert {
     pub fn for_task(task: &crate::TaskSpec) -> Self {
         let mut e = Self::new(task.success);
         e.careful = careful(task);
+        e.square = task.push_square.clone();
         e
     }
 
@@ -284,7 +301,9 @@ impl Expert {
         task: &crate::TaskSpec,
         world: &ExpertView<'_>,
     ) -> Result<Self, SimError> {
-        Self::taking_over_with(task.success, careful(task), world)
+        let mut e = Self::taking_over_with(task.success, careful(task), world)?;
+        e.square = task.push_square.clone();
+        Ok(e)
     }
 
     /// An expert taking over mid-episode from whatever drove before (a policy): its phase is
@@ -565,7 +584,8 @@ impl Expert {
                 Vector3::new(back.x, back.y, hover_z)
             };
             let p = toward(ee, p, CAREFUL_MOVE_M);
-            return self.move_to(world, Self::down_target(world, p), grip, dt_s, 0.3);
+            let target = self.push_target(world, p, dir)?;
+            return self.move_to(world, target, grip, dt_s, 0.3);
         }
         // Careful pushes steer: the line is the one from the cube to the goal now, so a cube
         // drifting sideways is pushed back by a pusher moving behind it.
@@ -580,6 +600,15 @@ impl Expert {
         let rel = ee - c;
         let along = rel.dot(&dir);
         let lateral = (rel - dir * along).xy().norm();
+        tracing::trace!(
+            phase = self.phase_name(),
+            cube = format!("{:.4} {:.4} yaw {:.3}", c.x, c.y, cube.rotation.euler_angles().2),
+            ee = format!("{:.4} {:.4} {:.4}", ee.x, ee.y, ee.z),
+            along = format!("{along:.4}"),
+            lateral = format!("{lateral:.4}"),
+            dir = format!("{:.3} {:.3}", dir.x, dir.y),
+            "push"
+        );
         self.timer += 1;
         let timer = self.timer;
         let next = |me: &mut Self, ph: Phase| {
@@ -624,7 +653,8 @@ impl Expert {
             _ => {
                 // Pushing. Beside the line, past the cube's centre, or the goal direction
                 // turned: retreat and approach again.
-                let turned = to_goal.normalize().dot(&dir) < 0.94;
+                // (A careful push re-aims every step: its line never turns away.)
+                let turned = !self.careful && to_goal.normalize().dot(&dir) < 0.94;
                 let max_lateral = max_push_lateral(half, self.careful);
                 let stalled = self.careful && {
                     let d = to_goal.norm();
@@ -637,6 +667,7 @@ impl Expert {
                 };
                 if lateral > max_lateral || along > 0.0 || turned || stalled {
                     self.progress = (f64::INFINITY, 0);
+                    self.restarts += 1;
                     next(self, Phase::Lift);
                 }
                 // Advance along the line through the cube, never past the goal (careful: never
@@ -660,7 +691,47 @@ impl Expert {
         } else {
             goal_pt
         };
-        self.move_to(world, Self::down_target(world, goal_pt), grip, dt_s, 0.5)
+        let target = self.push_target(world, goal_pt, dir)?;
+        self.move_to(world, target, grip, dt_s, 0.5)
+    }
+
+    /// The TCP pointing down at `p`; for a square push ([`crate::TaskSpec::push_square`]) also
+    /// turned so that the closed jaws' closing axis lies across the push direction `dir`, of the
+    /// two such yaws the one nearer the yaw last commanded (or the TCP's now), so that the jaws'
+    /// flat side meets the cube and the cube squares up against it.
+    fn push_target(
+        &mut self,
+        world: &ExpertView<'_>,
+        p: Vector3<f64>,
+        dir: Vector3<f64>,
+    ) -> Result<IkTarget, SimError> {
+        if !(self.careful && self.square.contains(&world.robot.config.name)) {
+            return Ok(Self::down_target(world, p));
+        }
+        let from = match self.push_yaw {
+            Some(yaw) => yaw,
+            None => {
+                let y_in_base = world.ee_pose()?.rotation * Vector3::y();
+                y_in_base.y.atan2(y_in_base.x)
+            }
+        };
+        let across = dir.y.atan2(dir.x) + std::f64::consts::FRAC_PI_2;
+        // The nearer of `across` and `across + pi` to `from`, unwrapped next to it.
+        let d = across - from;
+        let d = d.sin().atan2(d.cos());
+        let d = if d > std::f64::consts::FRAC_PI_2 {
+            d - std::f64::consts::PI
+        } else if d < -std::f64::consts::FRAC_PI_2 {
+            d + std::f64::consts::PI
+        } else {
+            d
+        };
+        let yaw = from + d;
+        self.push_yaw = Some(yaw);
+        Ok(IkTarget::Pose(Isometry3::from_parts(
+            Translation3::from(p),
+            down_at_yaw(yaw),
+        )))
     }
 
     fn act_pick(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
@@ -798,6 +869,8 @@ pub struct EpisodeOutcome {
     pub success: bool,
     /// Control steps taken.
     pub steps: u32,
+    /// Push: times the expert lifted off and started the push again.
+    pub push_restarts: u32,
 }
 
 /// Runs the scripted expert on one seeded episode of `task` in lockstep (one control step of
@@ -809,12 +882,13 @@ pub fn run_expert_episode(
 ) -> Result<EpisodeOutcome, SimError> {
     let ep = task.sample(&robot.config.name, seed)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
-    let (success, steps) = run_expert_in(&mut world, task)?;
+    let (success, steps, push_restarts) = run_expert_counted(&mut world, task, |_, _| {})?;
     Ok(EpisodeOutcome {
         seed,
         instruction: ep.instruction,
         success,
         steps,
+        push_restarts,
     })
 }
 
@@ -833,19 +907,29 @@ pub fn run_expert_in(
 pub fn run_expert_observed(
     world: &mut SimWorld,
     task: &crate::TaskSpec,
-    mut observe: impl FnMut(&SimWorld, &[f64]),
+    observe: impl FnMut(&SimWorld, &[f64]),
 ) -> Result<(bool, u32), SimError> {
+    let (success, steps, _) = run_expert_counted(world, task, observe)?;
+    Ok((success, steps))
+}
+
+/// [`run_expert_observed`], also returning [`Expert::push_restarts`].
+fn run_expert_counted(
+    world: &mut SimWorld,
+    task: &crate::TaskSpec,
+    mut observe: impl FnMut(&SimWorld, &[f64]),
+) -> Result<(bool, u32, u32), SimError> {
     let mut expert = Expert::for_task(task);
     let mut tracker = SuccessTracker::new(task);
     let dt = 1.0 / task.control_rate_hz;
     for step in 0..task.step_limit {
         if tracker.update(world)? {
-            return Ok((true, step));
+            return Ok((true, step, expert.push_restarts()));
         }
         let cmd = expert.act(world, dt)?;
         observe(world, &cmd);
         world.command(&cmd)?;
         world.advance(dt);
     }
-    Ok((tracker.update(world)?, task.step_limit))
+    Ok((tracker.update(world)?, task.step_limit, expert.push_restarts()))
 }

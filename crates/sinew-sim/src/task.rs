@@ -107,6 +107,13 @@ pub struct TaskSpec {
     /// down, to the goal zone's centre). 0 (the default): no check.
     #[serde(default)]
     pub path_clearance_m: f64,
+    /// `in_zone`: robots whose scripted push squares up to the cube: it pushes on the face
+    /// that looks most nearly towards the goal, along that face's normal, and off the face's
+    /// centre so that the cube turns until the face looks at the goal (docs/training.md, "A
+    /// push square to the cube's face"). Empty (the default): every robot pushes along the
+    /// line from the cube to the goal, whatever the cube's yaw.
+    #[serde(default)]
+    pub push_square: Vec<String>,
     /// Where the target (and, without `distractor_region`, the distractors) is placed, per
     /// robot name.
     pub region: BTreeMap<String, Region>,
