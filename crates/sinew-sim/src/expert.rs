@@ -602,7 +602,12 @@ impl Expert {
         let lateral = (rel - dir * along).xy().norm();
         tracing::trace!(
             phase = self.phase_name(),
-            cube = format!("{:.4} {:.4} yaw {:.3}", c.x, c.y, cube.rotation.euler_angles().2),
+            cube = format!(
+                "{:.4} {:.4} yaw {:.3}",
+                c.x,
+                c.y,
+                cube.rotation.euler_angles().2
+            ),
             ee = format!("{:.4} {:.4} {:.4}", ee.x, ee.y, ee.z),
             along = format!("{along:.4}"),
             lateral = format!("{lateral:.4}"),
@@ -931,5 +936,9 @@ fn run_expert_counted(
         world.command(&cmd)?;
         world.advance(dt);
     }
-    Ok((tracker.update(world)?, task.step_limit, expert.push_restarts()))
+    Ok((
+        tracker.update(world)?,
+        task.step_limit,
+        expert.push_restarts(),
+    ))
 }

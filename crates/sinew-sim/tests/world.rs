@@ -459,6 +459,54 @@ fn near_the_base_a_pushed_cube_slides_instead_of_tipping() {
     );
 }
 
+/// The Panda pushes with the closed jaws' flat side square to the push line (`push_square` in
+/// `sim/tasks/push.toml`): the cube goes where it is pushed instead of sliding along the normal
+/// of whichever face the jaws met. Lockstep, seeds 0-19: the cube moved more than 15 mm in one
+/// control step 3 times (33 mm at most) and the push came round 3 times; with the jaws' yaw left
+/// to the IK (the list emptied) 31 times (69 mm) and 10 times (docs/training.md, "The Panda
+/// pushes square").
+#[test]
+fn the_pandas_pushed_cube_goes_where_it_is_pushed() {
+    use sinew_sim::expert::run_expert_episode;
+    let task = TaskSpec::load_named(&root(), "push").expect("task");
+    assert_eq!(task.push_square, ["panda"]);
+    let r = robot("panda");
+    let dt = 1.0 / task.control_rate_hz;
+    let (mut flicks, mut worst_mm, mut failed) = (0, 0.0_f64, Vec::new());
+    for seed in 0..20 {
+        let ep = task.sample("panda", seed).expect("episode");
+        let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        let mut before = world.object_pose(0).expect("cube").translation.vector;
+        let ok = sinew_sim::expert::run_expert_observed(&mut world, &task, |w, _| {
+            let now = w.object_pose(0).expect("cube").translation.vector;
+            let mm = (now - before).xy().norm() * 1000.0;
+            if mm > 15.0 {
+                flicks += 1;
+                worst_mm = worst_mm.max(mm);
+            }
+            before = now;
+        })
+        .expect("episode runs")
+        .0;
+        if !ok {
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "failed pushes: seeds {failed:?}");
+    assert!(
+        flicks <= 8,
+        "{flicks} control steps moved the cube more than 15 mm (at most {worst_mm:.0} mm)"
+    );
+    let come_rounds: u32 = (0..20)
+        .map(|seed| {
+            run_expert_episode(&r, &task, seed)
+                .expect("episode")
+                .push_restarts
+        })
+        .sum();
+    assert!(come_rounds <= 6, "the push came round {come_rounds} times");
+}
+
 #[test]
 fn a_careful_push_ends_deep_in_the_goal_zone() {
     use sinew_sim::expert::run_expert_in;
