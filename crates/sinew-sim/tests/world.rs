@@ -459,19 +459,19 @@ fn near_the_base_a_pushed_cube_slides_instead_of_tipping() {
     );
 }
 
-/// The Panda pushes with the closed jaws' flat side square to the push line (`push_square` in
-/// `sim/tasks/push.toml`): the cube goes where it is pushed instead of sliding along the normal
-/// of whichever face the jaws met. Lockstep, seeds 0-19: the cube moved more than 15 mm in one
+/// With the Panda in `push_square`, it pushes with the closed jaws' flat side square to the push
+/// line: the cube goes where it is pushed instead of sliding along the normal of whichever face
+/// the jaws met. (The shipped task file names no robot: docs/training.md, "The Panda pushes
+/// square".) Lockstep, seeds 0-19: the cube moved more than 15 mm in one
 /// control step 3 times (33 mm at most) and the push came round 3 times; with the jaws' yaw left
 /// to the IK (the list emptied) 31 times (69 mm) and 10 times (docs/training.md, "The Panda
 /// pushes square").
 #[test]
 fn the_pandas_pushed_cube_goes_where_it_is_pushed() {
     use sinew_sim::expert::run_expert_episode;
-    let task = TaskSpec::load_named(&root(), "push").expect("task");
-    assert_eq!(task.push_square, ["panda"]);
+    let mut task = TaskSpec::load_named(&root(), "push").expect("task");
+    task.push_square = vec!["panda".to_owned()];
     let r = robot("panda");
-    let dt = 1.0 / task.control_rate_hz;
     let (mut flicks, mut worst_mm, mut failed) = (0, 0.0_f64, Vec::new());
     for seed in 0..20 {
         let ep = task.sample("panda", seed).expect("episode");
