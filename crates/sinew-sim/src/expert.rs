@@ -723,15 +723,7 @@ impl Expert {
         let across = dir.y.atan2(dir.x) + std::f64::consts::FRAC_PI_2;
         // The nearer of `across` and `across + pi` to `from`, unwrapped next to it.
         let d = across - from;
-        let d = d.sin().atan2(d.cos());
-        let d = if d > std::f64::consts::FRAC_PI_2 {
-            d - std::f64::consts::PI
-        } else if d < -std::f64::consts::FRAC_PI_2 {
-            d + std::f64::consts::PI
-        } else {
-            d
-        };
-        let yaw = from + d;
+        let yaw = from + d - std::f64::consts::PI * (d / std::f64::consts::PI).round();
         self.push_yaw = Some(yaw);
         Ok(IkTarget::Pose(Isometry3::from_parts(
             Translation3::from(p),
