@@ -5,8 +5,10 @@
 //! without TLS says so.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sinew_bus::keys::RobotKeys;
@@ -22,8 +24,17 @@ fn sinew(args: &[&str]) -> Command {
 
 struct Killed(Child);
 
+/// Set when a [`Killed`] child had already died of a signal when it was to be stopped.
+static CHILD_DIED_OF_SIGNAL: AtomicBool = AtomicBool::new(false);
+
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            eprintln!("the robot's process had ended: {status}");
+            if status.signal().is_some() {
+                CHILD_DIED_OF_SIGNAL.store(true, Ordering::SeqCst);
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -45,14 +56,35 @@ fn peer(endpoint: &str, files: TlsFiles) -> Result<Bus, sinew_bus::BusError> {
     })
 }
 
+/// Waits until the robot's session confirms it processed everything `bus` sent so far
+/// ([`Bus::flush`]). A TLS link can drop under two-way traffic and zenoh opens it again
+/// (zenoh-link-tls 1.10 reads and writes one TLS stream from two tasks at once,
+/// eclipse-zenoh/zenoh#2557); a flush in that gap finds no robot. A fresh joint state on
+/// `states` (a subscription of `bus`) shows the link is back, and the flush is asked again.
+fn flush_to_robot(bus: &Bus, states: &Latest<JointState>) {
+    for _ in 0..5 {
+        if bus.flush(Duration::from_secs(10)) >= 1 {
+            return;
+        }
+        // The first may have arrived before the link dropped; the second arrives after.
+        let _ = states.wait_new(Duration::from_secs(5));
+        assert!(
+            states.wait_new(Duration::from_secs(5)).is_some(),
+            "no joint state after a flush found no robot"
+        );
+    }
+    panic!("the robot did not confirm a flush");
+}
+
 /// The serving telemetry as the robot reports it after everything `bus` sent so far: waits
-/// until the robot's session confirms it processed it (`Bus::flush`), then takes the second
-/// report after that (the first may have left before).
-fn telemetry_after_flush(bus: &Bus, sub: &Subscriber<StringMsg>) -> serde_json::Value {
-    assert!(
-        bus.flush(Duration::from_secs(10)) >= 1,
-        "the robot did not confirm a flush"
-    );
+/// until the robot's session confirms it processed it ([`flush_to_robot`]), then takes the
+/// second report after that (the first may have left before).
+fn telemetry_after_flush(
+    bus: &Bus,
+    states: &Latest<JointState>,
+    sub: &Subscriber<StringMsg>,
+) -> serde_json::Value {
+    flush_to_robot(bus, states);
     while sub.try_recv().is_some() {}
     let mut last = None;
     for _ in 0..2 {
@@ -104,8 +136,26 @@ fn command_for_a_second(bus: &Bus, key: &str, target: f64) {
     }
 }
 
+/// zenoh-link-tls 1.10 reads and writes one TLS stream from two tasks at once
+/// (eclipse-zenoh/zenoh#2557), and now and then the robot's process dies of it (an illegal
+/// instruction in zenoh's TX thread, about one run in 80 here). A run where the robot's process
+/// died of a signal says so and the scenario runs once more; any other failure fails the test.
 #[test]
 fn only_the_controller_moves_the_robot_and_strangers_cannot_connect() {
+    for attempt in 1..=2 {
+        CHILD_DIED_OF_SIGNAL.store(false, Ordering::SeqCst);
+        match std::panic::catch_unwind(lab_scenario) {
+            Ok(()) => return,
+            Err(_) if attempt == 1 && CHILD_DIED_OF_SIGNAL.load(Ordering::SeqCst) => {
+                eprintln!("the robot's process died of a signal (zenoh#2557): once more");
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+/// The robot served with `--acl lab`; strangers, an observer and the controller.
+fn lab_scenario() {
     let root = std::env::temp_dir().join(format!("sinew-secure-bus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let lab = root.join("lab");
@@ -209,7 +259,7 @@ fn only_the_controller_moves_the_robot_and_strangers_cannot_connect() {
 
     // The observer reads; its commands are refused at the robot's side.
     command_for_a_second(&observer, &keys.joint_commands(), pan_before + 1.0);
-    let t = telemetry_after_flush(&observer, &telemetry);
+    let t = telemetry_after_flush(&observer, &states, &telemetry);
     assert_eq!(t["applied"], 0, "{t}");
     let refused = t["acl_refused"].as_u64().unwrap_or(0);
     assert!(
@@ -224,8 +274,11 @@ fn only_the_controller_moves_the_robot_and_strangers_cannot_connect() {
 
     // The controller commands.
     let controller = peer(&endpoint, tls(&lab, "controller")).expect("the controller connects");
+    let controller_states = controller
+        .latest::<JointState>(&keys.joint_states())
+        .expect("subscribe");
     command_for_a_second(&controller, &keys.joint_commands(), pan_before + 1.0);
-    let t = telemetry_after_flush(&controller, &telemetry);
+    let t = telemetry_after_flush(&controller, &controller_states, &telemetry);
     assert!(t["applied"].as_u64() >= Some(40), "{t}");
     assert_eq!(t["acl_refused"].as_u64(), Some(refused), "{t}");
     let moved = pan(&states);
