@@ -459,13 +459,12 @@ fn near_the_base_a_pushed_cube_slides_instead_of_tipping() {
     );
 }
 
-/// With the Panda in `push_square`, it pushes with the closed jaws' flat side square to the push
-/// line: the cube goes where it is pushed instead of sliding along the normal of whichever face
-/// the jaws met. (The shipped task file names no robot: docs/training.md, "The Panda pushes
-/// square".) Lockstep, seeds 0-19: the cube moved more than 15 mm in one
-/// control step 3 times (33 mm at most) and the push came round 3 times; with the jaws' yaw left
-/// to the IK (the list emptied) 31 times (69 mm) and 10 times (docs/training.md, "The Panda
-/// pushes square").
+/// With the Panda in `push_square` (the shipped task file names no robot), it pushes with the
+/// closed jaws' flat side square to the push line: the cube goes where it is pushed instead of
+/// sliding along the normal of whichever face the jaws met. Lockstep, seeds 0-19: the cube moved
+/// more than 15 mm in one control step 3 times (33 mm at most) and the push came round 3 times;
+/// with the jaws' yaw left to the IK, 31 times (69 mm) and 10 times (docs/training.md, "The
+/// Panda pushes square").
 #[test]
 fn the_pandas_pushed_cube_goes_where_it_is_pushed() {
     use sinew_sim::expert::run_expert_episode;
