@@ -701,9 +701,10 @@ impl Expert {
     }
 
     /// The TCP pointing down at `p`; for a square push ([`crate::TaskSpec::push_square`]) also
-    /// turned so that the closed jaws' closing axis lies across the push direction `dir`, of the
-    /// two such yaws the one nearer the yaw last commanded (or the TCP's now), so that the jaws'
-    /// flat side meets the cube and the cube squares up against it.
+    /// turned so that the closed jaws' closing axis lies across the push direction `dir`, so that
+    /// the jaws' flat side meets the cube and the cube squares up against it. Of the two such yaws,
+    /// the first of a push is the one that keeps the joints nearest the middle of their ranges,
+    /// every later one the one nearer the yaw last commanded.
     fn push_target(
         &mut self,
         world: &ExpertView<'_>,
@@ -713,22 +714,74 @@ impl Expert {
         if !(self.careful && self.square.contains(&world.robot.config.name)) {
             return Ok(Self::down_target(world, p));
         }
-        let from = match self.push_yaw {
-            Some(yaw) => yaw,
+        use std::f64::consts::{FRAC_PI_2, PI};
+        let across = dir.y.atan2(dir.x) + FRAC_PI_2;
+        // The one of `across` and `across + pi` nearest `from`, unwrapped next to it.
+        let nearest = |from: f64| {
+            let d = across - from;
+            from + d - PI * (d / PI).round()
+        };
+        let yaw = match self.push_yaw {
+            Some(last) => nearest(last),
             None => {
+                // The first choice of the push: the yaw whose IK solution keeps the joints
+                // nearest the middle of their ranges. Nearest the TCP's yaw now is a coin toss when the
+                // two lie a quarter turn either way (the Panda's ready pose against a push across
+                // the table): the wrist then turned either way, by the sign of a few millimetres,
+                // and joint 7 ran to its limit in half the demonstrations (docs/training.md).
                 let y_in_base = world.ee_pose()?.rotation * Vector3::y();
-                y_in_base.y.atan2(y_in_base.x)
+                let a = nearest(y_in_base.y.atan2(y_in_base.x));
+                let b = if a > y_in_base.y.atan2(y_in_base.x) {
+                    a - PI
+                } else {
+                    a + PI
+                };
+                if self.mid_range_score(world, p, b) > self.mid_range_score(world, p, a) {
+                    b
+                } else {
+                    a
+                }
             }
         };
-        let across = dir.y.atan2(dir.x) + std::f64::consts::FRAC_PI_2;
-        // The nearer of `across` and `across + pi` to `from`, unwrapped next to it.
-        let d = across - from;
-        let yaw = from + d - std::f64::consts::PI * (d / std::f64::consts::PI).round();
         self.push_yaw = Some(yaw);
         Ok(IkTarget::Pose(Isometry3::from_parts(
             Translation3::from(p),
             down_at_yaw(yaw),
         )))
+    }
+
+    /// How well the IK solution for the TCP pointing down at `p` at `yaw`, from the last
+    /// solution, keeps the arm's joints inside their ranges: minus the sum of squares of each
+    /// joint's offset from the middle of its range, in half ranges (the two yaws of a square push
+    /// differ mostly in the last joint, so its offset decides); -inf where it does not converge.
+    fn mid_range_score(&self, world: &ExpertView<'_>, p: Vector3<f64>, yaw: f64) -> f64 {
+        let robot = &world.robot;
+        let seed = self.q_seed.as_deref().unwrap_or(world.targets());
+        let opts = IkOptions {
+            restarts: 0,
+            ..IkOptions::default()
+        };
+        let target = IkTarget::Pose(Isometry3::from_parts(
+            Translation3::from(p),
+            down_at_yaw(yaw),
+        ));
+        match robot.ik(target, seed, &opts) {
+            Ok(sol) if sol.converged => {
+                let gi = robot.config.gripper_index();
+                sol.q
+                    .iter()
+                    .zip(&robot.config.joints)
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != gi)
+                    .map(|(_, (q, j))| {
+                        let mid = (j.position_min + j.position_max) / 2.0;
+                        let half = ((j.position_max - j.position_min) / 2.0).max(1e-9);
+                        -((q - mid) / half).powi(2)
+                    })
+                    .sum()
+            }
+            _ => f64::NEG_INFINITY,
+        }
     }
 
     fn act_pick(&mut self, world: &ExpertView<'_>, dt_s: f64) -> Result<Vec<f64>, SimError> {
