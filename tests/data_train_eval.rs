@@ -529,14 +529,17 @@ fn shipped_language_policy_keeps_its_test_figures(
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// `policies/sinew-tiny-so101` on its test seeds: the figures of
-/// `policies/sinew-tiny-so101/test-eval.md` (docs/training.md, "The shipped policies").
+/// `policies/sinew-tiny-so101` on the first 50 of its 100 test seeds per task, to keep CI short:
+/// the figures of those seeds' rows in `policies/sinew-tiny-so101/test-eval.json` (the 100-seed
+/// table, `test-eval.md`, reports 100 / 77 / 81% training, 100 / 82 / 79% held-out and 100 / 97 /
+/// 100% swap; docs/training.md, "The shipped policies"). `sinew eval --episodes 50` runs exactly
+/// those rows again: checked to give the same figures.
 #[test]
 fn the_shipped_so101_policy_keeps_its_test_figures_and_follows_a_swapped_instruction() {
     shipped_language_policy_keeps_its_test_figures(
         "policies/sinew-tiny-so101",
         "so101",
-        100,
+        50,
         &[
             Reported {
                 task: "reach",
@@ -546,14 +549,14 @@ fn the_shipped_so101_policy_keeps_its_test_figures_and_follows_a_swapped_instruc
             },
             Reported {
                 task: "push",
-                training: 77.0,
-                held_out: 82.0,
-                swap_went_to_named: 97.0,
+                training: 80.0,
+                held_out: 78.0,
+                swap_went_to_named: 98.0,
             },
             Reported {
                 task: "pick-place",
-                training: 81.0,
-                held_out: 79.0,
+                training: 78.0,
+                held_out: 74.0,
                 swap_went_to_named: 100.0,
             },
         ],
