@@ -725,17 +725,14 @@ impl Expert {
             Some(last) => nearest(last),
             None => {
                 // The first choice of the push: the yaw whose IK solution keeps the joints
-                // nearest the middle of their ranges. Nearest the TCP's yaw now is a coin toss when the
-                // two lie a quarter turn either way (the Panda's ready pose against a push across
-                // the table): the wrist then turned either way, by the sign of a few millimetres,
-                // and joint 7 ran to its limit in half the demonstrations (docs/training.md).
+                // nearest the middle of their ranges. Nearest the TCP's yaw now is a coin toss
+                // when the two lie a quarter turn either way (the Panda's ready pose against a
+                // push across the table): the wrist turned either way by a few degrees of the
+                // push line, to joint 7's upper limit in most pushes (docs/training.md).
                 let y_in_base = world.ee_pose()?.rotation * Vector3::y();
-                let a = nearest(y_in_base.y.atan2(y_in_base.x));
-                let b = if a > y_in_base.y.atan2(y_in_base.x) {
-                    a - PI
-                } else {
-                    a + PI
-                };
+                let now = y_in_base.y.atan2(y_in_base.x);
+                let a = nearest(now);
+                let b = if a > now { a - PI } else { a + PI };
                 if self.mid_range_score(world, p, b) > self.mid_range_score(world, p, a) {
                     b
                 } else {
