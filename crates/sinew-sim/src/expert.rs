@@ -221,16 +221,22 @@ fn reachable_grasp_yaw(
     yaws.into_iter()
         .find(|&yaw| {
             let p = c + jaw_offset(world, yaw) + Vector3::new(0.0, 0.0, size / 2.0 + APPROACH_M);
-            let target = IkTarget::Pose(Isometry3::from_parts(
-                Translation3::from(p),
-                down_at_yaw(yaw),
-            ));
+            let target = down_pose(p, yaw);
             world
                 .robot
                 .ik(target, seed, &opts)
                 .is_ok_and(|sol| sol.converged)
         })
         .unwrap_or(preferred)
+}
+
+/// The IK target of the TCP at `p`, pointing straight down, its y axis (the jaws' closing axis)
+/// at `yaw` (rad, about the base's z).
+fn down_pose(p: Vector3<f64>, yaw: f64) -> IkTarget {
+    IkTarget::Pose(Isometry3::from_parts(
+        Translation3::from(p),
+        down_at_yaw(yaw),
+    ))
 }
 
 /// Pick: from the cube's centre to the TCP's grasp point, for a grasp at `yaw`. One-jaw
@@ -741,10 +747,7 @@ impl Expert {
             }
         };
         self.push_yaw = Some(yaw);
-        Ok(IkTarget::Pose(Isometry3::from_parts(
-            Translation3::from(p),
-            down_at_yaw(yaw),
-        )))
+        Ok(down_pose(p, yaw))
     }
 
     /// How well the IK solution for the TCP pointing down at `p` at `yaw`, from the last
@@ -758,10 +761,7 @@ impl Expert {
             restarts: 0,
             ..IkOptions::default()
         };
-        let target = IkTarget::Pose(Isometry3::from_parts(
-            Translation3::from(p),
-            down_at_yaw(yaw),
-        ));
+        let target = down_pose(p, yaw);
         match robot.ik(target, seed, &opts) {
             Ok(sol) if sol.converged => {
                 let gi = robot.config.gripper_index();
