@@ -10,7 +10,8 @@
 # 3. takeover data from the stage-2 policy (500 episodes per task, seeds from 800,000), and
 #    fine-tuning on it
 #    (sinew-tiny-lang.toml);
-# 4. the same again from stage 3 (seeds from 900,000);
+# 4. the same again from stage 3 (seeds from 900,000); the Panda's push is handed over later in
+#    both rounds, and it has a fifth stage: stage 4 fine-tuned again on the same data;
 # 5. the chunk execution length (n_action_steps 7 or 9) chosen on the validation seeds
 #    (6,000,000+, training phrasings; never the test seeds), written into config.json;
 # 6. the test table, once, on the declared test seeds (5,000,000+, both phrasings) and the
@@ -31,6 +32,8 @@ so101)
     noise=0.03
     crop=front=0.185,0.26,0.815,0.89
     stage1=()
+    push_takeover=push
+    stage5=
     ;;
 panda)
     # Seven joints: the same noise per joint moves the tool further. At 0.015 the expert kept
@@ -43,6 +46,12 @@ panda)
     # posture-consistent pick expert the whole recipe took 98 min (runs/panda-p2), so 16,000
     # would also fit (docs/training.md, "The Panda's pick keeps its posture").
     stage1=(--steps 12000)
+    # Push is handed over within 90% of its step limit (reach still within 40%), so the takeover
+    # data shows the expert finishing pushes the policy left stalled half-way; and a fifth stage
+    # fine-tunes the final policy once more on the second takeover data. Each was a hint on
+    # runs/panda-p2's validation seeds (docs/training.md, "Why the Panda's pushes stall").
+    push_takeover=push:0.9
+    stage5=1
     ;;
 *)
     echo "unknown robot $robot (so101 or panda)" >&2
@@ -95,7 +104,7 @@ train() {
     touch "$out.done"
 }
 
-takeover=(--takeover 0.4 --takeover-tasks reach,push --expert-fraction 0.25 --noise "$noise" --episodes 500)
+takeover=(--takeover 0.4 --takeover-tasks "reach,$push_takeover" --expert-fraction 0.25 --noise "$noise" --episodes 500)
 
 record "$work/dart" --episodes 800 --seed 0 --noise "$noise"
 train "stage 1" "$work/stage1" --dataset "$work/dart" --config "$configs/sinew-tiny-lang-base.toml" "${stage1[@]}"
@@ -104,14 +113,21 @@ record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
 train "stage 3" "$work/stage3" --dataset "$work/takeover-1" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage2"
 record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
 final=$work/sinew-tiny-$robot
-train "stage 4" "$final" --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3"
+if [ -n "$stage5" ]; then
+    train "stage 4" "$work/stage4" --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3"
+    last=(--dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage4")
+    train "stage 5" "$final" "${last[@]}"
+else
+    last=(--dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3")
+    train "stage 4" "$final" "${last[@]}"
+fi
 
 # 5. Execution length on the validation seeds (training phrasings and held-out ones alike).
 best=7
 best_pc=-1
 for n in 7 9; do
     if [ ! -f "$work/val-n$n/eval.json" ]; then
-        "$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3" --out "$final" --n-action-steps "$n" >/dev/null
+        "$sinew" train "${last[@]}" --out "$final" --n-action-steps "$n" >/dev/null
         timed "validation n_action_steps $n" "$sinew" eval --robot "$robot" --policy "$final" --tasks "$tasks" --episodes 100 --seed 6000000 --phrasings training --jobs "${SINEW_JOBS:-2}" --out "$work/val-n$n" >/dev/null
     fi
     pc=$(grep -o '"pc_success": [0-9.]*' "$work/val-n$n/eval.json" | head -1 | grep -o '[0-9.]*$')
@@ -121,7 +137,7 @@ for n in 7 9; do
         best_pc=$pc
     fi
 done
-"$sinew" train --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3" --out "$final" --n-action-steps "$best" >/dev/null
+"$sinew" train "${last[@]}" --out "$final" --n-action-steps "$best" >/dev/null
 echo "chosen n_action_steps $best" | tee -a "$work/times.txt"
 
 # 6. The test table, on the final weights only. SINEW_SKIP_TEST=1 stops before it, for a recipe
