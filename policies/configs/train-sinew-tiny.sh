@@ -10,8 +10,9 @@
 # 3. takeover data from the stage-2 policy (500 episodes per task, seeds from 800,000), and
 #    fine-tuning on it
 #    (sinew-tiny-lang.toml);
-# 4. the same again from stage 3 (seeds from 900,000); the Panda's push is handed over later in
-#    both rounds, and it has a fifth stage: stage 4 fine-tuned again on the same data;
+# 4. the same again from stage 3 (seeds from 900,000). The Panda's push is handed over later in
+#    every round, and it has three stages more: stage 4 fine-tuned again on the same data
+#    (stage 5), then two more takeover rounds (seeds from 1,000,000 and 1,100,000; stages 6, 7);
 # 5. the chunk execution length (n_action_steps 7 or 9) chosen on the validation seeds
 #    (6,000,000+, training phrasings; never the test seeds), written into config.json;
 # 6. the test table, once, on the declared test seeds (5,000,000+, both phrasings) and the
@@ -33,7 +34,7 @@ so101)
     crop=front=0.185,0.26,0.815,0.89
     stage1=()
     push_takeover=push
-    stage5=
+    more_rounds=
     ;;
 panda)
     # Seven joints: the same noise per joint moves the tool further. At 0.015 the expert kept
@@ -47,11 +48,12 @@ panda)
     # would also fit (docs/training.md, "The Panda's pick keeps its posture").
     stage1=(--steps 12000)
     # Push is handed over within 90% of its step limit (reach still within 40%), so the takeover
-    # data shows the expert finishing pushes the policy left stalled half-way; and a fifth stage
-    # fine-tunes the final policy once more on the second takeover data. Each was a hint on
-    # runs/panda-p2's validation seeds (docs/training.md, "Why the Panda's pushes stall").
+    # data shows the expert finishing pushes the policy left stalled half-way; a fifth stage
+    # fine-tunes stage 4 once more on the second takeover data (each a hint on runs/panda-p2's
+    # validation seeds), and two more takeover rounds follow, since push rose with every stage of
+    # runs/panda-lt5 (docs/training.md, "The Panda's late push takeover and a fifth stage").
     push_takeover=push:0.9
-    stage5=1
+    more_rounds=1
     ;;
 *)
     echo "unknown robot $robot (so101 or panda)" >&2
@@ -113,10 +115,15 @@ record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
 train "stage 3" "$work/stage3" --dataset "$work/takeover-1" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage2"
 record "$work/takeover-2" --policy "$work/stage3" --seed 900000 "${takeover[@]}"
 final=$work/sinew-tiny-$robot
-if [ -n "$stage5" ]; then
+if [ -n "$more_rounds" ]; then
     train "stage 4" "$work/stage4" --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3"
-    last=(--dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage4")
-    train "stage 5" "$final" "${last[@]}"
+    train "stage 5" "$work/stage5" --dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage4"
+    # Two more takeover rounds, each from the policy before (seeds from 1,000,000 and 1,100,000).
+    record "$work/takeover-3" --policy "$work/stage5" --seed 1000000 "${takeover[@]}"
+    train "stage 6" "$work/stage6" --dataset "$work/takeover-3" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage5"
+    record "$work/takeover-4" --policy "$work/stage6" --seed 1100000 "${takeover[@]}"
+    last=(--dataset "$work/takeover-4" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage6")
+    train "stage 7" "$final" "${last[@]}"
 else
     last=(--dataset "$work/takeover-2" --config "$configs/sinew-tiny-lang.toml" --init "$work/stage3")
     train "stage 4" "$final" "${last[@]}"
