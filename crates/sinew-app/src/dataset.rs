@@ -67,6 +67,11 @@ pub struct RecordSpec {
     /// With takeover: the tasks it applies to (empty: all), each `NAME` or `NAME:FRACTION`
     /// (that task's own window instead of `takeover`'s).
     pub takeover_tasks: Vec<String>,
+    /// With takeover: the expert gets the task's whole step limit after the handover (the
+    /// episode runs to the handover step plus the step limit) instead of the steps left. A late
+    /// handover to a stalled push otherwise leaves the expert too few steps to finish it, and the
+    /// recovery is never kept (docs/training.md, "Late handovers leave the expert no time").
+    pub takeover_full_limit: bool,
     /// Episodes simulated at once.
     pub jobs: usize,
     /// Where the policy runs.
@@ -375,6 +380,26 @@ fn takeover_window(spec: &RecordSpec, task: &str) -> Result<Option<f64>> {
     Ok(None)
 }
 
+/// The task an episode handed over at `switch_step` runs under: with `full_limit`, its step
+/// limit grows by the handover step, so the expert has the whole limit after the handover;
+/// otherwise (or without a handover) the task as it is.
+fn task_after_handover(
+    task: &TaskSpec,
+    switch_step: Option<u64>,
+    full_limit: bool,
+) -> std::borrow::Cow<'_, TaskSpec> {
+    match switch_step {
+        Some(at) if full_limit => {
+            let mut t = task.clone();
+            t.step_limit = t
+                .step_limit
+                .saturating_add(u32::try_from(at).unwrap_or(u32::MAX));
+            std::borrow::Cow::Owned(t)
+        }
+        _ => std::borrow::Cow::Borrowed(task),
+    }
+}
+
 /// Runs one seed's episode: the expert drives, or the policy (loaded into `learner` on first
 /// use) drives while the expert labels or takes over, as the spec asks.
 fn record_seed(
@@ -445,8 +470,9 @@ fn record_seed(
         exec: ExecutionSpec::default(),
         record_cameras: false,
     };
+    let run_task = task_after_handover(task, switch_step, spec.takeover_full_limit);
     let (_, report, _) =
-        run_policy_episode(robot, task, seed, &ep, policy, &opts, &mut [&mut tap])?;
+        run_policy_episode(robot, &run_task, seed, &ep, policy, &opts, &mut [&mut tap])?;
     let mut succeeded = report.end == End::Success;
     if switch_step.is_some() && tap.frames.is_empty() {
         // The policy succeeded before the expert took over: nothing was recorded.
@@ -480,6 +506,7 @@ mod tests {
             expert_fraction: 0.0,
             takeover,
             takeover_tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            takeover_full_limit: false,
             jobs: 1,
             device: DeviceSpec::default(),
         }
@@ -501,6 +528,25 @@ mod tests {
             takeover_window(&spec(None, &["reach:0.2"]), "reach").expect("reach"),
             None
         );
+    }
+
+    #[test]
+    fn a_full_limit_handover_gives_the_expert_the_whole_step_limit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let push = TaskSpec::load_named(&root, "push").expect("push task");
+        let limit = push.step_limit;
+        // Handed over at step 120: the expert has the whole limit after it, or only what is left.
+        let full = task_after_handover(&push, Some(120), true);
+        assert_eq!(full.step_limit, limit + 120);
+        assert_eq!(
+            task_after_handover(&push, Some(120), false).step_limit,
+            limit
+        );
+        // No handover (the expert or the policy drives alone): the task as it is.
+        assert_eq!(task_after_handover(&push, None, true).step_limit, limit);
+        // Nothing else changes.
+        assert_eq!(full.name, push.name);
+        assert_eq!(full.control_rate_hz, push.control_rate_hz);
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct RecordArgs {
     /// `reach,push,pick-place:0.15`: pick-and-place handed over before the jaws close).
     #[arg(long, value_delimiter = ',')]
     takeover_tasks: Vec<String>,
+    /// With --takeover: the expert gets the task's whole step limit after the handover instead
+    /// of the steps left (the episode runs longer), so late handovers can still be finished.
+    #[arg(long)]
+    takeover_full_limit: bool,
     /// Episodes simulated at once (with --policy, each worker loads its own copy). The
     /// dataset does not depend on it.
     #[arg(long, default_value_t = 1)]
@@ -190,6 +194,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         expert_fraction: a.expert_fraction,
         takeover: a.takeover,
         takeover_tasks: a.takeover_tasks.clone(),
+        takeover_full_limit: a.takeover_full_limit,
         jobs: a.jobs,
         device: a.device.spec(),
     };
