@@ -13,6 +13,8 @@ use sinew_robot::RobotDescription;
 use sinew_runtime::{Record, Tap};
 use sinew_sim::{Episode, SuccessKind};
 
+use crate::batch::median;
+
 /// How close the tool centre point must come to a cube's surface to count as acting on it, m.
 pub const APPROACH_M: f64 = 0.01;
 
@@ -21,6 +23,9 @@ pub const MOVED_M: f64 = 0.01;
 
 /// How far the named cube must rise to count as lifted, m.
 pub const LIFTED_M: f64 = 0.02;
+
+/// How near the named cube must stay to where it ended to count as still, m ([`Stall`]).
+pub const STILL_M: f64 = 0.002;
 
 /// Why an episode that did not succeed failed, read from where the named cube went (the "Why
 /// episodes failed" table of `sinew eval`).
@@ -148,6 +153,61 @@ pub fn named_end_from_goal_mm(episode: &Episode, tap: &ApproachTap<'_>) -> Optio
     ])
 }
 
+/// How an episode ended for the named cube: the policy steps after it last moved (it stayed
+/// within [`STILL_M`] of where it ended) and what the tool did in them. For a push left short
+/// of its zone it says whether the arm stalled hovering over the cube, wandered, or kept
+/// pressing on it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stall {
+    /// The policy step (from 0) from which the named cube stayed still.
+    pub from_step: usize,
+    /// How many policy steps it stayed still, to the episode's end.
+    pub steps: usize,
+    /// The tool centre point's median height above the cube's centre over those steps, mm.
+    pub tool_above_cube_mm: f64,
+    /// Its median distance across the table from the cube's centre over those steps, mm.
+    pub tool_from_cube_mm: f64,
+    /// How far it travelled over those steps, mm.
+    pub tool_travel_mm: f64,
+}
+
+/// The named cube's [`Stall`] in `episode`, from `tap`'s view of it (`None` when the tap saw
+/// the cube in fewer than two scenes or never saw the tool there).
+pub fn named_stall(episode: &Episode, tap: &ApproachTap<'_>) -> Option<Stall> {
+    let named = &episode.objects.first()?.color;
+    let path = &tap.paths.iter().find(|(c, _)| c == named)?.1;
+    let end = *path.last()?;
+    if path.len() < 2 {
+        return None;
+    }
+    let from = path
+        .iter()
+        .rposition(|c| (c - end).norm() > STILL_M)
+        .map_or(0, |i| i + 1);
+    let mut above = Vec::new();
+    let mut across = Vec::new();
+    let mut travel = 0.0;
+    let mut prev: Option<Vector3<f64>> = None;
+    for (k, c) in path.iter().enumerate().skip(from) {
+        let Some(t) = tap.tool.get(k).copied().flatten() else {
+            continue;
+        };
+        above.push(1e3 * (t.z - c.z));
+        across.push(1e3 * (t.x - c.x).hypot(t.y - c.y));
+        if let Some(p) = prev {
+            travel += 1e3 * (t - p).norm();
+        }
+        prev = Some(t);
+    }
+    Some(Stall {
+        from_step: from,
+        steps: path.len() - from,
+        tool_above_cube_mm: median(above)?,
+        tool_from_cube_mm: median(across)?,
+        tool_travel_mm: travel,
+    })
+}
+
 /// Where one cube went during an episode, as the scenes showed it (world frame, m).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CubeTrack {
@@ -174,6 +234,10 @@ pub struct ApproachTap<'a> {
     first: Option<String>,
     /// The closest the tool came to each cube's surface, m, by colour.
     closest: Vec<(String, f64)>,
+    /// Each cube's centre in every scene, by colour (world frame, m).
+    paths: Vec<(String, Vec<Vector3<f64>>)>,
+    /// The tool centre point in every scene, where the joints were known (world frame, m).
+    tool: Vec<Option<Vector3<f64>>>,
 }
 
 impl<'a> ApproachTap<'a> {
@@ -186,6 +250,8 @@ impl<'a> ApproachTap<'a> {
             tracks: Vec::new(),
             first: None,
             closest: Vec::new(),
+            paths: Vec::new(),
+            tool: Vec::new(),
         }
     }
 
@@ -215,6 +281,7 @@ impl<'a> ApproachTap<'a> {
             .and_then(|q| self.robot.ee_pose(q).ok())
             // The simulated robot's base is the world origin.
             .map(|base_from_ee| Point3::from(base_from_ee.translation.vector));
+        self.tool.push(p_in_world.map(|p| p.coords));
         let mut best: Option<(f64, &str)> = None;
         for item in &scene.items {
             let Some(colour) = item.name.strip_prefix("cube_") else {
@@ -223,6 +290,10 @@ impl<'a> ApproachTap<'a> {
             let Shape::Box { half_extents_m: h } = item.shape;
             let [x, y, z, qx, qy, qz, qw] = item.world_from_item;
             let centre = Vector3::new(x, y, z);
+            match self.paths.iter_mut().find(|(c, _)| c == colour) {
+                Some((_, p)) => p.push(centre),
+                None => self.paths.push((colour.to_owned(), vec![centre])),
+            }
             let moved = match self.tracks.iter_mut().find(|t| t.colour == colour) {
                 Some(t) => {
                     t.last = centre;
@@ -482,5 +553,60 @@ mod tests {
         let short = [o.xy[0] - 0.02, o.xy[1]];
         assert!(ep.zones.iter().all(|z| !z.contains(short[0], short[1])));
         assert_eq!(end_at(short), Some(Failure::ShortOfZone));
+    }
+
+    #[test]
+    fn a_stall_counts_the_steps_the_named_cube_lay_still_and_where_the_tool_was() {
+        let robot = load_robot("so101").expect("robot");
+        let push = crate::resolve::load_task("push").expect("task");
+        let ep = push.sample("so101", 7).expect("episode");
+        let o = &ep.objects[0];
+        let h = o.size / 2.0;
+        let joints = |q: Vec<f64>| JointState {
+            name: robot.joint_names(),
+            position: q,
+            ..JointState::default()
+        };
+        let home = robot.home();
+        let mut bent = home.clone();
+        bent[0] += 0.2;
+        let tool = |q: &[f64]| robot.ee_pose(q).expect("fk").translation.vector;
+        let mut tap = ApproachTap::new(&robot);
+        tap.record(0, Record::JointState(&joints(home.clone())));
+        // Steps 0-2: the cube pushed 1 cm a step; steps 3-9: it lies still (moved 1 mm, under
+        // the 2 mm), the tool held at home for steps 3-6, then swung to `bent` for 7-9.
+        for k in 0..10 {
+            if k == 7 {
+                tap.record(0, Record::JointState(&joints(bent.clone())));
+            }
+            let d = 0.01 * (k.min(3) as f64) + if k >= 5 { 0.001 } else { 0.0 };
+            let at = [o.xy[0], o.xy[1] + d, h];
+            tap.record(0, Record::Scene(&scene_of(&ep, Some(at))));
+        }
+        let st = named_stall(&ep, &tap).expect("a stall");
+        assert_eq!((st.from_step, st.steps), (3, 7), "{st:?}");
+        let end = Vector3::new(o.xy[0], o.xy[1] + 0.031, h);
+        let (a, b) = (tool(&home), tool(&bent));
+        // Heights over steps 3-9: four at home's, three at bent's (the cube 1 mm lower on
+        // none; z is the same), so the median is home's.
+        assert!(
+            (st.tool_above_cube_mm - 1e3 * (a.z - h)).abs() < 1e-6,
+            "{st:?}"
+        );
+        let from_home = 1e3 * (a.x - end.x).hypot(a.y - end.y);
+        let from_home_before = 1e3 * (a.x - o.xy[0]).hypot(a.y - (o.xy[1] + 0.03));
+        assert!(
+            (st.tool_from_cube_mm - from_home).abs() < 1.0
+                || (st.tool_from_cube_mm - from_home_before).abs() < 1.0,
+            "{st:?}"
+        );
+        assert!(
+            (st.tool_travel_mm - 1e3 * (b - a).norm()).abs() < 1e-6,
+            "{st:?}"
+        );
+        // A cube never seen: no stall.
+        let mut empty = ApproachTap::new(&robot);
+        empty.record(0, Record::JointState(&joints(home)));
+        assert_eq!(named_stall(&ep, &empty), None);
     }
 }

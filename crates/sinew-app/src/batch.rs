@@ -10,9 +10,11 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 use sinew_robot::RobotDescription;
-use sinew_sim::{Phrasing, TaskSpec};
+use sinew_sim::{Phrasing, SuccessKind, TaskSpec};
 
-use crate::approach::{named_end_from_goal_mm, named_to_goal_mm, ApproachTap, Failure};
+use crate::approach::{
+    named_end_from_goal_mm, named_stall, named_to_goal_mm, ApproachTap, Failure, Stall,
+};
 use crate::episode::{run_episode, Driver, EpisodeOptions, EpisodeResult, PolicyName};
 use crate::execution::ExecutionSpec;
 use crate::pool::{ordered_pool, Flow, Workers};
@@ -96,6 +98,9 @@ pub struct EpisodeRow {
     /// Where the named cube ended relative to its goal's centre, base-frame x and y, mm
     /// (`None` for a reach).
     pub named_end_from_goal_mm: Option<[f64; 2]>,
+    /// A failed push or pick-and-place: the steps after the named cube last moved, and what the
+    /// tool did in them (`None` for a success or a reach).
+    pub named_stall: Option<Stall>,
     /// The instruction template the seed drew (its index in that list).
     pub template: usize,
     /// The template.
@@ -242,6 +247,9 @@ pub fn run_batch(
                 .map(|d| d * 1e3),
             named_to_goal_mm: named_to_goal_mm(&episode, &approach),
             named_end_from_goal_mm: named_end_from_goal_mm(&episode, &approach),
+            named_stall: (!result.success && task.success != SuccessKind::Touch)
+                .then(|| named_stall(&episode, &approach))
+                .flatten(),
             failure: (!result.success)
                 .then(|| Failure::of(task.success, &episode, &approach))
                 .flatten(),
@@ -414,7 +422,7 @@ impl EpisodeRow {
 }
 
 /// The median of `v` (the mean of the middle two of an even count); `None` when empty.
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     match n {
@@ -422,6 +430,39 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
         _ if n % 2 == 1 => Some(v[n / 2]),
         _ => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
     }
+}
+
+/// The "Where the named cube stopped" table: for each task and way of failing (swaps not
+/// counted), medians over the episodes of how long the named cube lay still at the end and
+/// where the tool was meanwhile ([`Stall`]); empty when no failure has a stall.
+fn stall_table(rows: &[&EpisodeRow]) -> String {
+    let mut groups: BTreeMap<(&str, Failure), Vec<Stall>> = BTreeMap::new();
+    for r in rows {
+        if let (Some(f), Some(st)) = (r.failure, r.named_stall) {
+            groups.entry((r.task.as_str(), f)).or_default().push(st);
+        }
+    }
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut md = "\n## Where the named cube stopped\n\nFailed episodes (swaps not counted), by way of failing: medians over the episodes of the policy steps the named cube lay still at the end (within 2 mm of where it ended), and of where the tool centre point was meanwhile: its height above the cube's centre, its distance across the table from it, and how far it travelled. \"Tool still\": the episodes whose tool travelled under 50 mm while the cube lay still for 20 steps or more.\n\n| task | what happened | episodes | still for (steps) | tool above the cube (mm) | tool from the cube (mm) | tool travel (mm) | tool still |\n|---|---|---|---|---|---|---|---|\n".to_owned();
+    for ((task, f), st) in &groups {
+        let med = |g: fn(&Stall) -> f64| median(st.iter().map(g).collect()).unwrap_or(f64::NAN);
+        let still = st
+            .iter()
+            .filter(|x| x.steps >= 20 && x.tool_travel_mm < 50.0)
+            .count();
+        md += &format!(
+            "| {task} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {still} |\n",
+            f.describe(),
+            st.len(),
+            med(|x| x.steps as f64),
+            med(|x| x.tool_above_cube_mm),
+            med(|x| x.tool_from_cube_mm),
+            med(|x| x.tool_travel_mm),
+        );
+    }
+    md
 }
 
 /// Per-task tables of a batch.
@@ -614,6 +655,7 @@ pub fn eval_report(spec: &BatchSpec, report: &BatchReport) -> EvalReport {
             }
         }
     }
+    md += &stall_table(&scored);
     md += "\n## By instruction template\n\n| task | phrasing | template | episodes | success |\n|---|---|---|---|---|\n";
     for t in &per_task {
         for b in &t.by_instruction {

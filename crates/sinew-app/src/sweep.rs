@@ -387,6 +387,7 @@ mod tests {
             failure: None,
             named_to_goal_mm: None,
             named_end_from_goal_mm: None,
+            named_stall: None,
             template: 0,
             template_text: String::new(),
             result: EpisodeResult {
