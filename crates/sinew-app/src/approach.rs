@@ -175,7 +175,8 @@ pub struct Stall {
 /// the cube in fewer than two scenes or never saw the tool there).
 pub fn named_stall(episode: &Episode, tap: &ApproachTap<'_>) -> Option<Stall> {
     let named = &episode.objects.first()?.color;
-    let path = &tap.paths.iter().find(|(c, _)| c == named)?.1;
+    let track = tap.track(named)?;
+    let path = &track.path;
     let end = *path.last()?;
     if path.len() < 2 {
         return None;
@@ -189,7 +190,7 @@ pub fn named_stall(episode: &Episode, tap: &ApproachTap<'_>) -> Option<Stall> {
     let mut travel = 0.0;
     let mut prev: Option<Vector3<f64>> = None;
     for (k, c) in path.iter().enumerate().skip(from) {
-        let Some(t) = tap.tool.get(k).copied().flatten() else {
+        let Some(t) = tap.tool.get(track.first_scene + k).copied().flatten() else {
             continue;
         };
         above.push(1e3 * (t.z - c.z));
@@ -221,6 +222,10 @@ pub struct CubeTrack {
     pub max_rise_m: f64,
     /// The farthest its centre got from where it started, m.
     pub max_shift_m: f64,
+    /// Its centre in every scene from the first that showed it.
+    pub path: Vec<Vector3<f64>>,
+    /// The index of that first scene among the episode's scenes.
+    pub first_scene: usize,
 }
 
 /// The tap (see the module documentation).
@@ -234,8 +239,6 @@ pub struct ApproachTap<'a> {
     first: Option<String>,
     /// The closest the tool came to each cube's surface, m, by colour.
     closest: Vec<(String, f64)>,
-    /// Each cube's centre in every scene, by colour (world frame, m).
-    paths: Vec<(String, Vec<Vector3<f64>>)>,
     /// The tool centre point in every scene, where the joints were known (world frame, m).
     tool: Vec<Option<Vector3<f64>>>,
 }
@@ -250,7 +253,6 @@ impl<'a> ApproachTap<'a> {
             tracks: Vec::new(),
             first: None,
             closest: Vec::new(),
-            paths: Vec::new(),
             tool: Vec::new(),
         }
     }
@@ -290,15 +292,12 @@ impl<'a> ApproachTap<'a> {
             let Shape::Box { half_extents_m: h } = item.shape;
             let [x, y, z, qx, qy, qz, qw] = item.world_from_item;
             let centre = Vector3::new(x, y, z);
-            match self.paths.iter_mut().find(|(c, _)| c == colour) {
-                Some((_, p)) => p.push(centre),
-                None => self.paths.push((colour.to_owned(), vec![centre])),
-            }
             let moved = match self.tracks.iter_mut().find(|t| t.colour == colour) {
                 Some(t) => {
                     t.last = centre;
                     t.max_rise_m = t.max_rise_m.max(centre.z - t.start.z);
                     t.max_shift_m = t.max_shift_m.max((centre - t.start).norm());
+                    t.path.push(centre);
                     (centre - t.start).norm() > MOVED_M
                 }
                 None => {
@@ -308,6 +307,9 @@ impl<'a> ApproachTap<'a> {
                         last: centre,
                         max_rise_m: 0.0,
                         max_shift_m: 0.0,
+                        path: vec![centre],
+                        // This scene's tool entry is already in.
+                        first_scene: self.tool.len() - 1,
                     });
                     false
                 }
