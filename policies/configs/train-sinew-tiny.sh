@@ -14,7 +14,8 @@
 #    every round, and it has three stages more: stage 4 fine-tuned again on the same data
 #    (stage 5), then two more takeover rounds (seeds from 1,000,000 and 1,100,000; stages 6, 7);
 # 5. the chunk execution length (n_action_steps 7 or 9) chosen on the validation seeds
-#    (6,000,000+, training phrasings; never the test seeds), written into config.json;
+#    (6,000,000+, training phrasings; never the test seeds), written into config.json, then
+#    how each action dimension is decoded (choose-decode.sh, the same seeds);
 # 6. the test table, once, on the declared test seeds (5,000,000+, both phrasings) and the
 #    instruction-swap figure.
 # Every step's wall time goes to WORKDIR/times.txt. Run again after an interruption: finished
@@ -146,6 +147,8 @@ for n in 7 9; do
 done
 "$sinew" train "${last[@]}" --out "$final" --n-action-steps "$best" >/dev/null
 echo "chosen n_action_steps $best" | tee -a "$work/times.txt"
+# 5b. How each joint's bins are decoded (expectation or mode), on the same validation seeds.
+SINEW_BIN=$sinew bash "$configs/choose-decode.sh" "$robot" "$final" "$work"
 
 # 6. The test table, on the final weights only. SINEW_SKIP_TEST=1 stops before it, for a recipe
 #    still being chosen on the validation seeds.

@@ -24,6 +24,20 @@ pub enum PolicyCommand {
     /// batched into one forward pass. Robots use it with `--policy zenoh:PREFIX`. With
     /// `--openpi PORT`, openpi's WebSocket protocol instead, for openpi clients.
     Serve(ServeArgs),
+    /// Set how a sinew-tiny policy decodes its action bins (config.json's `decode`, or
+    /// `decode_by_dim` given one per action dimension) and print the result. The weights are
+    /// untouched; train-sinew-tiny.sh chooses it per joint on the validation seeds.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// The policy folder.
+    dir: PathBuf,
+    /// `argmax`, `mode` or `expectation`: one for every dimension, or comma-separated, one per
+    /// action dimension in action order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    set: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -82,7 +96,26 @@ pub fn run(cmd: PolicyCommand, bus: &sinew_bus::BusConfig, stop: &crate::stop::S
         PolicyCommand::Info(a) => info(a),
         PolicyCommand::Run(a) => run_once(a),
         PolicyCommand::Serve(a) => serve(a, bus, stop),
+        PolicyCommand::Decode(a) => set_decode(a),
     }
+}
+
+fn set_decode(a: DecodeArgs) -> Result<()> {
+    use sinew_policy::models::sinew_tiny::Decode;
+    let decode = a
+        .set
+        .iter()
+        .map(|s| {
+            serde_json::from_value::<Decode>(serde_json::Value::String(s.trim().to_string()))
+                .map_err(|_| anyhow::anyhow!("--set {s}: expected argmax, mode or expectation"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = sinew_policy::models::sinew_tiny::set_decode(&a.dir, &decode)?;
+    let names: Vec<String> = (0..cfg.action_dim)
+        .map(|k| format!("{:?}", cfg.decode_of(k)).to_lowercase())
+        .collect();
+    println!("{}: decode {}", a.dir.display(), names.join(","));
+    Ok(())
 }
 
 fn serve(a: ServeArgs, bus_cfg: &sinew_bus::BusConfig, stop: &crate::stop::Stop) -> Result<()> {

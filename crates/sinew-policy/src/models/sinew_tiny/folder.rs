@@ -111,6 +111,51 @@ pub fn load_config(dir: &Path) -> Result<Config, PolicyError> {
     Ok(cfg)
 }
 
+/// Sets how the sinew-tiny policy in `dir` decodes its bins, rewriting `dir/config.json` and
+/// keeping its other fields: one value sets `decode` for every dimension (and clears
+/// `decode_by_dim`), one per action dimension sets `decode_by_dim`. Returns the new
+/// configuration; on an error the file is left as it was.
+pub fn set_decode(dir: &Path, decode: &[Decode]) -> Result<Config, PolicyError> {
+    let path = dir.join("config.json");
+    let mut cfg = load_config(dir)?;
+    match decode {
+        [one] => {
+            cfg.decode = *one;
+            cfg.decode_by_dim.clear();
+        }
+        many if many.len() == cfg.action_dim => cfg.decode_by_dim = many.to_vec(),
+        many => {
+            return Err(PolicyError::Config(format!(
+                "{}: {} decodings given for {} action dimensions (give one, or one per dimension)",
+                path.display(),
+                many.len(),
+                cfg.action_dim
+            )))
+        }
+    }
+    cfg.validate().map_err(PolicyError::Config)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io(path.clone(), e))?;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| PolicyError::Parse(path.clone(), e.to_string()))?;
+    let fields = json
+        .as_object_mut()
+        .ok_or_else(|| PolicyError::Parse(path.clone(), "not a JSON object".into()))?;
+    let err = |e: serde_json::Error| PolicyError::Config(e.to_string());
+    fields.insert(
+        "decode".into(),
+        serde_json::to_value(cfg.decode).map_err(err)?,
+    );
+    if cfg.decode_by_dim.is_empty() {
+        fields.remove("decode_by_dim");
+    } else {
+        let by_dim = serde_json::to_value(&cfg.decode_by_dim).map_err(err)?;
+        fields.insert("decode_by_dim".into(), by_dim);
+    }
+    let text = serde_json::to_string_pretty(&json).map_err(err)?;
+    std::fs::write(&path, text).map_err(|e| PolicyError::Io(path.clone(), e))?;
+    Ok(cfg)
+}
+
 impl SinewTinyPolicy {
     /// Wraps a model built elsewhere (training) with its tokenizer and statistics.
     pub fn from_parts(
@@ -465,8 +510,9 @@ impl SinewTinyPolicy {
         t0: Instant,
         t1: Instant,
     ) -> Result<ActionChunk, PolicyError> {
-        let decode = self.model.config().decode;
-        let (rows, actions, t2) = if decode == Decode::Argmax {
+        let cfg = self.model.config();
+        let all_argmax = (0..cfg.action_dim).all(|k| cfg.decode_of(k) == Decode::Argmax);
+        let (rows, actions, t2) = if all_argmax {
             let tokens: Vec<Vec<Vec<u32>>> = SinewTiny::greedy(logits)
                 .and_then(|t| t.to_vec3())
                 .map_err(model_err)?;
@@ -481,10 +527,10 @@ impl SinewTinyPolicy {
                 .and_then(|l| l.to_vec1())
                 .map_err(model_err)?;
             let t2 = Instant::now();
-            let cfg = self.model.config();
             let values: Vec<f64> = flat
                 .chunks(cfg.n_bins)
-                .map(|l| decode_logits(l, decode))
+                .enumerate()
+                .map(|(i, l)| decode_logits(l, cfg.decode_of(i % cfg.action_dim.max(1))))
                 .collect();
             let mut rows = Vec::with_capacity(cfg.chunk_length);
             let mut actions = Vec::with_capacity(cfg.chunk_length);

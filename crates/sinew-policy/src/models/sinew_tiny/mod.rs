@@ -17,7 +17,9 @@
 
 mod folder;
 
-pub use folder::{build_text_tokenizer, load_config, required_tensors, spec_of, SinewTinyPolicy};
+pub use folder::{
+    build_text_tokenizer, load_config, required_tensors, set_decode, spec_of, SinewTinyPolicy,
+};
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{
@@ -82,6 +84,11 @@ pub struct Config {
     /// How a dimension's bin distribution becomes its action value.
     #[serde(default)]
     pub decode: Decode,
+    /// How each action dimension decodes, in action order, when it differs by dimension (the
+    /// Panda's joints by `mode`, its gripper by `expectation`); empty: every dimension by
+    /// `decode`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_by_dim: Vec<Decode>,
     /// Conditions the CNN on the instruction (FiLM, Perez et al. 2018): after each stage's
     /// convolution, channels are scaled by `1 + gamma` and shifted by `beta`, both linear in the
     /// mean word embedding (`vision.film.N`, zero at initialisation). The image features can
@@ -227,6 +234,11 @@ pub fn decode_logits(logits: &[f32], decode: Decode) -> f64 {
 }
 
 impl Config {
+    /// How action dimension `k` decodes.
+    pub fn decode_of(&self, k: usize) -> Decode {
+        self.decode_by_dim.get(k).copied().unwrap_or(self.decode)
+    }
+
     /// A small default: two 96 px cameras, width 128, 4 blocks with MLPs of 256, chunks of
     /// 10, 256 bins (about 10 ms per chunk on two cores).
     pub fn small(
@@ -255,6 +267,7 @@ impl Config {
             robot: None,
             gaussian_head: false,
             decode: Decode::Argmax,
+            decode_by_dim: Vec::new(),
             film: false,
             cnn_norm: false,
             coords: false,
@@ -293,6 +306,13 @@ impl Config {
             return Err(
                 "patch_tokens = false needs keypoints: there would be no image tokens".into(),
             );
+        }
+        if !self.decode_by_dim.is_empty() && self.decode_by_dim.len() != self.action_dim {
+            return Err(format!(
+                "decode_by_dim has {} entries for {} action dimensions",
+                self.decode_by_dim.len(),
+                self.action_dim
+            ));
         }
         if !(self.keypoint_gain.is_finite() && self.keypoint_gain > 0.0) {
             return Err(format!(
