@@ -342,6 +342,72 @@ fn the_gaussian_head_peaks_at_its_mean_and_round_trips() {
 }
 
 #[test]
+fn decoding_per_dimension_is_written_into_the_folder_and_used() {
+    use sinew_policy::models::sinew_tiny::{load_config, set_decode, Decode};
+    let (vm, mut cfg, tok, _) = build();
+    cfg.decode = Decode::Expectation;
+    let dir = std::env::temp_dir().join(format!("sinew-tiny-decode-{}", std::process::id()));
+    SinewTinyPolicy::save_folder(&dir, &cfg, &vm, &tok, &stats()).expect("save");
+    let obs = observation("push the blue cube to the left zone", 3);
+    let chunk = |dir: &std::path::Path| {
+        SinewTinyPolicy::load(dir, &Device::Cpu, DType::F32)
+            .expect("load")
+            .infer(&obs)
+            .expect("infer")
+            .actions
+    };
+    let mean = chunk(&dir);
+    set_decode(&dir, &[Decode::Mode]).expect("all mode");
+    let mode = chunk(&dir);
+    // Joint 2 (the second dimension) by its mode, the others by the mean.
+    let mut by_dim = vec![Decode::Expectation; 6];
+    by_dim[1] = Decode::Mode;
+    let written = set_decode(&dir, &by_dim).expect("per dimension");
+    assert_eq!(written.decode_of(1), Decode::Mode);
+    assert_eq!(load_config(&dir).expect("config").decode_by_dim, by_dim);
+    let mixed = chunk(&dir);
+    for ((m, a), e) in mixed.iter().zip(&mode).zip(&mean) {
+        for k in 0..6 {
+            let want = if k == 1 { a[k] } else { e[k] };
+            assert!(
+                (m[k] - want).abs() < 1e-12,
+                "dimension {k}: {} against {want}",
+                m[k]
+            );
+        }
+    }
+    assert!(
+        mode.iter()
+            .zip(&mean)
+            .any(|(a, e)| (a[1] - e[1]).abs() > 1e-6),
+        "mode and mean should differ on an untrained model's flat bins"
+    );
+    // A wrong count is refused, naming both counts, and the file stays as it was.
+    let before = std::fs::read_to_string(dir.join("config.json")).expect("read");
+    let e = set_decode(&dir, &[Decode::Mode, Decode::Argmax])
+        .expect_err("two for six")
+        .to_string();
+    assert!(
+        e.contains("2 decodings") && e.contains("6 action dimensions"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.json")).expect("read"),
+        before
+    );
+    // One value for all clears the per-dimension list; the other fields are kept.
+    set_decode(&dir, &[Decode::Expectation]).expect("all mean");
+    let text = std::fs::read_to_string(dir.join("config.json")).expect("read");
+    assert!(!text.contains("decode_by_dim"), "{text}");
+    assert_eq!(
+        load_config(&dir).expect("config").chunk_length,
+        cfg.chunk_length
+    );
+    assert_eq!(chunk(&dir), mean);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn decodings_of_a_bin_distribution() {
     use sinew_policy::models::sinew_tiny::{decode_logits, Decode};
     let n = 64;
