@@ -113,6 +113,27 @@ pub struct PolicyInfo {
     pub details: Vec<(String, String)>,
 }
 
+/// How a sinew-tiny policy decodes its bins, in words: one name, or one per action dimension
+/// (1-based) where they differ.
+fn decoding_of(cfg: &sinew_tiny::Config) -> String {
+    let name = |d: sinew_tiny::Decode| {
+        serde_json::to_value(d)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    if cfg.decode_by_dim.is_empty() {
+        return name(cfg.decode);
+    }
+    let per_dim: Vec<String> = cfg
+        .decode_by_dim
+        .iter()
+        .enumerate()
+        .map(|(k, d)| format!("{}: {}", k + 1, name(*d)))
+        .collect();
+    format!("per dimension ({})", per_dim.join(", "))
+}
+
 /// Reads what the folder `dir` expects and produces.
 pub fn inspect(dir: &Path) -> Result<PolicyInfo, PolicyError> {
     let arch = architecture(dir)?;
@@ -225,6 +246,7 @@ pub fn inspect(dir: &Path) -> Result<PolicyInfo, PolicyError> {
                     "robot".to_owned(),
                     cfg.robot.clone().unwrap_or_else(|| "-".into()),
                 ),
+                ("decoding".to_owned(), decoding_of(&cfg)),
             ];
             (
                 sinew_tiny::spec_of(&cfg),

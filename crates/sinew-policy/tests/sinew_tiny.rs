@@ -365,6 +365,12 @@ fn decoding_per_dimension_is_written_into_the_folder_and_used() {
     let written = set_decode(&dir, &by_dim).expect("per dimension");
     assert_eq!(written.decode_of(1), Decode::Mode);
     assert_eq!(load_config(&dir).expect("config").decode_by_dim, by_dim);
+    let info = sinew_policy::folder::inspect(&dir).expect("inspect");
+    let decoding = info.details.iter().find(|(k, _)| k == "decoding");
+    assert_eq!(
+        decoding.map(|(_, v)| v.as_str()),
+        Some("per dimension (1: expectation, 2: mode, 3: expectation, 4: expectation, 5: expectation, 6: expectation)")
+    );
     let mixed = chunk(&dir);
     for ((m, a), e) in mixed.iter().zip(&mode).zip(&mean) {
         for k in 0..6 {
