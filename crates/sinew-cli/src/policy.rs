@@ -106,13 +106,13 @@ fn set_decode(a: DecodeArgs) -> Result<()> {
         .set
         .iter()
         .map(|s| {
-            serde_json::from_value::<Decode>(serde_json::Value::String(s.trim().to_string()))
-                .map_err(|_| anyhow::anyhow!("--set {s}: expected argmax, mode or expectation"))
+            Decode::from_name(s.trim())
+                .ok_or_else(|| anyhow::anyhow!("--set {s}: expected argmax, mode or expectation"))
         })
         .collect::<Result<Vec<_>>>()?;
     let cfg = sinew_policy::models::sinew_tiny::set_decode(&a.dir, &decode)?;
-    let names: Vec<String> = (0..cfg.action_dim)
-        .map(|k| format!("{:?}", cfg.decode_of(k)).to_lowercase())
+    let names: Vec<&str> = (0..cfg.action_dim)
+        .map(|k| cfg.decode_of(k).as_str())
         .collect();
     println!("{}: decode {}", a.dir.display(), names.join(","));
     Ok(())

@@ -116,20 +116,14 @@ pub struct PolicyInfo {
 /// How a sinew-tiny policy decodes its bins, in words: one name, or one per action dimension
 /// (1-based) where they differ.
 fn decoding_of(cfg: &sinew_tiny::Config) -> String {
-    let name = |d: sinew_tiny::Decode| {
-        serde_json::to_value(d)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    };
     if cfg.decode_by_dim.is_empty() {
-        return name(cfg.decode);
+        return cfg.decode.as_str().to_owned();
     }
     let per_dim: Vec<String> = cfg
         .decode_by_dim
         .iter()
         .enumerate()
-        .map(|(k, d)| format!("{}: {}", k + 1, name(*d)))
+        .map(|(k, d)| format!("{}: {}", k + 1, d.as_str()))
         .collect();
     format!("per dimension ({})", per_dim.join(", "))
 }

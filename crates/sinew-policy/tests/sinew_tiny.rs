@@ -388,6 +388,12 @@ fn decoding_per_dimension_is_written_into_the_folder_and_used() {
             .any(|(a, e)| (a[1] - e[1]).abs() > 1e-6),
         "mode and mean should differ on an untrained model's flat bins"
     );
+    // Names as in config.json, both ways.
+    for d in Decode::ALL {
+        assert_eq!(Decode::from_name(d.as_str()), Some(d));
+        assert_eq!(serde_json::to_value(d).expect("json"), d.as_str());
+    }
+    assert_eq!(Decode::from_name("median"), None);
     // A wrong count is refused, naming both counts, and the file stays as it was.
     let before = std::fs::read_to_string(dir.join("config.json")).expect("read");
     let e = set_decode(&dir, &[Decode::Mode, Decode::Argmax])

@@ -191,6 +191,25 @@ pub enum Decode {
     Expectation,
 }
 
+impl Decode {
+    /// Every decoding, in the order of their names.
+    pub const ALL: [Decode; 3] = [Decode::Argmax, Decode::Mode, Decode::Expectation];
+
+    /// The name in `config.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decode::Argmax => "argmax",
+            Decode::Mode => "mode",
+            Decode::Expectation => "expectation",
+        }
+    }
+
+    /// The decoding named `name` (as in `config.json`).
+    pub fn from_name(name: &str) -> Option<Decode> {
+        Decode::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+}
+
 /// The bin centre of token `k` of a `BinTokenizer::new(n, n)`: token `k >= 1` is bin
 /// `n - 1 - k`, token 0 (exactly +1) is decoded like token 1 (as `BinTokenizer::decode_token`).
 pub fn token_centre(n: usize, k: usize) -> f64 {
