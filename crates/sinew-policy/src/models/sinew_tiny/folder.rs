@@ -117,7 +117,10 @@ pub fn load_config(dir: &Path) -> Result<Config, PolicyError> {
 /// configuration; on an error the file is left as it was.
 pub fn set_decode(dir: &Path, decode: &[Decode]) -> Result<Config, PolicyError> {
     let path = dir.join("config.json");
-    let mut cfg = load_config(dir)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io(path.clone(), e))?;
+    let parse = |e: serde_json::Error| PolicyError::Parse(path.clone(), e.to_string());
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(parse)?;
+    let mut cfg: Config = serde_json::from_value(json.clone()).map_err(parse)?;
     match decode {
         [one] => {
             cfg.decode = *one;
@@ -133,25 +136,23 @@ pub fn set_decode(dir: &Path, decode: &[Decode]) -> Result<Config, PolicyError> 
             )))
         }
     }
-    cfg.validate().map_err(PolicyError::Config)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io(path.clone(), e))?;
-    let mut json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| PolicyError::Parse(path.clone(), e.to_string()))?;
+    cfg.validate()
+        .map_err(|m| PolicyError::Parse(path.clone(), m))?;
     let fields = json
         .as_object_mut()
         .ok_or_else(|| PolicyError::Parse(path.clone(), "not a JSON object".into()))?;
-    let err = |e: serde_json::Error| PolicyError::Config(e.to_string());
-    fields.insert(
-        "decode".into(),
-        serde_json::to_value(cfg.decode).map_err(err)?,
-    );
+    fields.insert("decode".into(), cfg.decode.as_str().into());
     if cfg.decode_by_dim.is_empty() {
         fields.remove("decode_by_dim");
     } else {
-        let by_dim = serde_json::to_value(&cfg.decode_by_dim).map_err(err)?;
-        fields.insert("decode_by_dim".into(), by_dim);
+        let names: Vec<serde_json::Value> = cfg
+            .decode_by_dim
+            .iter()
+            .map(|d| d.as_str().into())
+            .collect();
+        fields.insert("decode_by_dim".into(), names.into());
     }
-    let text = serde_json::to_string_pretty(&json).map_err(err)?;
+    let text = serde_json::to_string_pretty(&json).map_err(parse)?;
     std::fs::write(&path, text).map_err(|e| PolicyError::Io(path.clone(), e))?;
     Ok(cfg)
 }
