@@ -106,8 +106,10 @@ fn set_decode(a: DecodeArgs) -> Result<()> {
         .set
         .iter()
         .map(|s| {
-            Decode::from_name(s.trim())
-                .ok_or_else(|| anyhow::anyhow!("--set {s}: expected argmax, mode or expectation"))
+            Decode::from_name(s.trim()).ok_or_else(|| {
+                let names: Vec<&str> = Decode::ALL.iter().map(|d| d.as_str()).collect();
+                anyhow::anyhow!("--set {s}: expected one of {}", names.join(", "))
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let cfg = sinew_policy::models::sinew_tiny::set_decode(&a.dir, &decode)?;

@@ -190,7 +190,14 @@ pub fn run(a: TrainArgs, stop: &Stop) -> Result<()> {
     bar.finish();
     if trainer.step() == start_step {
         // Nothing left to train: write the policy folder again (the checkpoint is unchanged)
-        // so that the run settings given now (`decode`, `n_action_steps`) apply to it.
+        // so that the run settings given now (`decode`, `n_action_steps`) apply to it. A
+        // per-dimension decoding chosen for these weights stays unless `decode` changed.
+        if trainer.keep_decode_by_dim(&a.out) {
+            eprintln!(
+                "train: keeping the per-dimension decoding of {}/config.json",
+                a.out.display()
+            );
+        }
         trainer.write_policy(&a.out)?;
     }
     let wall = t_loop.elapsed().as_secs_f64();

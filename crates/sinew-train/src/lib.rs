@@ -304,7 +304,8 @@ pub struct Validation {
     pub first_action_mae: f32,
     /// The same per action dimension (joint).
     pub first_action_mae_per_dim: Vec<f32>,
-    /// The first-action error under each decoding: argmax, mode, expectation.
+    /// The first-action error under each decoding, in the order of `Decode::ALL` (argmax, mode,
+    /// expectation).
     pub first_action_mae_by_decode: [f32; 3],
     /// Mean absolute error of the auxiliary goal prediction (normalised units), when trained
     /// with one.
@@ -1058,7 +1059,7 @@ impl Trainer {
         let (mut loss_sum, mut acc_sum, mut mae_sum, mut n) = (0f64, 0f64, 0f64, 0usize);
         let d = self.model_cfg.action_dim;
         let mut per_dim = vec![0f64; d];
-        let mut by_decode = [0f64; 3];
+        let mut by_decode = [0f64; Decode::ALL.len()];
         let mut aux_sum = None;
         for chunk in chosen.chunks(self.cfg.batch_size.max(1)) {
             let (x, tg) = self.batch(chunk, None)?;
@@ -1082,13 +1083,10 @@ impl Trainer {
                     let row = b * per + k;
                     let l = &logits[row * nbu..(row + 1) * nbu];
                     let x = tg.values[row] as f64;
-                    for (m, mode) in [Decode::Argmax, Decode::Mode, Decode::Expectation]
-                        .into_iter()
-                        .enumerate()
-                    {
+                    for (m, mode) in Decode::ALL.into_iter().enumerate() {
                         let e = (decode_logits(l, mode) - x).abs();
                         by_decode[m] += e;
-                        if mode == self.model_cfg.decode {
+                        if mode == self.model_cfg.decode_of(k) {
                             mae += e as f32;
                             *pd += e;
                         }
@@ -1115,6 +1113,25 @@ impl Trainer {
         self.state
             .history
             .push((self.state.step, loss, val.unwrap_or(f32::NAN)));
+    }
+
+    /// Keeps the per-dimension decoding (`decode_by_dim`, set by `sinew policy decode` after
+    /// training) of the policy already in `out` when the folder is written again, provided it
+    /// was written with this run's `decode` for the dimensions it leaves alone: a finished run
+    /// rewritten with another `n_action_steps` keeps the decoding chosen for its weights, and
+    /// a run given another `decode` takes that for every dimension. Returns whether it kept
+    /// one. No folder (or none readable) keeps nothing.
+    pub fn keep_decode_by_dim(&mut self, out: &Path) -> bool {
+        let Ok(old) = sinew_policy::models::sinew_tiny::load_config(out) else {
+            return false;
+        };
+        if old.decode != self.model_cfg.decode
+            || old.decode_by_dim.len() != self.model_cfg.action_dim
+        {
+            return false;
+        }
+        self.model_cfg.decode_by_dim = old.decode_by_dim;
+        true
     }
 
     /// Writes the policy folder `out` (config, weights, stats, tokenizer) alone, without the

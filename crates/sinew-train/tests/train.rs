@@ -461,3 +461,46 @@ fn with_ema_decay_the_policy_is_the_moving_average_of_the_steps_weights() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A finished run written again with another `n_action_steps` keeps the per-dimension decoding
+/// chosen for its weights (`sinew policy decode`); given another `decode`, it takes that one.
+#[test]
+fn rewriting_a_finished_run_keeps_its_per_dimension_decoding() {
+    use sinew_policy::models::sinew_tiny::{load_config, set_decode, Decode};
+    let mut cfg = tiny();
+    cfg.steps = 2;
+    cfg.decode = Decode::Expectation;
+    let out = tmp("rewrite-decode");
+    let mut t = Trainer::new(&dataset(), cfg.clone(), &Device::Cpu).expect("trainer");
+    t.train_step().expect("step");
+    t.train_step().expect("step");
+    t.save(&out).expect("save");
+    let mut chosen = vec![Decode::Expectation; 6];
+    chosen[5] = Decode::Mode;
+    set_decode(&out, &chosen).expect("set decode");
+
+    let mut again = cfg.clone();
+    again.n_action_steps = Some(3);
+    let mut r = Trainer::new(&dataset(), again, &Device::Cpu).expect("rewrite");
+    r.resume(&out).expect("resume");
+    assert!(r.keep_decode_by_dim(&out));
+    r.write_policy(&out).expect("write");
+    let written = load_config(&out).expect("config");
+    assert_eq!(written.n_action_steps, Some(3));
+    assert_eq!(written.decode_by_dim, chosen);
+
+    // Another `decode` for the run: every dimension takes it.
+    let mut other = cfg;
+    other.decode = Decode::Argmax;
+    let mut o = Trainer::new(&dataset(), other, &Device::Cpu).expect("other");
+    o.resume(&out).expect("resume");
+    assert!(!o.keep_decode_by_dim(&out));
+    o.write_policy(&out).expect("write");
+    let written = load_config(&out).expect("config");
+    assert!(
+        written.decode_by_dim.is_empty(),
+        "{:?}",
+        written.decode_by_dim
+    );
+    assert_eq!(written.decode_of(5), Decode::Argmax);
+}
