@@ -1115,12 +1115,12 @@ impl Trainer {
             .push((self.state.step, loss, val.unwrap_or(f32::NAN)));
     }
 
-    /// Keeps the per-dimension decoding (`decode_by_dim`, set by `sinew policy decode` after
-    /// training) of the policy already in `out` when the folder is written again, provided it
-    /// was written with this run's `decode` for the dimensions it leaves alone: a finished run
-    /// rewritten with another `n_action_steps` keeps the decoding chosen for its weights, and
-    /// a run given another `decode` takes that for every dimension. Returns whether it kept
-    /// one. No folder (or none readable) keeps nothing.
+    /// Takes the per-dimension decoding (`decode_by_dim`, set by `sinew policy decode` after
+    /// training) of the policy folder already in `out` into the next [`Trainer::write_policy`],
+    /// if that folder has this run's `decode`: a finished run written again with another
+    /// `n_action_steps` keeps the decoding chosen for its weights, while a run given another
+    /// `decode` applies it to every dimension. Returns whether it took one; a missing or
+    /// unreadable folder gives none.
     pub fn keep_decode_by_dim(&mut self, out: &Path) -> bool {
         let Ok(old) = sinew_policy::models::sinew_tiny::load_config(out) else {
             return false;

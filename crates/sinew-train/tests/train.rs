@@ -503,4 +503,5 @@ fn rewriting_a_finished_run_keeps_its_per_dimension_decoding() {
         written.decode_by_dim
     );
     assert_eq!(written.decode_of(5), Decode::Argmax);
+    let _ = std::fs::remove_dir_all(&out);
 }
