@@ -118,6 +118,20 @@ fn record_train_run_and_evaluate() {
         s(&base.join("bad-noise")),
     ]);
     assert!(!ok && err.contains("--noise"), "{err}");
+    // A task can be kept with its own number of episodes; naming a task not recorded is refused.
+    let more = base.join("more-reach");
+    let (ok, out, err) = record_reach(&more, &["--task-episodes", "reach=3"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 episodes"), "{out}");
+    assert_eq!(frames(&more).last().map(|f| f.episode_index), Some(2));
+    let (ok, _, err) = record_reach(
+        &base.join("bad-task-episodes"),
+        &["--task-episodes", "push=3"],
+    );
+    assert!(
+        !ok && err.contains("--task-episodes") && err.contains("push"),
+        "{err}"
+    );
 
     // A second record into the same folder is refused, naming it.
     let (ok, _, err) = sinew(&[

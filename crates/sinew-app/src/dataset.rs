@@ -43,6 +43,8 @@ pub struct RecordSpec {
     pub tasks: Vec<TaskSpec>,
     /// Episodes kept per task.
     pub episodes: u64,
+    /// Tasks kept with another number of episodes than `episodes`: task name to episodes.
+    pub task_episodes: BTreeMap<String, u64>,
     /// First seed.
     pub seed: u64,
     /// Output folder (must not hold a dataset).
@@ -76,6 +78,17 @@ pub struct RecordSpec {
     pub jobs: usize,
     /// Where the policy runs.
     pub device: DeviceSpec,
+}
+
+impl RecordSpec {
+    /// The episodes kept of the task named `task`: its own number in `task_episodes`, else
+    /// `episodes`.
+    pub fn episodes_of(&self, task: &str) -> u64 {
+        self.task_episodes
+            .get(task)
+            .copied()
+            .unwrap_or(self.episodes)
+    }
 }
 
 /// Per task: episodes kept, tried, policy successes, policy-driven episodes.
@@ -210,6 +223,15 @@ fn validate(spec: &RecordSpec) -> Result<()> {
     if spec.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    for name in spec.task_episodes.keys() {
+        if !spec.tasks.iter().any(|t| &t.name == name) {
+            let recorded: Vec<&str> = spec.tasks.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "--task-episodes names task `{name}`, which is not recorded (--task: {})",
+                recorded.join(", ")
+            );
+        }
+    }
     for (cam, c) in &spec.crops {
         if !spec.robot.config.cameras.iter().any(|rc| &rc.name == cam) {
             bail!(
@@ -291,7 +313,8 @@ fn record_task(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<TaskCounts> {
     let (mut kept, mut tried, mut succeeded, mut driven) = (0u64, 0u64, 0u64, 0u64);
-    if spec.episodes == 0 {
+    let episodes = spec.episodes_of(&task.name);
+    if episodes == 0 {
         return Ok((kept, tried, succeeded, driven));
     }
     let init = |_k: usize| -> Result<Option<SharedPolicy>> { Ok(None) };
@@ -323,7 +346,7 @@ fn record_task(
                 kept += 1;
             }
             progress(&task.name, kept, tried);
-            Ok(if kept >= spec.episodes {
+            Ok(if kept >= episodes {
                 Flow::Stop
             } else {
                 Flow::Continue
@@ -496,6 +519,7 @@ mod tests {
             robot: RobotDescription::load(&root.join("robots/so101")).expect("robot"),
             tasks: Vec::new(),
             episodes: 1,
+            task_episodes: BTreeMap::new(),
             seed: 0,
             out: PathBuf::from("unused"),
             image_size: 96,

@@ -32,6 +32,10 @@ pub struct RecordArgs {
     /// Episodes per task (successful ones, unless --keep-failures).
     #[arg(long, default_value_t = 10)]
     episodes: u64,
+    /// A task kept with its own number of episodes instead of --episodes, NAME=EPISODES
+    /// (e.g. push=1600: twice the pushes of the other tasks). Comma-separated or repeated.
+    #[arg(long, value_name = "NAME=EPISODES", value_delimiter = ',', value_parser = parse_task_episodes)]
+    task_episodes: Vec<(String, u64)>,
     /// First seed; episode seeds count up from it (failures skip a seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -166,6 +170,27 @@ fn parse_crop(s: &str) -> Result<(String, [f64; 4]), String> {
     Ok((cam.trim().to_owned(), c))
 }
 
+fn parse_task_episodes(s: &str) -> std::result::Result<(String, u64), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected NAME=EPISODES, e.g. push=1600"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: `{n}` is not a whole number of episodes"))?;
+    Ok((name.trim().to_owned(), n))
+}
+
+fn task_episodes_of(list: &[(String, u64)]) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut m = std::collections::BTreeMap::new();
+    for (task, n) in list {
+        if m.insert(task.clone(), *n).is_some() {
+            anyhow::bail!("--task-episodes names task `{task}` twice");
+        }
+    }
+    Ok(m)
+}
+
 fn crops_of(list: &[(String, [f64; 4])]) -> Result<std::collections::BTreeMap<String, [f64; 4]>> {
     let mut m = std::collections::BTreeMap::new();
     for (cam, c) in list {
@@ -184,6 +209,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         robot: load_robot(&a.robot)?,
         tasks: a.task.iter().map(|t| load_task(t)).collect::<Result<_>>()?,
         episodes: a.episodes,
+        task_episodes: task_episodes_of(&a.task_episodes)?,
         seed: a.seed,
         out: a.out.clone(),
         image_size: a.image_size,
@@ -210,7 +236,7 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
             }
             eprint!(
                 "\rdataset: {task} {kept}/{} episodes ({tried} tried)   ",
-                a.episodes
+                spec.episodes_of(task)
             );
         },
         &|| stop.requested(),
