@@ -156,6 +156,10 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
     let (mut ok, mut done, mut steps) = (0u64, 0u64, 0u64);
     // Pushes started again (lift-offs or low re-seats): episodes with any, and in all.
     let (mut restarted, mut restarts) = (0u64, 0u64);
+    // Episodes whose targets came within NEAR_LIMIT (rad, or m for prismatic joints) of an arm
+    // joint's position limit.
+    const NEAR_LIMIT: f64 = 0.1;
+    let mut near_limit = 0u64;
     for seed in a.seed..a.seed + a.episodes {
         if stop.requested() {
             break;
@@ -166,9 +170,20 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
         ok += u64::from(out.success);
         restarted += u64::from(out.push_restarts > 0);
         restarts += u64::from(out.push_restarts);
+        if let Some(t) = out.tightest_limit {
+            near_limit += u64::from(t.margin < NEAR_LIMIT);
+        }
         if a.verbose_episodes {
+            let limit = out.tightest_limit.map_or(String::new(), |t| {
+                format!(
+                    "joint {} {:.3} from its {} limit  ",
+                    t.joint + 1,
+                    t.margin,
+                    if t.upper { "upper" } else { "lower" }
+                )
+            });
             println!(
-                "seed {seed:>5}  {}  {:>3} steps  {} restarts  {}",
+                "seed {seed:>5}  {}  {:>3} steps  {} restarts  {limit}{}",
                 if out.success { "success" } else { "FAIL   " },
                 out.steps,
                 out.push_restarts,
@@ -179,6 +194,9 @@ fn expert(a: ExpertArgs, stop: &Stop) -> Result<()> {
     if restarts > 0 {
         println!("push started again in {restarted}/{done} episodes, {restarts} times in all");
     }
+    println!(
+        "an arm joint's target within {NEAR_LIMIT} of its limit in {near_limit}/{done} episodes"
+    );
     println!(
         "{} on {}: expert success {ok}/{done} = {:.1}%  mean length {:.1} steps  {:.2} episodes/s",
         task.name,

@@ -918,6 +918,20 @@ pub struct EpisodeOutcome {
     pub steps: u32,
     /// Push: times the expert lifted off and started the push again.
     pub push_restarts: u32,
+    /// The arm joint whose commanded target came nearest one of its position limits.
+    pub tightest_limit: Option<LimitMargin>,
+}
+
+/// How near an episode's commanded targets came to an arm joint's position limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitMargin {
+    /// The joint, as an index into the robot's joints.
+    pub joint: usize,
+    /// The smallest distance of a target from the limit, in the joint's units (rad for
+    /// revolute joints); 0 at the limit.
+    pub margin: f64,
+    /// Whether that limit is the upper one.
+    pub upper: bool,
 }
 
 /// Runs the scripted expert on one seeded episode of `task` in lockstep (one control step of
@@ -929,13 +943,31 @@ pub fn run_expert_episode(
 ) -> Result<EpisodeOutcome, SimError> {
     let ep = task.sample(&robot.config.name, seed)?;
     let mut world = SimWorld::new(robot.clone(), Some(&ep), None)?;
-    let (success, steps, push_restarts) = run_expert_counted(&mut world, task, |_, _| {})?;
+    let arm = robot.config.arm_indices();
+    let mut tightest: Option<LimitMargin> = None;
+    let (success, steps, push_restarts) = run_expert_counted(&mut world, task, |_, cmd| {
+        for &i in &arm {
+            let (Some(q), Some(j)) = (cmd.get(i), robot.config.joints.get(i)) else {
+                continue;
+            };
+            for (margin, upper) in [(q - j.position_min, false), (j.position_max - q, true)] {
+                if tightest.is_none_or(|t| margin < t.margin) {
+                    tightest = Some(LimitMargin {
+                        joint: i,
+                        margin,
+                        upper,
+                    });
+                }
+            }
+        }
+    })?;
     Ok(EpisodeOutcome {
         seed,
         instruction: ep.instruction,
         success,
         steps,
         push_restarts,
+        tightest_limit: tightest,
     })
 }
 

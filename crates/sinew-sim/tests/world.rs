@@ -523,6 +523,40 @@ fn the_pandas_pushed_cube_goes_where_it_is_pushed() {
     assert!(come_rounds <= 6, "the push came round {come_rounds} times");
 }
 
+/// `run_expert_episode` names the arm joint whose commanded targets came nearest a position
+/// limit (what `sinew sim expert --verbose-episodes` prints): the same joint and margin as the
+/// targets themselves show, never past a limit, and never the gripper.
+#[test]
+fn an_expert_episode_reports_the_joint_nearest_its_limit() {
+    use sinew_sim::expert::{run_expert_episode, run_expert_observed};
+    let task = TaskSpec::load_named(&root(), "push").expect("task");
+    for name in ROBOTS {
+        let r = robot(name);
+        let arm = r.config.arm_indices();
+        let ep = task.sample(name, 3).expect("episode");
+        let mut world = SimWorld::new(r.clone(), Some(&ep), None).expect("world");
+        let mut margins = vec![f64::INFINITY; r.config.joints.len()];
+        run_expert_observed(&mut world, &task, |_, cmd| {
+            for &i in &arm {
+                let j = &r.config.joints[i];
+                margins[i] = margins[i]
+                    .min(cmd[i] - j.position_min)
+                    .min(j.position_max - cmd[i]);
+            }
+        })
+        .expect("episode runs");
+        let t = run_expert_episode(&r, &task, 3)
+            .expect("episode")
+            .tightest_limit
+            .expect("a tightest joint");
+        let least = margins.iter().copied().fold(f64::INFINITY, f64::min);
+        // (Joints tied at the least margin could be named either way.)
+        assert_eq!(t.margin, least, "{name}");
+        assert_eq!(margins[t.joint], least, "{name}: {t:?}");
+        assert!(arm.contains(&t.joint) && t.margin >= 0.0, "{name}: {t:?}");
+    }
+}
+
 #[test]
 fn a_careful_push_ends_deep_in_the_goal_zone() {
     use sinew_sim::expert::run_expert_in;
