@@ -4,8 +4,7 @@
 #
 #   bash policies/configs/train-sinew-tiny.sh so101|panda [WORKDIR]   (default runs/<robot>-lang)
 #
-# 0. DART demonstrations (800 per task, training phrasings only, seeds from 0; the SO-101 records
-#    twice as many pushes, here and in the takeover data);
+# 0. DART demonstrations (800 per task, training phrasings only, seeds from 0);
 # 1. behaviour cloning from scratch (sinew-tiny-lang-base.toml);
 # 2. fine-tuning with the goal loss (sinew-tiny-lang-goal.toml);
 # 3. takeover data from the stage-2 policy (500 episodes per task, seeds from 800,000), and
@@ -35,11 +34,6 @@ so101)
     noise=0.03
     crop=front=0.185,0.26,0.815,0.89
     stage1=()
-    # Twice the push episodes of the other tasks in every recorded dataset: more steps moved push
-    # before, reach is solved, and a push is where the policy stalls (docs/training.md, "Twice the
-    # SO-101's pushes").
-    dart_push=(--task-episodes push=1600)
-    takeover_push=(--task-episodes push=1000)
     push_takeover=push
     more_rounds=
     ;;
@@ -61,8 +55,6 @@ panda)
     # runs/panda-lt5 (docs/training.md, "The Panda's late push takeover and a fifth stage").
     push_takeover=push:0.9
     more_rounds=1
-    dart_push=()
-    takeover_push=()
     ;;
 *)
     echo "unknown robot $robot (so101 or panda)" >&2
@@ -115,9 +107,12 @@ train() {
     touch "$out.done"
 }
 
-takeover=(--takeover 0.4 --takeover-tasks "reach,$push_takeover" --expert-fraction 0.25 --noise "$noise" --episodes 500 "${takeover_push[@]}")
+takeover=(--takeover 0.4 --takeover-tasks "reach,$push_takeover" --expert-fraction 0.25 --noise "$noise" --episodes 500)
 
-record "$work/dart" --episodes 800 --seed 0 --noise "$noise" "${dart_push[@]}"
+# Every task gets as many episodes: twice the pushes (runs/so101-push2) got more cubes into the
+# zone, but the policy then stayed at the cube instead of letting go, and push fell
+# (docs/training.md, "Twice the SO-101's pushes").
+record "$work/dart" --episodes 800 --seed 0 --noise "$noise"
 train "stage 1" "$work/stage1" --dataset "$work/dart" --config "$configs/sinew-tiny-lang-base.toml" "${stage1[@]}"
 train "stage 2" "$work/stage2" --dataset "$work/dart" --config "$configs/sinew-tiny-lang-goal.toml" --init "$work/stage1"
 record "$work/takeover-1" --policy "$work/stage2" --seed 800000 "${takeover[@]}"
