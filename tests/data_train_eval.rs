@@ -132,6 +132,11 @@ fn record_train_run_and_evaluate() {
         !ok && err.contains("--task-episodes") && err.contains("push"),
         "{err}"
     );
+    // A name given twice is refused, naming the flag.
+    for (flag, twice) in [("--task-episodes", "reach=2"), ("--crop", "front=0,0,1,1")] {
+        let (ok, _, err) = record_reach(&base.join("bad-twice"), &[flag, twice, flag, twice]);
+        assert!(!ok && err.contains(flag) && err.contains("twice"), "{err}");
+    }
 
     // A second record into the same folder is refused, naming it.
     let (ok, _, err) = sinew(&[

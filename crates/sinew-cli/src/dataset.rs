@@ -181,21 +181,17 @@ fn parse_task_episodes(s: &str) -> std::result::Result<(String, u64), String> {
     Ok((name.trim().to_owned(), n))
 }
 
-fn task_episodes_of(list: &[(String, u64)]) -> Result<std::collections::BTreeMap<String, u64>> {
+/// `NAME=VALUE` flag entries as a map, refusing a name given twice: `--{flag} names {what}
+/// `NAME` twice`.
+fn unique_names<V: Copy>(
+    list: &[(String, V)],
+    flag: &str,
+    what: &str,
+) -> Result<std::collections::BTreeMap<String, V>> {
     let mut m = std::collections::BTreeMap::new();
-    for (task, n) in list {
-        if m.insert(task.clone(), *n).is_some() {
-            anyhow::bail!("--task-episodes names task `{task}` twice");
-        }
-    }
-    Ok(m)
-}
-
-fn crops_of(list: &[(String, [f64; 4])]) -> Result<std::collections::BTreeMap<String, [f64; 4]>> {
-    let mut m = std::collections::BTreeMap::new();
-    for (cam, c) in list {
-        if m.insert(cam.clone(), *c).is_some() {
-            anyhow::bail!("--crop names camera `{cam}` twice");
+    for (name, v) in list {
+        if m.insert(name.clone(), *v).is_some() {
+            anyhow::bail!("--{flag} names {what} `{name}` twice");
         }
     }
     Ok(m)
@@ -209,11 +205,11 @@ fn record(a: RecordArgs, stop: &Stop) -> Result<()> {
         robot: load_robot(&a.robot)?,
         tasks: a.task.iter().map(|t| load_task(t)).collect::<Result<_>>()?,
         episodes: a.episodes,
-        task_episodes: task_episodes_of(&a.task_episodes)?,
+        task_episodes: unique_names(&a.task_episodes, "task-episodes", "task")?,
         seed: a.seed,
         out: a.out.clone(),
         image_size: a.image_size,
-        crops: crops_of(&a.crop)?,
+        crops: unique_names(&a.crop, "crop", "camera")?,
         keep_failures: a.keep_failures,
         noise: a.noise,
         policy: a.policy.clone(),
