@@ -82,6 +82,9 @@ const CAREFUL_MOVE_M: f64 = 0.03;
 const PUSH_CORE: [f64; 2] = [0.6, 0.15];
 /// Careful push: distance to the core at which the push is done, metres.
 const PUSH_CORE_TOLERANCE_M: f64 = 0.003;
+/// Careful push: how far back along the push line the lift-off at the push's end starts,
+/// metres.
+const LIFT_BACK_M: f64 = 0.006;
 /// Control steps the gripper is given to close or open.
 const GRIP_STEPS: u32 = 6;
 /// Careful pick: control steps the open jaws wait at the grasp height before they close. A
@@ -574,22 +577,21 @@ impl Expert {
                 let p = Vector3::new(ee.x, ee.y, hover_z);
                 return self.move_to(world, Self::down_target(world, p), grip, dt_s, 0.5);
             }
-            // Careful: back off the cube along the push line, then straight up, from a point
-            // fixed when the push ended (the cube is left alone to settle).
+            // Careful: lift off the cube, from a point fixed when the push ended (the cube is
+            // left alone to settle): a few millimetres back along the push line, so the jaws
+            // do not drag the cube's face, and straight up from the first step. A push that
+            // ended by backing off along the line first (2 cm, held for four steps) taught a
+            // policy two opposite moves at the push's last state, forward and back, and their
+            // average stalled at the cube's face with the cube in the zone but touched
+            // (docs/training.md, "The push ends by lifting"); forward and up average to a rise.
             let dir = self
                 .push_dir
                 .or_else(|| to_goal.try_normalize(1e-9))
                 .unwrap_or_else(Vector3::x);
             let back = *self
                 .hold
-                .get_or_insert_with(|| Vector3::new(ee.x, ee.y, ee.z) - dir * 0.02);
-            self.timer += 1;
-            let p = if self.timer <= 4 {
-                back
-            } else {
-                Vector3::new(back.x, back.y, hover_z)
-            };
-            let p = toward(ee, p, CAREFUL_MOVE_M);
+                .get_or_insert_with(|| Vector3::new(ee.x, ee.y, ee.z) - dir * LIFT_BACK_M);
+            let p = toward(ee, Vector3::new(back.x, back.y, hover_z), CAREFUL_MOVE_M);
             let target = self.push_target(world, p, dir)?;
             return self.move_to(world, target, grip, dt_s, 0.3);
         }
