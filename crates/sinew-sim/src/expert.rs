@@ -594,7 +594,7 @@ impl Expert {
                 .push_dir
                 .or_else(|| to_goal.try_normalize(1e-9))
                 .unwrap_or_else(Vector3::x);
-            let square = self.square.contains(&world.robot.config.name);
+            let square = self.pushes_square(world);
             let back_m = if square { SQUARE_BACK_M } else { LIFT_BACK_M };
             let back = *self
                 .hold
@@ -722,6 +722,12 @@ impl Expert {
         self.move_to(world, target, grip, dt_s, 0.5)
     }
 
+    /// Whether this robot's careful push holds the closed jaws square to the push line
+    /// ([`crate::TaskSpec::push_square`]).
+    fn pushes_square(&self, world: &ExpertView<'_>) -> bool {
+        self.careful && self.square.contains(&world.robot.config.name)
+    }
+
     /// The TCP pointing down at `p`; for a square push ([`crate::TaskSpec::push_square`]) also
     /// turned so that the closed jaws' closing axis lies across the push direction `dir`, so that
     /// the jaws' flat side meets the cube and the cube squares up against it. Of the two such yaws,
@@ -733,7 +739,7 @@ impl Expert {
         p: Vector3<f64>,
         dir: Vector3<f64>,
     ) -> Result<IkTarget, SimError> {
-        if !(self.careful && self.square.contains(&world.robot.config.name)) {
+        if !self.pushes_square(world) {
             return Ok(Self::down_target(world, p));
         }
         use std::f64::consts::{FRAC_PI_2, PI};
